@@ -1,0 +1,41 @@
+"""convexnn-pyomo: train neural networks by convex relaxation, as ordinary Pyomo models.
+
+Importing the package registers its transformations (``convexnn.*``) with Pyomo's
+``TransformationFactory`` and its solver plugins with ``SolverFactory``.
+"""
+
+from .activations import (
+    Activation,
+    AutoDCActivation,
+    Identity,
+    Sigmoid,
+    Softplus,
+    Tanh,
+    available_activations,
+    get_activation,
+    register_activation,
+)
+from .model import (
+    LayerBlock,
+    TrainingProblem,
+    build_training_model,
+    constraint_gaps,
+    get_training_problem,
+    layer_blocks,
+    network_from_model,
+    set_values_from_network,
+)
+from .constraints import ClasswiseMisfitBounds, HardConstraint
+from .network import ForwardPass, Network, check_data
+from .solvers import available_solvers, default_nlp_solver, require_solver
+from .transformations import (
+    get_regularization_block,
+    get_relaxation_block,
+    get_src_constraint,
+    get_transformed_constraints,
+    set_lifted_values,
+    update_reference,
+)
+from .training import TrainResult, train
+
+__version__ = "0.1.0"

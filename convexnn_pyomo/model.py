@@ -1,0 +1,220 @@
+r"""The exact training problem (2a)-(2c) as a Pyomo model with one Block per layer.
+
+``build_training_model(net, X, Y)`` returns a ``ConcreteModel`` with
+
+* ``samples`` (``0..m-1``), ``features``, ``outputs`` Sets, the data Params ``x_data[k, j]`` and
+  ``y[i, j]`` (column ``j`` is sample ``j``, as in the paper);
+* ``layer[l]`` for ``l = 1..L``, each a :class:`LayerBlock` holding
+
+  - ``w[i, k]``, ``b[i]``: weights and biases of the layer,
+  - ``z[i, j]``: pre-activations,
+  - ``x_in[k, j]``: a Reference to the layer's input (the data Param for ``l = 1``, the previous
+    block's ``x`` otherwise),
+  - ``x[i, j]``: post-activations ``x^{l+1}`` (hidden layers only),
+  - ``bilinear[i, j]``: (2b) :math:`z_{ij} = \sum_k w_{ik} x_{kj} + b_i`,
+  - ``activation[i, j]``: (2c) :math:`x^{l+1}_{ij} = h^l(z_{ij})` (hidden layers only);
+
+* ``loss`` (Expression) :math:`\sum_{ij} (z^L_{ij} - y_{ij})^2` (divided by ``m`` when
+  ``reduction="mean"``) and ``objective`` minimising it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.base.block import BlockData, declare_custom_block
+
+from .activations import Activation
+from .network import Network, check_data
+
+__all__ = [
+    "LayerBlock",
+    "TrainingProblem",
+    "build_training_model",
+    "get_training_problem",
+    "set_values_from_network",
+    "network_from_model",
+    "layer_blocks",
+    "constraint_gaps",
+    "var_matrix",
+]
+
+
+@dataclass
+class TrainingProblem:
+    """What the model was built from: network architecture, data and loss reduction."""
+
+    network: Network
+    X: np.ndarray  # (m, n_0)
+    Y: np.ndarray  # (m, n_L)
+    reduction: str
+
+    @property
+    def m(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def loss_scale(self) -> float:
+        return 1.0 / self.m if self.reduction == "mean" else 1.0
+
+
+@declare_custom_block(name="LayerBlock")
+class LayerBlockData(BlockData):
+    """One layer ``l`` of the training model: variables and constraints (2b), (2c)."""
+
+    def build(self, l: int, n_in: int, n_out: int, activation: Activation, x_in, samples, is_output: bool):
+        self.index_l = l
+        self.activation_function = activation
+        self.is_output = is_output
+        self.nodes = pyo.Set(initialize=range(n_out), ordered=True, doc="nodes i of this layer")
+        self.inputs = pyo.Set(initialize=range(n_in), ordered=True, doc="inputs k of this layer")
+        self.x_in = pyo.Reference(x_in)
+        self.input_is_data = l == 1
+        self.w = pyo.Var(self.nodes, self.inputs, initialize=0.0, doc="weights w^l (n_l x n_(l-1))")
+        self.b = pyo.Var(self.nodes, initialize=0.0, doc="biases b^l")
+        self.z = pyo.Var(self.nodes, samples, initialize=0.0, doc="pre-activations z^l (n_l x m)")
+
+        def _bilinear(blk, i, j):
+            return blk.z[i, j] == sum(blk.w[i, k] * blk.x_in[k, j] for k in blk.inputs) + blk.b[i]
+
+        self.bilinear = pyo.Constraint(self.nodes, samples, rule=_bilinear, doc="(2b) z = w x + b 1^T")
+        if not is_output:
+            self.x = pyo.Var(self.nodes, samples, initialize=0.0, doc="post-activations x^(l+1) = h(z)")
+
+            def _activation(blk, i, j):
+                return blk.x[i, j] == activation.pyomo_expr(blk.z[i, j])
+
+            self.activation = pyo.Constraint(self.nodes, samples, rule=_activation, doc="(2c) x^(l+1) = h^l(z^l)")
+
+
+def layer_blocks(model) -> list:
+    """The model's :class:`LayerBlock` data objects in layer order ``1..L``.
+
+    Layer blocks keep Pyomo's ``Block`` ctype (so every writer and solver descends into them);
+    they are recognised by their data class.
+    """
+    found = [b for b in model.component_data_objects(pyo.Block, descend_into=True) if isinstance(b, LayerBlockData)]
+    return sorted(found, key=lambda b: b.index_l)
+
+
+def get_training_problem(model) -> TrainingProblem:
+    """The :class:`TrainingProblem` stored on a model built by :func:`build_training_model`."""
+    tp = getattr(model, "training_problem", None)
+    if not isinstance(tp, TrainingProblem):
+        raise ValueError(
+            "this model was not built by convexnn_pyomo.build_training_model (no training_problem)"
+        )
+    return tp
+
+
+def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str = "convexnn_training") -> pyo.ConcreteModel:
+    """Build the exact training problem (2a)-(2c).
+
+    ``X`` has shape ``(m, n_0)``, ``Y`` shape ``(m, n_L)`` or ``(m,)``; sizes come from the data
+    and must match ``net.sizes``.  ``reduction="sum"`` is the paper's loss (1); ``"mean"``
+    divides it by ``m``.  When ``net`` has weights, every variable starts at the network's forward
+    pass (a feasible point).
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+    m_samples = X.shape[0]
+    L = net.n_layers
+
+    model = pyo.ConcreteModel(name=name)
+    model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction)
+    model.samples = pyo.Set(initialize=range(m_samples), ordered=True, doc="data points j")
+    model.features = pyo.Set(initialize=range(net.sizes[0]), ordered=True)
+    model.outputs = pyo.Set(initialize=range(net.sizes[-1]), ordered=True)
+    model.x_data = pyo.Param(
+        model.features, model.samples, initialize={(k, j): float(X[j, k]) for j in range(m_samples) for k in range(net.sizes[0])},
+        doc="input data x^1 (n_0 x m)",
+    )
+    model.y = pyo.Param(
+        model.outputs, model.samples, initialize={(i, j): float(Y[j, i]) for j in range(m_samples) for i in range(net.sizes[-1])},
+        doc="labels y (n_L x m)",
+    )
+    model.layer = LayerBlock(range(1, L + 1))
+    for l in range(1, L + 1):
+        x_in = model.x_data if l == 1 else model.layer[l - 1].x
+        model.layer[l].build(
+            l, net.sizes[l - 1], net.sizes[l], net.activation(l), x_in, model.samples, l == L
+        )
+    out = model.layer[L]
+    scale = 1.0 / m_samples if reduction == "mean" else 1.0
+    model.loss = pyo.Expression(
+        expr=scale * sum((out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes for j in model.samples),
+        doc="(2a) squared l2 loss",
+    )
+    model.objective = pyo.Objective(expr=model.loss, sense=pyo.minimize)
+    if net.weights is not None:
+        set_values_from_network(model, net)
+    return model
+
+
+def set_values_from_network(model, net: Network) -> None:
+    """Set ``w, b, z, x`` of every layer to ``net``'s parameters and exact forward pass."""
+    tp = get_training_problem(model)
+    fp = net.forward_pass(tp.X)
+    for blk in layer_blocks(model):
+        l = blk.index_l
+        _set_matrix(blk.w, net.weights[l - 1])
+        for i, bi in enumerate(net.biases[l - 1]):
+            blk.b[i].set_value(float(bi))
+        _set_matrix(blk.z, fp.z[l - 1])
+        if not blk.is_output:
+            _set_matrix(blk.x, fp.x[l])
+
+
+def _set_matrix(var, arr: np.ndarray) -> None:
+    for (i, j), v in np.ndenumerate(arr):
+        var[i, j].set_value(float(v), skip_validation=True)
+
+
+def var_matrix(var, shape: tuple[int, int]) -> np.ndarray:
+    """Values of a 2-index Var as an array (``None`` values become NaN)."""
+    out = np.full(shape, np.nan)
+    for (i, j), v in var.items():
+        if v.value is not None:
+            out[i, j] = v.value
+    return out
+
+
+def network_from_model(model) -> Network:
+    """A :class:`Network` with the weights and biases currently held by the model's variables."""
+    tp = get_training_problem(model)
+    net = tp.network
+    weights, biases = [], []
+    for blk in layer_blocks(model):
+        l = blk.index_l
+        weights.append(var_matrix(blk.w, (net.sizes[l], net.sizes[l - 1])))
+        biases.append(np.array([blk.b[i].value if blk.b[i].value is not None else np.nan for i in blk.nodes]))
+    if any(np.isnan(w).any() for w in weights) or any(np.isnan(b).any() for b in biases):
+        raise ValueError("some weights or biases have no value; solve the model first")
+    return Network(list(net.sizes), list(net.activations), weights, biases)
+
+
+def constraint_gaps(model) -> tuple[float, float]:
+    """``(bilinear_gap, activation_gap)`` of the point held by the model's variables.
+
+    ``bilinear_gap = max |z - (w x + b 1^T)|`` over layers whose input is a variable and
+    ``activation_gap = max |x^(l+1) - h^l(z^l)|`` over hidden layers: how far the (possibly
+    relaxed) solution is from satisfying the exact constraints (2b) and (2c).
+    """
+    tp = get_training_problem(model)
+    sizes, m = tp.network.sizes, tp.m
+    bil, act = 0.0, 0.0
+    prev_x = tp.X.T
+    for blk in layer_blocks(model):
+        l = blk.index_l
+        w = var_matrix(blk.w, (sizes[l], sizes[l - 1]))
+        b = np.array([blk.b[i].value for i in blk.nodes], dtype=float)
+        z = var_matrix(blk.z, (sizes[l], m))
+        bil = max(bil, float(np.nanmax(np.abs(z - (w @ prev_x + b[:, None])))))
+        if not blk.is_output:
+            x = var_matrix(blk.x, (sizes[l], m))
+            act = max(act, float(np.nanmax(np.abs(x - blk.activation_function.value(z)))))
+            prev_x = x
+    return bil, act

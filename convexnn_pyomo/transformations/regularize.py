@@ -1,0 +1,206 @@
+r"""``convexnn.regularize``: add :math:`\eta\, r` of (8), centred at a reference network, to the objective.
+
+With reference weights :math:`\check w, \check b`, its exact forward pass :math:`\check z^l`, and
+:math:`\check x^l = h^{l-1}(\check z^{l-1})` (the paper's :math:`h(z^l(\check w, \check b))`):
+
+.. math::
+    r = \sum_l \mu^l_z \sum_i \big(W^l_{ii} - 2 w^l_i\cdot\check w^l_i + \|\check w^l_i\|^2\big)
+      + s \sum_{l \ge 2} \mu^l_z \sum_j \big(X^l_{jj} - 2 \check x^l_j\cdot x^l_j + \|\check x^l_j\|^2\big)\\
+      + s \sum_{l<L} \mu^l_p \sum_{ij} \Big(\tfrac{u_{ij} + x_{ij}}{2} - p(\check z_{ij}) - p'(\check z_{ij})(z_{ij} - \check z_{ij})\Big)
+      + s \sum_{l<L} \mu^l_q \sum_{ij} \Big(\tfrac{u_{ij} - x_{ij}}{2} - q(\check z_{ij}) - q'(\check z_{ij})(z_{ij} - \check z_{ij})\Big)
+
+The paper's ``tr{...}`` terms are sums over elements and its ``mu_y`` is ``mu_q``; the constants
+make ``r = 0`` at the lifted reference point and ``r >= 0`` on the relaxed feasible set.  Where a
+layer has no ``W`` (the first layer, or a layer left exact) the weight term is its exact value
+:math:`\|w_i - \check w_i\|^2`; likewise for ``X``.  ``s = 1/m`` when the model's loss is the
+mean (``reduction="mean"``), else ``1``: per-sample terms are averaged like the loss, so ``eta``
+stays O(1) as ``m`` grows (see ``docs/formulation.md``).
+
+The reference lives in mutable Params: :func:`update_reference` starts a new round by changing
+values only, so a persistent solver reuses its compiled model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.common.config import ConfigDict, ConfigValue, IsInstance
+from pyomo.common.modeling import unique_component_name
+from pyomo.core.base.transformation import Transformation, TransformationFactory
+
+from ..model import get_training_problem, layer_blocks, network_from_model
+from ..network import Network
+from .base import get_relaxation_block
+
+__all__ = ["Regularize", "update_reference", "get_regularization_block"]
+
+
+def _positive_eta(v):
+    v = float(v)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"eta must be a positive finite number, got {v!r}")
+    return v
+
+
+_positive_eta.domain_name = "positive float"
+
+
+def _positive_weights(v):
+    vals = [float(a) for a in v] if isinstance(v, Sequence) and not isinstance(v, str) else [float(v)]
+    if any((not np.isfinite(a)) or a <= 0 for a in vals):
+        raise ValueError(f"mu weights must be positive finite numbers, got {v!r}")
+    return vals if len(vals) > 1 else vals[0]
+
+
+_positive_weights.domain_name = "positive float or one positive float per layer"
+
+
+@TransformationFactory.register(
+    "convexnn.regularize",
+    doc="Add eta times the regularizer (8), centred at a reference network, to the objective (problem 9)",
+)
+class Regularize(Transformation):
+    """Regularized relaxation (9a): objective = loss + eta * r (paper eq. 8)."""
+
+    CONFIG = ConfigDict("convexnn.regularize")
+    CONFIG.declare("eta", ConfigValue(default=None, domain=_positive_eta, description="Regularization weight eta > 0"))
+    CONFIG.declare(
+        "reference",
+        ConfigValue(
+            default=None,
+            domain=IsInstance(Network),
+            description="Reference network (w, b); default: the model's current weights",
+        ),
+    )
+    CONFIG.declare("mu_z", ConfigValue(default=1.0, domain=_positive_weights, description="mu_z^l > 0 (scalar or per layer)"))
+    CONFIG.declare("mu_p", ConfigValue(default=1.0, domain=_positive_weights, description="mu_p^l > 0 (scalar or per layer)"))
+    CONFIG.declare("mu_q", ConfigValue(default=1.0, domain=_positive_weights, description="mu_q^l > 0 (scalar or per layer)"))
+
+    def _apply_to(self, model, **kwds):
+        config = self.CONFIG(kwds.pop("options", {}))
+        config.set_value(kwds)
+        if config.eta is None:
+            raise ValueError("convexnn.regularize needs eta > 0 (e.g. apply_to(m, eta=1.0))")
+        tp = get_training_problem(model)
+        if get_regularization_block(model) is not None:
+            raise ValueError(
+                "the model is already regularized; call convexnn_pyomo.update_reference(model, net, eta) "
+                "to start a new round"
+            )
+        blocks = layer_blocks(model)
+        layers = [blk.index_l for blk in blocks]
+        reference = config.reference if config.reference is not None else network_from_model(model)
+        if list(reference.sizes) != list(tp.network.sizes):
+            raise ValueError(f"reference network has sizes {reference.sizes}, the model {tp.network.sizes}")
+
+        reg = pyo.Block(doc="regularizer (8) and regularized objective (9a)")
+        model.add_component(unique_component_name(model, "regularization"), reg)
+        object.__setattr__(model, "_convexnn_regularization", reg)
+        reg.layers = pyo.Set(initialize=layers, ordered=True)
+        reg.eta = pyo.Param(mutable=True, initialize=config.eta, doc="eta")
+
+        def _per_layer(v, count):
+            vals = v if isinstance(v, list) else [v] * count
+            if len(vals) != count:
+                raise ValueError(f"expected one mu value per layer ({count}), got {len(vals)}")
+            return vals
+
+        mu_z = _per_layer(config.mu_z, len(layers))
+        reg.mu_z = pyo.Param(reg.layers, mutable=True, initialize=dict(zip(layers, mu_z)))
+        dc_layers = [blk.index_l for blk in blocks if _has_dc(blk)]
+        reg.dc_layers = pyo.Set(initialize=dc_layers, ordered=True)
+        reg.mu_p = pyo.Param(reg.dc_layers, mutable=True, initialize=dict(zip(dc_layers, _per_layer(config.mu_p, len(dc_layers)) if dc_layers else [])))
+        reg.mu_q = pyo.Param(reg.dc_layers, mutable=True, initialize=dict(zip(dc_layers, _per_layer(config.mu_q, len(dc_layers)) if dc_layers else [])))
+        samples = model.samples
+        scale = tp.loss_scale
+
+        reg.ref = pyo.Block(reg.layers)
+        weight_terms, input_terms, dc_terms = [], [], []
+        for blk in blocks:
+            l = blk.index_l
+            rb = reg.ref[l]
+            rblk = get_relaxation_block(blk)
+            rb.w = pyo.Param(blk.nodes, blk.inputs, mutable=True, initialize=0.0, doc="reference weights")
+            if rblk is not None and hasattr(rblk, "W"):
+                weight_terms.append(
+                    reg.mu_z[l] * sum(
+                        rblk.W[i] - 2 * sum(blk.w[i, k] * rb.w[i, k] for k in blk.inputs) + sum(rb.w[i, k] ** 2 for k in blk.inputs)
+                        for i in blk.nodes
+                    )
+                )
+            else:
+                weight_terms.append(reg.mu_z[l] * sum((blk.w[i, k] - rb.w[i, k]) ** 2 for i in blk.nodes for k in blk.inputs))
+            if not blk.input_is_data:
+                rb.x = pyo.Param(blk.inputs, samples, mutable=True, initialize=0.0, doc="reference inputs h(z^(l-1)(w_ref))")
+                if rblk is not None and hasattr(rblk, "X"):
+                    input_terms.append(
+                        reg.mu_z[l] * sum(
+                            rblk.X[j] - 2 * sum(blk.x_in[k, j] * rb.x[k, j] for k in blk.inputs) + sum(rb.x[k, j] ** 2 for k in blk.inputs)
+                            for j in samples
+                        )
+                    )
+                else:
+                    input_terms.append(reg.mu_z[l] * sum((blk.x_in[k, j] - rb.x[k, j]) ** 2 for k in blk.inputs for j in samples))
+            if l in dc_layers:
+                for nm in ("dp", "cp", "dq", "cq"):
+                    rb.add_component(nm, pyo.Param(blk.nodes, samples, mutable=True, initialize=0.0))
+                dc_terms.append(
+                    reg.mu_p[l] * sum((rblk.u[i, j] + blk.x[i, j]) / 2 - rb.dp[i, j] * blk.z[i, j] - rb.cp[i, j] for i in blk.nodes for j in samples)
+                    + reg.mu_q[l] * sum((rblk.u[i, j] - blk.x[i, j]) / 2 - rb.dq[i, j] * blk.z[i, j] - rb.cq[i, j] for i in blk.nodes for j in samples)
+                )
+        reg.r_weights = pyo.Expression(expr=sum(weight_terms), doc="weight part of r")
+        reg.r_inputs = pyo.Expression(expr=scale * sum(input_terms) if input_terms else 0.0, doc="input (X) part of r")
+        reg.r_activations = pyo.Expression(expr=scale * sum(dc_terms) if dc_terms else 0.0, doc="DC part of r")
+        reg.r = pyo.Expression(expr=reg.r_weights + reg.r_inputs + reg.r_activations, doc="regularizer r (8)")
+
+        objs = list(model.component_data_objects(pyo.Objective, active=True))
+        if len(objs) != 1:
+            raise ValueError(f"convexnn.regularize expects one active objective, found {len(objs)}")
+        base = objs[0]
+        base.deactivate()
+        reg.base_objective_expr = pyo.Expression(expr=base.expr, doc=f"the objective {base.name} being regularized")
+        reg.objective = pyo.Objective(expr=reg.base_objective_expr + reg.eta * reg.r, sense=base.sense, doc="(9a)")
+        update_reference(model, reference)
+
+
+def _has_dc(blk) -> bool:
+    rblk = get_relaxation_block(blk)
+    return rblk is not None and hasattr(rblk, "u")
+
+
+def get_regularization_block(model):
+    """The block added by ``convexnn.regularize`` or ``None``."""
+    return model.__dict__.get("_convexnn_regularization")
+
+
+def _store(param, arr: np.ndarray) -> None:
+    param.store_values({idx: float(v) for idx, v in np.ndenumerate(arr)})
+
+
+def update_reference(model, reference: Network, eta: float | None = None) -> None:
+    """Centre the regularizer at ``reference`` (and optionally set a new eta): values change only."""
+    reg = get_regularization_block(model)
+    if reg is None:
+        raise ValueError("the model has no regularizer: apply TransformationFactory('convexnn.regularize') first")
+    tp = get_training_problem(model)
+    if list(reference.sizes) != list(tp.network.sizes):
+        raise ValueError(f"reference network has sizes {reference.sizes}, the model {tp.network.sizes}")
+    if eta is not None:
+        reg.eta.set_value(_positive_eta(eta))
+    fp = reference.forward_pass(tp.X)
+    for blk in layer_blocks(model):
+        l = blk.index_l
+        rb = reg.ref[l]
+        _store(rb.w, reference.weights[l - 1])
+        if not blk.input_is_data:
+            _store(rb.x, fp.x[l - 1])
+        if l in reg.dc_layers:
+            act = blk.activation_function
+            z = fp.z[l - 1]
+            dp, dq = act.p_derivative(z), act.q_derivative(z)
+            _store(rb.dp, dp)
+            _store(rb.cp, act.p(z) - dp * z)
+            _store(rb.dq, dq)
+            _store(rb.cq, act.q(z) - dq * z)

@@ -1,0 +1,163 @@
+"""Relaxation bounds, Theorem 1 (exactness for large eta), Algorithm 1, hard constraints, CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+import pytest
+from conftest import max_violation
+
+import convexnn_pyomo as cnn
+from convexnn_pyomo.constraints import ClasswiseMisfitBounds
+from convexnn_pyomo.model import var_matrix
+from convexnn_pyomo.training import HISTORY_COLUMNS, train
+
+SOLVER = "ipopt_casadi"
+
+
+def _solve(model):
+    res = pyo.SolverFactory(SOLVER).solve(model)
+    assert res.solver.termination_condition == pyo.TerminationCondition.optimal, res.solver.message
+    return res
+
+
+def test_large_eta_makes_the_relaxation_exact(small_problem):
+    """Theorem 1: with eta large the convex solution satisfies (2b)-(2c); checked by the numpy
+    forward pass of the solution's weights, not by the solver's own variables."""
+    net, X, Y = small_problem
+    model = cnn.build_training_model(net, X, Y)
+    pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
+    eta = 10 * np.abs(net.predict(X) - Y[:, None]).sum()  # above the measured threshold ||f - y||_1
+    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=eta, reference=net)
+    _solve(model)
+    sol = cnn.network_from_model(model)
+    fp = sol.forward_pass(X)
+    for blk in cnn.layer_blocks(model):
+        l = blk.index_l
+        z = var_matrix(blk.z, fp.z[l - 1].shape)
+        np.testing.assert_allclose(z, fp.z[l - 1], atol=1e-6)
+        if not blk.is_output:
+            np.testing.assert_allclose(var_matrix(blk.x, fp.x[l].shape), fp.x[l], atol=1e-6)
+    # Theorem 1, second part: the new weights are no worse than the reference
+    assert sol.loss(X, Y) <= net.loss(X, Y) + 1e-8
+
+
+def test_small_eta_relaxation_is_not_exact(small_problem):
+    """The other side of the threshold: with tiny eta the relaxed solution leaves (2c)."""
+    net, X, Y = small_problem
+    model = cnn.build_training_model(net, X, Y)
+    pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
+    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=1e-3, reference=net)
+    _solve(model)
+    assert max(cnn.constraint_gaps(model)) > 1e-3
+
+
+def test_relaxation_bound_is_below_exact_objective_with_hard_constraints(small_problem):
+    """eta = 0: the relaxation's optimum bounds the exact objective at any feasible point."""
+    net, X, Y = small_problem
+    for seed in range(3):
+        other = cnn.Network(net.sizes, net.activations).init_he(seed)
+        cons = ClasswiseMisfitBounds(kappa=None, kappa_factor=1.0)
+        # kappa from this network's own misfit (x1.01): its forward pass is feasible for (19)
+        cons = ClasswiseMisfitBounds(kappa={c: 1.01 * v for c, v in cons.misfits(other, X, Y).items()})
+        model = cnn.build_training_model(other, X, Y)
+        pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
+        cons.add_to(model)
+        assert cons.violation(other, X, Y) == 0.0
+        _solve(model)
+        assert pyo.value(model.objective) <= other.loss(X, Y) + 1e-6
+
+
+@pytest.mark.parametrize("schedule", ["paper", "default"])
+def test_accepted_true_losses_never_increase(small_problem, schedule):
+    net, X, Y = small_problem
+    res = train(net, X, Y, schedule=schedule, rounds=6, solver=SOLVER)
+    h = res.history
+    assert list(h.columns) == HISTORY_COLUMNS and len(h) >= 1
+    acc = h.loc[h.status == "accepted", "true_loss"].to_numpy()
+    losses = np.r_[res.initial_loss, acc]
+    assert np.all(np.diff(losses) <= 1e-9), losses
+    assert res.final_loss == pytest.approx(res.network.loss(X, Y))
+    assert res.final_loss <= res.initial_loss
+
+
+def test_default_schedule_makes_real_progress(small_problem):
+    net, X, Y = small_problem
+    res = train(net, X, Y, rounds=8, solver=SOLVER)
+    assert res.final_loss < 0.8 * res.initial_loss, res.history
+
+
+def test_hard_constraints_hold_for_the_real_network(small_problem):
+    """(19) with kappa below the initial misfit: the returned weights satisfy it by forward pass."""
+    net, X, Y = small_problem
+    cons = ClasswiseMisfitBounds(kappa_factor=0.5)
+    before = cons.misfits(net, X, Y)
+    kappas = cons.kappas(Y)
+    assert any(before[c] > kappas[c] for c in kappas), "the test needs an initially violated bound"
+    res = train(net, X, Y, rounds=15, hard_constraints=cons, solver=SOLVER)
+    assert res.violation <= 1e-6, res.history
+    after = cons.misfits(res.network, X, Y)
+    assert all(after[c] <= kappas[c] + 1e-6 for c in kappas)
+
+
+def test_callable_hard_constraint_on_weights(small_problem):
+    """A user callable that bounds the output weights; checked on the returned network."""
+    net, X, Y = small_problem
+
+    def bound_output_weights(model):
+        out = model.layer[3]
+        model.wbound = pyo.Constraint(out.inputs, rule=lambda m, k: out.w[0, k] <= 0.3)
+
+    res = train(net, X, Y, rounds=6, hard_constraints=bound_output_weights, solver=SOLVER)
+    if res.violation <= 1e-6:
+        assert np.all(res.network.weights[2] <= 0.3 + 1e-6)
+    assert res.violation <= 1e-6 or res.status.endswith("constraints_violated")
+
+
+def test_solver_failure_keeps_best_weights(small_problem):
+    net, X, Y = small_problem
+    res = train(net, X, Y, rounds=5, solver=SOLVER, solver_options={"max_iter": 1})
+    assert res.status.startswith("solver_failed")
+    assert res.history.status.iloc[-1].startswith("solver_failed")
+    np.testing.assert_array_equal(res.network.get_flat(), net.get_flat())  # nothing accepted: the start
+
+
+def test_train_rejects_bad_arguments(small_problem):
+    net, X, Y = small_problem
+    with pytest.raises(ValueError, match="schedule"):
+        train(net, X, Y, schedule="fast")
+    with pytest.raises(ValueError, match="eta"):
+        train(net, X, Y, eta=-1.0)
+    with pytest.raises(ValueError, match="method"):
+        train(net, X, Y, method="sgd")
+    with pytest.raises(RuntimeError, match="not available"):
+        train(net, X, Y, solver="no_such_solver_xyz")
+
+
+def test_cli_train_writes_weights_history_and_summary(tmp_path, capsys):
+    from convexnn_pyomo.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "breast_cancer", "--samples", "25", "--hidden", "4,3", "--rounds", "3",
+                 "--seed", "1", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.count("round ") >= 1
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist.columns) == HISTORY_COLUMNS and 1 <= len(hist) <= 3
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("initial_loss", "final_loss", "rounds", "seconds", "schedule", "solver"):
+        assert key in summary
+    net = cnn.Network.load(out / "weights.npz")
+    assert net.sizes == [8, 4, 3, 1]
+    assert summary["final_loss"] <= summary["initial_loss"]
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    from convexnn_pyomo.cli import main
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    assert main(["train", "--data", str(csv), "--target", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "no target column 'nope'" in capsys.readouterr().err
