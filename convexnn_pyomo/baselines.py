@@ -53,12 +53,17 @@ def train_adam(
     sample_weight=None,
     reduction: str = "mean",
     seed: int | None = 0,
+    random_weights: str | None = None,
 ) -> GradientResult:
     """Full-batch Adam on the (optionally sample-weighted) squared loss, from ``net``'s weights.
 
     The optimised loss is ``sum_j c_j ||f(x_j) - y_j||^2`` with ``c_j = sample_weight_j / m``
     (``reduction="mean"``) or ``sample_weight_j``; ``losses`` records the plain summed loss.
+    ``random_weights="rectified_gaussian"`` draws new weights every step, ``c_j = max(g_j, 0)``
+    with ``g ~ N(0, 1)``, normalised to mean one (the "Random" baseline of Ren et al. 2018).
     """
+    if random_weights not in (None, "rectified_gaussian"):
+        raise ValueError(f"unknown random_weights {random_weights!r}")
     torch = _torch()
     if not (isinstance(steps, int) and steps >= 0):
         raise ValueError("steps must be a non-negative integer")
@@ -83,7 +88,11 @@ def train_adam(
     opt = torch.optim.Adam(params, lr=lr, betas=betas)
     losses = np.empty(steps)
     t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed if seed is not None else 0)
     for s in range(steps):
+        if random_weights is not None:
+            g = torch.clamp(torch.randn(X.shape[0], generator=gen, dtype=dtype), min=0.0)
+            wts = g * (X.shape[0] / torch.clamp(g.sum(), min=1e-12))
         opt.zero_grad()
         r2 = ((forward() - Yt) ** 2).sum(dim=1)
         loss = scale * (wts * r2).sum()

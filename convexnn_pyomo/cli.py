@@ -125,6 +125,39 @@ def _cmd_solvers(args) -> int:
     return 0
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.replace(" ", ",").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_experiment_imbalance(args) -> int:
+    from .data import DataError
+    from .experiments.imbalance import METHODS, ImbalanceConfig, run_sweep
+
+    methods = args.methods if args.methods else list(METHODS)
+    cfg = ImbalanceConfig(
+        dataset=args.dataset, data_path=args.data_path, ratios=args.ratios, runs=args.runs, methods=methods,
+        kappa_factor=args.kappa_factor, extra_kappa_factors=args.extra_kappa_factors, rounds=args.rounds,
+        adam_steps=args.adam_steps, train_majority=args.train_majority, test_per_class=args.test_per_class,
+        seed=args.seed, solver=args.solver,
+    )
+    try:
+        cfg.validate()
+        if args.dataset == "yeast":
+            from .data import load_yeast
+
+            load_yeast(args.data_path)  # fail fast with the three ways to provide it
+        summary = run_sweep(cfg, args.out, jobs=args.jobs)
+    except (DataError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cols = ["rho", "method", "runs", "test_error_mean", "test_error_ci95", "balanced_error_mean", "minority_recall_mean", "constraint_violation_mean"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convexnn", description="Train neural networks by convex relaxation (Pyomo)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -146,6 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output directory")
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("experiment", help="experiments of the paper")
+    esub = e.add_subparsers(dest="experiment", required=True)
+    im = esub.add_parser("imbalance", help="section V / Figure 2: imbalanced classification with hard constraints")
+    im.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast"])
+    im.add_argument("--data-path", default=None, help="path of yeast.data")
+    im.add_argument("--ratios", type=_float_list, default=[0.5, 0.8, 0.9, 0.95, 0.98], help="majority proportions")
+    im.add_argument("--runs", type=int, default=10)
+    im.add_argument("--methods", nargs="+", default=None, help="subset of the methods (default: all)")
+    im.add_argument("--kappa-factor", type=_positive_float, default=0.5, help="kappa_j = factor * |C_j| (paper: 0.5)")
+    im.add_argument("--extra-kappa-factors", type=_float_list, default=[], help="also run convexnn-constrained-k<f> for these")
+    im.add_argument("--rounds", type=int, default=30, help="convex rounds per Convex-NN training")
+    im.add_argument("--adam-steps", type=int, default=2000, help="full-batch Adam steps (lr 0.005)")
+    im.add_argument("--train-majority", type=int, default=100, help="training samples of the majority class")
+    im.add_argument("--test-per-class", type=int, default=50, help="balanced test set: samples per class")
+    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--solver", default=None)
+    im.add_argument("--jobs", type=int, default=1, help="parallel processes (runs)")
+    im.add_argument("--out", default="runs/imbalance", help="output directory (resumes when it holds runs.csv)")
+    im.set_defaults(func=_cmd_experiment_imbalance)
 
     s = sub.add_parser("solvers", help="list the solvers available here and why the others are not")
     s.set_defaults(func=_cmd_solvers)

@@ -17,6 +17,7 @@ __all__ = [
     "load_yeast",
     "load_csv",
     "load_dataset",
+    "load_synthetic",
     "DataError",
     "YEAST_URL",
     "YEAST_CLASS_COUNTS",
@@ -167,10 +168,22 @@ def yeast_binary(df: pd.DataFrame, majority: str = "NUC", minority: str = "MIT")
     )
 
 
+def load_synthetic(m: int = 300, n_features: int = 8, minority_fraction: float = 0.4, seed: int = 0) -> Dataset:
+    """Two overlapping Gaussian classes in [0, 1]^n (label 1 is the smaller class); for tests."""
+    rng = np.random.default_rng(seed)
+    n1 = int(round(m * minority_fraction))
+    centers = rng.uniform(0.3, 0.7, size=(2, n_features))
+    X = np.vstack([rng.normal(centers[0], 0.12, size=(m - n1, n_features)), rng.normal(centers[1], 0.12, size=(n1, n_features))])
+    y = np.r_[np.zeros(m - n1), np.ones(n1)]
+    return Dataset("synthetic", np.clip(X, 0, 1), y, [f"f{k}" for k in range(n_features)], "class")
+
+
 def load_dataset(name: str, path: str | Path | None = None, target: str | None = None) -> Dataset:
-    """``breast_cancer``, ``yeast`` or ``csv`` (with ``path`` and ``target``)."""
+    """``breast_cancer``, ``yeast``, ``synthetic`` or ``csv`` (with ``path`` and ``target``)."""
     if name == "breast_cancer":
         return load_breast_cancer()
+    if name == "synthetic":
+        return load_synthetic()
     if name == "yeast":
         return yeast_binary(load_yeast(path))
     if name == "csv":

