@@ -165,10 +165,12 @@ class _Translator:
     def _walk_expr(self, node):
         args = [self.walk(a) for a in node.args]
         if isinstance(node, SumExpression):
-            out = 0.0
-            for a in args:
-                out = out + a
-            return out
+            const = sum(a for a in args if isinstance(a, float))
+            syms = [a for a in args if not isinstance(a, float)]
+            if not syms:
+                return const
+            out = syms[0] if len(syms) == 1 else ca.sum1(ca.vertcat(*syms))  # one call for long sums
+            return out + const if const else out
         if isinstance(node, ProductExpression):
             return args[0] * args[1]
         if isinstance(node, DivisionExpression):
