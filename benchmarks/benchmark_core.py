@@ -61,7 +61,7 @@ def size_row(m: int, solver: str) -> dict:
     }
 
 
-def schedule_rows(m: int, rounds: int, solver: str) -> list[dict]:
+def schedule_rows(m: int, rounds: int, solver: str, time_limit: float) -> list[dict]:
     X, y, _ = data_for(m)
     net = cnn.Network([8, 6, 6, 1], ["sigmoid", "sigmoid", "identity"]).init_he(0)
     adam = train_adam(net, X, y, steps=2000, lr=0.005)
@@ -76,7 +76,7 @@ def schedule_rows(m: int, rounds: int, solver: str) -> list[dict]:
     print(f"  target: Adam's 2000-step loss {target:.4f} (from {net.loss(X, y):.4f}); L-BFGS reaches {rows[1]['final_loss']:.4f}", flush=True)
     for schedule in ("default", "paper"):
         t0 = time.perf_counter()
-        res = cnn.train(net, X, y, schedule=schedule, rounds=rounds, target_loss=target, solver=solver,
+        res = cnn.train(net, X, y, schedule=schedule, rounds=rounds, target_loss=target, solver=solver, time_limit=time_limit,
                         progress=lambda row, _n: print(f"  [{schedule}] round {row['round']} {row['status']} loss {row['true_loss']:.4f}", flush=True) if row["round"] % 10 == 0 else None)
         res.history.to_csv(OUT / f"core_history_{schedule}_m{m}.csv", index=False)
         rows.append({"method": f"convexnn schedule={schedule}", "initial_loss": res.initial_loss, "final_loss": res.final_loss,
@@ -93,25 +93,28 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--solver", default=None)
     ap.add_argument("--skip-schedules", action="store_true")
+    ap.add_argument("--time-limit", type=float, default=1800.0, help="seconds per schedule run")
     args = ap.parse_args()
     solver = args.solver or cnn.default_nlp_solver()
     OUT.mkdir(exist_ok=True)
     print(f"solver: {solver}")
     rows = []
-    for m in [int(s) for s in args.sizes.split(",")]:
+    for m in [int(s) for s in args.sizes.split(",") if s]:
         rows.append(size_row(m, solver))
         print("  " + ", ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
         pd.DataFrame(rows).to_csv(OUT / "core_sizes.csv", index=False)
     sizes = pd.DataFrame(rows)
-    print("\nParabolic relaxation, one regularized round (8-6-6-1 sigmoid):")
-    print(sizes.to_string(index=False))
+    if rows:
+        print("\nParabolic relaxation, one regularized round (8-6-6-1 sigmoid):")
+        print(sizes.to_string(index=False))
     if len(sizes) > 1:
-        r = sizes.iloc[-1] / sizes.iloc[0]
+        num = ["m", "variables", "constraints", "build_seconds", "solve_seconds"]
+        r = sizes[num].iloc[-1].astype(float) / sizes[num].iloc[0].astype(float)
         print(f"growth from m={sizes.m.iloc[0]} to m={sizes.m.iloc[-1]} (x{r.m:.0f}): variables x{r.variables:.1f}, "
               f"constraints x{r.constraints:.1f}, build x{r.build_seconds:.1f}, solve x{r.solve_seconds:.1f}")
     if not args.skip_schedules:
         print(f"\nSchedules on breast_cancer, m = {args.schedule_m}, to Adam's 2000-step training loss:")
-        sched = pd.DataFrame(schedule_rows(args.schedule_m, args.rounds, solver))
+        sched = pd.DataFrame(schedule_rows(args.schedule_m, args.rounds, solver, args.time_limit))
         sched.to_csv(OUT / f"core_schedules_m{args.schedule_m}.csv", index=False)
         print(sched.to_string(index=False))
 

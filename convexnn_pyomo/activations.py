@@ -86,6 +86,11 @@ class Activation:
         """``h(z)`` as a Pyomo expression of the scalar expression ``z``."""
         raise NotImplementedError
 
+    def elementary_expr(self, z: Any) -> Any:
+        """``h(z)`` from ``exp``, ``log``, ``+ - * /`` only: the form global solvers (Gurobi's
+        nonlinear constraints, SCIP's NL reader) accept.  Use it on bounded variables only."""
+        return self.pyomo_expr(z)
+
     def p_pieces(self, z: Any) -> list[Any]:
         """Smooth Pyomo expressions whose maximum is ``p(z)``."""
         raise NotImplementedError
@@ -180,6 +185,9 @@ class Sigmoid(Activation):
         # sigma(z) = (1 + tanh(z/2)) / 2: no overflow of exp(-z) and its derivatives for large |z|
         return 0.5 + 0.5 * pyo.tanh(0.5 * z)
 
+    def elementary_expr(self, z):
+        return 1.0 / (1.0 + pyo.exp(-z))
+
     def p_pieces(self, z):
         return [0.5 * pyo.tanh(0.5 * z) - z / 4.0, 0.0]
 
@@ -220,6 +228,9 @@ class Softplus(Activation):
         # log(1 + e^t) = max(t, 0) + log(1 + e^-|t|): no overflow for large |t|
         t = self.tau * z
         return (0.5 * (t + abs(t)) + pyo.log(1.0 + pyo.exp(-abs(t)))) / self.tau
+
+    def elementary_expr(self, z):
+        return pyo.log(1.0 + pyo.exp(self.tau * z)) / self.tau
 
     def p_pieces(self, z):
         return [self.pyomo_expr(z)]
@@ -315,6 +326,9 @@ class Tanh(AutoDCActivation):
             pyo.tanh,
             4.0 / (3.0 * math.sqrt(3.0)),
         )
+
+    def elementary_expr(self, z):
+        return 1.0 - 2.0 / (pyo.exp(2.0 * z) + 1.0)
 
     def __repr__(self):
         return "Tanh()"

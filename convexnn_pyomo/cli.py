@@ -158,6 +158,38 @@ def _cmd_experiment_imbalance(args) -> int:
     return 0
 
 
+def _cmd_tightness(args) -> int:
+    from .experiments.tightness import default_instances, plot_tightness, tightness_study
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    insts = [i for i in default_instances(args.max_m) if i.m <= args.max_m]
+    df = tightness_study(insts, time_limit=args.time_limit, starts=args.starts, progress=True)
+    tmp = out / "tightness.csv.tmp"
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out / "tightness.csv")
+    plot_tightness(df, out / "tightness.png")
+    print(df[["instance", "m", "relaxation", "bound", "global_optimum", "gap", "seconds", "status"]].to_string(index=False))
+    print(f"wrote {out}/tightness.csv and tightness.png")
+    return 0
+
+
+def _cmd_compare_solvers(args) -> int:
+    from .experiments.tightness import compare_solvers
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df, missing = compare_solvers(args.models, time_limit=args.time_limit)
+    df.to_csv(out / "solvers.csv", index=False)
+    print(df.to_string(index=False))
+    if len(missing):
+        print("\nunavailable solvers:")
+        print(missing.to_string(index=False))
+        missing.to_csv(out / "unavailable_solvers.csv", index=False)
+    print(f"wrote {out}/solvers.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convexnn", description="Train neural networks by convex relaxation (Pyomo)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -199,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--jobs", type=int, default=1, help="parallel processes (runs)")
     im.add_argument("--out", default="runs/imbalance", help="output directory (resumes when it holds runs.csv)")
     im.set_defaults(func=_cmd_experiment_imbalance)
+
+    ti = sub.add_parser("tightness", help="relaxation-tightness study (parabolic, SDP, McCormick vs global optimum)")
+    ti.add_argument("--out", default="runs/tightness")
+    ti.add_argument("--max-m", type=int, default=48, help="largest instance size")
+    ti.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds per global solve")
+    ti.add_argument("--starts", type=int, default=5, help="Ipopt multistart count")
+    ti.set_defaults(func=_cmd_tightness)
+
+    cs = sub.add_parser("compare-solvers", help="every available solver on every model file in models/")
+    cs.add_argument("--models", default="models", help="folder of model files")
+    cs.add_argument("--out", default="runs/solvers")
+    cs.add_argument("--time-limit", type=_positive_float, default=60.0)
+    cs.set_defaults(func=_cmd_compare_solvers)
 
     s = sub.add_parser("solvers", help="list the solvers available here and why the others are not")
     s.set_defaults(func=_cmd_solvers)

@@ -64,7 +64,8 @@ class TrainingProblem:
 class LayerBlockData(BlockData):
     """One layer ``l`` of the training model: variables and constraints (2b), (2c)."""
 
-    def build(self, l: int, n_in: int, n_out: int, activation: Activation, x_in, samples, is_output: bool):
+    def build(self, l: int, n_in: int, n_out: int, activation: Activation, x_in, samples, is_output: bool,
+              elementary: bool = False):
         self.index_l = l
         self.activation_function = activation
         self.is_output = is_output
@@ -83,8 +84,10 @@ class LayerBlockData(BlockData):
         if not is_output:
             self.x = pyo.Var(self.nodes, samples, initialize=0.0, doc="post-activations x^(l+1) = h(z)")
 
+            expr = activation.elementary_expr if elementary else activation.pyomo_expr
+
             def _activation(blk, i, j):
-                return blk.x[i, j] == activation.pyomo_expr(blk.z[i, j])
+                return blk.x[i, j] == expr(blk.z[i, j])
 
             self.activation = pyo.Constraint(self.nodes, samples, rule=_activation, doc="(2c) x^(l+1) = h^l(z^l)")
 
@@ -109,13 +112,15 @@ def get_training_problem(model) -> TrainingProblem:
     return tp
 
 
-def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str = "convexnn_training") -> pyo.ConcreteModel:
+def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str = "convexnn_training",
+                         elementary: bool = False) -> pyo.ConcreteModel:
     """Build the exact training problem (2a)-(2c).
 
     ``X`` has shape ``(m, n_0)``, ``Y`` shape ``(m, n_L)`` or ``(m,)``; sizes come from the data
     and must match ``net.sizes``.  ``reduction="sum"`` is the paper's loss (1); ``"mean"``
     divides it by ``m``.  When ``net`` has weights, every variable starts at the network's forward
-    pass (a feasible point).
+    pass (a feasible point).  ``elementary=True`` writes (2c) with ``exp``/``log``/division only,
+    the form global solvers accept (see :meth:`Activation.elementary_expr`).
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
@@ -130,6 +135,7 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
     model.outputs = pyo.Set(initialize=range(net.sizes[-1]), ordered=True)
     model.x_data = pyo.Param(
         model.features, model.samples, initialize={(k, j): float(X[j, k]) for j in range(m_samples) for k in range(net.sizes[0])},
+        mutable=True,  # gives ParamData objects, so layer 1's Reference is an ordinary component
         doc="input data x^1 (n_0 x m)",
     )
     model.y = pyo.Param(
@@ -140,7 +146,7 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
     for l in range(1, L + 1):
         x_in = model.x_data if l == 1 else model.layer[l - 1].x
         model.layer[l].build(
-            l, net.sizes[l - 1], net.sizes[l], net.activation(l), x_in, model.samples, l == L
+            l, net.sizes[l - 1], net.sizes[l], net.activation(l), x_in, model.samples, l == L, elementary
         )
     out = model.layer[L]
     scale = 1.0 / m_samples if reduction == "mean" else 1.0

@@ -50,6 +50,8 @@ from pyomo.environ import (
 )
 from pyomo.opt import SolverResults, SolverStatus, TerminationCondition
 
+from .base import LegacySolverMixin, store_solution
+
 __all__ = ["CasadiIpopt", "casadi_available"]
 
 try:  # CasADi is a hard dependency of the package, but keep the failure message useful.
@@ -219,6 +221,13 @@ class _CompiledNLP:
             raise ValueError(
                 f"ipopt_casadi needs exactly one active objective, the model has {len(objs)}"
             )
+        from ..psd import psd_constraints
+
+        if psd_constraints(block):
+            raise ValueError(
+                "ipopt_casadi cannot handle PSD constraints (the model has active PSDConstraint blocks); "
+                "solve it with SolverFactory('convexnn_conic')"
+            )
         self.objective = objs[0]
         self.sense = -1.0 if self.objective.sense == maximize else 1.0
         tr = _Translator()
@@ -284,7 +293,7 @@ def _bound(val, default):
     "ipopt_casadi",
     doc="Ipopt 3.14 (MUMPS) bundled in CasADi's wheel, driven through a Pyomo-to-CasADi translation",
 )
-class CasadiIpopt:
+class CasadiIpopt(LegacySolverMixin):
     """Pyomo solver plugin (legacy ``SolverFactory`` interface) for the embedded Ipopt.
 
     ``solve`` returns a :class:`pyomo.opt.SolverResults` and loads the primal solution into the
@@ -314,9 +323,6 @@ class CasadiIpopt:
         except Exception:  # pragma: no cover
             return False
 
-    def license_is_valid(self) -> bool:
-        return True
-
     def version(self) -> tuple:
         if ca is None:
             return None
@@ -325,17 +331,13 @@ class CasadiIpopt:
     def warm_start_capable(self) -> bool:
         return True
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
-
     # -- solve ---------------------------------------------------------------------------------
     def solve(self, model, tee: bool = False, load_solutions: bool = True, options=None,
               timelimit: float | None = None, symbolic_solver_labels: bool = False, **kwds) -> SolverResults:
         """Solve ``model`` (a Pyomo Block) with the embedded Ipopt."""
         self.available(exception_flag=True)
+        # `pyomo solve` passes report_timing: record the solution in model.solutions for its report
+        record_solution = "report_timing" in kwds
         for k in ("keepfiles", "report_timing", "logfile", "warmstart"):
             kwds.pop(k, None)
         if kwds:
@@ -343,6 +345,9 @@ class CasadiIpopt:
         opts = dict(self.options)
         if options:
             opts.update(options)
+        opts = {k: v for k, v in opts.items() if v is not None}
+        if "timelimit" in opts:  # Pyomo's generic name
+            opts["max_wall_time"] = float(opts.pop("timelimit"))
         if timelimit is not None:
             opts["max_wall_time"] = float(timelimit)
         if not hasattr(model, "component_data_objects"):
@@ -406,6 +411,8 @@ class CasadiIpopt:
             xs = sol["x"].full().ravel()
             for v, xv in zip(nlp.vars, xs):
                 v.set_value(float(xv), skip_validation=True)
+            if record_solution:
+                store_solution(model, results, nlp.vars, fval)
             dual = model.component("dual")
             if isinstance(dual, Suffix) and dual.import_enabled():
                 lam = sol["lam_g"].full().ravel()

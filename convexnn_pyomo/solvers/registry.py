@@ -29,6 +29,8 @@ SOLVERS: list[SolverInfo] = [
     SolverInfo("ipopt_casadi", "local NLP, embedded (Ipopt 3.14 + MUMPS from CasADi)", "pip install casadi"),
     SolverInfo("gurobi_direct", "LP/QP/QCP, nonconvex MIQCP (size-limited pip license)", "pip install gurobipy"),
     SolverInfo("gurobi_direct_minlp", "global MINLP incl. exp/log (size-limited pip license)", "pip install gurobipy"),
+    SolverInfo("convexnn_conic", "LP/QP + PSD cones (Clarabel), for convexnn.sdp", "pip install clarabel"),
+    SolverInfo("scip_nl", "global MINLP (SCIP 10 from pyscipopt, reads Pyomo's NL file)", "pip install pyscipopt"),
     SolverInfo("appsi_highs", "LP/QP", "pip install highspy"),
     SolverInfo("scip", "global MINLP (executable on PATH)", "a 'scip' executable on PATH"),
 ]

@@ -135,8 +135,7 @@ class LayerRelaxationTransformation(Transformation):
     def _relax_bilinear(self, blk, rblk, config, info) -> None:
         raise NotImplementedError
 
-    @staticmethod
-    def _relax_activation(blk, rblk, info) -> None:
+    def _relax_activation(self, blk, rblk, info) -> None:
         r"""(2c) -> (7): :math:`(u+x)/2 \ge p_k(z)` and :math:`(u-x)/2 \ge q_k(z)` for every piece."""
         act = blk.activation_function
         samples = blk.model().samples
@@ -183,6 +182,14 @@ def set_lifted_values(model, net: Network) -> None:
             sq = np.sum(x_in * x_in, axis=0)
             for j in blk.model().samples:
                 rblk.X[j].set_value(float(sq[j]), skip_validation=True)
+        if hasattr(rblk, "Wm"):  # SDP: full Gram matrices
+            for (i, i2), var in rblk.Wm.items():
+                var.set_value(float(w[i] @ w[i2]), skip_validation=True)
+            for (j, j2), var in rblk.Xm.items():
+                var.set_value(float(x_in[:, j] @ x_in[:, j2]), skip_validation=True)
+        if hasattr(rblk, "v"):  # McCormick products
+            for (i, k, j), var in rblk.v.items():
+                var.set_value(float(w[i, k] * x_in[k, j]), skip_validation=True)
         if hasattr(rblk, "u"):
             act = blk.activation_function
             z = fp.z[l - 1]

@@ -1,0 +1,69 @@
+"""What the legacy ``SolverFactory`` protocol and the ``pyomo solve`` command expect of a plugin."""
+
+from __future__ import annotations
+
+__all__ = ["LegacySolverMixin"]
+
+
+class LegacySolverMixin:
+    """Context manager, license/warm-start queries and the ``config_block`` used by ``pyomo solve``."""
+
+    name = "convexnn"
+
+    def license_is_valid(self) -> bool:
+        return True
+
+    def warm_start_capable(self) -> bool:
+        return False
+
+    def config_block(self, init: bool = False):
+        from pyomo.scripting.solve_config import default_config_block
+
+        return default_config_block(self, init)[0]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+    def set_options(self, options) -> None:
+        """``pyomo solve --solver-options``: a dict or a ``"key=value key2=value2"`` string."""
+        if isinstance(options, str):
+            parsed = {}
+            for token in options.split():
+                key, _, val = token.partition("=")
+                try:
+                    parsed[key] = int(val)
+                except ValueError:
+                    try:
+                        parsed[key] = float(val)
+                    except ValueError:
+                        parsed[key] = val
+            options = parsed
+        self.options.update(dict(options))
+
+    def set_callback(self, name, callback=None) -> None:
+        raise NotImplementedError(f"{self.name} does not support callbacks")
+
+
+def store_solution(model, results, variables, objective_value: float) -> None:
+    """Record the loaded primal point in ``results`` and ``model.solutions`` (as legacy solvers do),
+    so that ``pyomo solve`` and ``results.write()`` report it."""
+    from pyomo.core.expr.symbol_map import SymbolMap
+    from pyomo.opt import SolutionStatus
+
+    smap = SymbolMap()
+    from pyomo.opt import TerminationCondition
+
+    soln = results.solution.add()
+    optimal = results.solver.termination_condition in (TerminationCondition.optimal, TerminationCondition.locallyOptimal)
+    soln.status = SolutionStatus.optimal if optimal else SolutionStatus.feasible
+    soln.gap = 0.0
+    for v in variables:
+        label = v.name
+        smap.addSymbol(v, label)
+        soln.variable[label] = {"Value": v.value}
+    soln.objective["objective"] = {"Value": objective_value}
+    results._smap = smap
+    model.solutions.load_from(results, ignore_invalid_labels=True, select=0)
