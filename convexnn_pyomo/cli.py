@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("experiment", help="experiments of the paper")
     esub = e.add_subparsers(dest="experiment", required=True)
     im = esub.add_parser("imbalance", help="section V / Figure 2: imbalanced classification with hard constraints")
-    im.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast"])
+    im.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast", "synthetic"])
     im.add_argument("--data-path", default=None, help="path of yeast.data")
     im.add_argument("--ratios", type=_float_list, default=[0.5, 0.8, 0.9, 0.95, 0.98], help="majority proportions")
     im.add_argument("--runs", type=int, default=10)

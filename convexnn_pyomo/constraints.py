@@ -59,8 +59,43 @@ class ClasswiseMisfitBounds:
             missing = set(classes) - set(self.kappa)
             if missing:
                 raise ValueError(f"kappa has no value for class(es) {sorted(missing)}")
+            empty = set(self.kappa) - set(classes)
+            if empty:
+                raise ValueError(
+                    f"class(es) {sorted(empty)} of kappa have no samples in the training data; "
+                    "a class-wise bound needs at least one sample of its class"
+                )
+            if any(v < 0 for v in self.kappa.values()):
+                raise ValueError(f"kappa values must be >= 0, got {self.kappa}")
             return {c: self.kappa[c] for c in classes}
         return {c: self.kappa_factor * len(idx) for c, idx in classes.items()}
+
+    def smallest_feasible_factor(self, model, solver: str = "ipopt_casadi") -> float:
+        """Smallest ``f`` with ``sum_{C_j} |z - y| <= f |C_j|`` for all ``j`` that the model's
+        (relaxed) feasible set admits: the relaxation solved with kappa as a variable."""
+        blk = self.block
+        objs = [o for o in model.component_data_objects(pyo.Objective, active=True)]
+        for o in objs:
+            o.deactivate()
+        blk.bound.deactivate()
+        classes = self.classes(get_training_problem(model).Y)
+        out = layer_blocks(model)[-1]
+        blk.factor = pyo.Var(domain=pyo.NonNegativeReals)
+        blk.scaled_bound = pyo.Constraint(
+            blk.classes, rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in classes[c]) <= b.factor * len(classes[c])
+        )
+        blk.min_factor = pyo.Objective(expr=blk.factor)
+        try:
+            res = pyo.SolverFactory(solver).solve(model)
+            ok = res.solver.termination_condition in (pyo.TerminationCondition.optimal, pyo.TerminationCondition.locallyOptimal)
+            return float(blk.factor.value) if ok else float("nan")
+        finally:
+            blk.del_component(blk.min_factor)
+            blk.del_component(blk.scaled_bound)
+            blk.del_component(blk.factor)
+            blk.bound.activate()
+            for o in objs:
+                o.activate()
 
     def add_to(self, model) -> None:
         tp = get_training_problem(model)

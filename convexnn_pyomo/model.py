@@ -168,7 +168,7 @@ def set_values_from_network(model, net: Network) -> None:
         l = blk.index_l
         _set_matrix(blk.w, net.weights[l - 1])
         for i, bi in enumerate(net.biases[l - 1]):
-            blk.b[i].set_value(float(bi))
+            blk.b[i].set_value(float(bi), skip_validation=True)
         _set_matrix(blk.z, fp.z[l - 1])
         if not blk.is_output:
             _set_matrix(blk.x, fp.x[l])

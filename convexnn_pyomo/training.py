@@ -113,6 +113,7 @@ def train(
     target_loss: float | None = None,
     constraint_tol: float = 1e-6,
     patience: int = 5,
+    exact_tol: float = 1e-5,
     progress: Callable[[dict, Network], None] | bool | None = None,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
@@ -132,8 +133,8 @@ def train(
     solver: Pyomo solver name (default :func:`default_nlp_solver`).
     time_limit: wall-clock seconds for the whole run (checked between rounds).
     target_loss: stop as soon as the true loss is at or below this value.
-    patience: for ``"default"``, stop after this many accepted rounds in a row improve by less
-        than ``epsilon``.
+    patience: for ``"default"``, stop after this many *exact* accepted rounds in a row improve by
+        less than ``epsilon`` (exact: both constraint gaps below ``exact_tol``).
     progress: ``True`` prints one line per round; a callable receives each history row and the
         best accepted network so far (e.g. to checkpoint it).
     """
@@ -209,6 +210,20 @@ def train(
             term, iterations = f"error: {type(exc).__name__}: {exc}", -1
         solve_seconds = time.perf_counter() - t0
         row = {"round": k, "eta": float(pyo.value(reg.eta)), "solve_seconds": solve_seconds, "iterations": iterations}
+        if term == TerminationCondition.infeasible:
+            # the hard constraints leave the relaxation (hence every network) no feasible point
+            hint = ""
+            for c in constraints:
+                if hasattr(c, "smallest_feasible_factor"):
+                    f = c.smallest_feasible_factor(model, solver_name)
+                    hint = f"; the smallest kappa_factor the relaxation admits is {f:.6g}"
+            row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
+                       activation_gap=math.nan, status="infeasible", step=0.0, violation=best_viol)
+            rows.append(row)
+            if progress:
+                progress(row, best)
+            status = f"infeasible: the hard constraints admit no point of the relaxation{hint}"
+            break
         if term not in _OK:
             row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
                        activation_gap=math.nan, status=f"solver_failed:{term}", step=0.0, violation=best_viol)
@@ -248,12 +263,15 @@ def train(
                 if step >= 1.0:  # the whole convex step (or more) was worth taking: allow longer ones
                     factor /= 2.0
                 elif step < 0.25:  # the convex step barely helped: make the relaxation tighter
-                    factor *= 2.0
+                    factor *= 4.0
             if target_loss is not None and best_loss <= target_loss and best_viol <= constraint_tol:
                 status = "target_reached"
                 break
             tol = epsilon * max(best_loss, 1e-12) if not paper else epsilon
-            stalls = stalls + 1 if 0 <= improvement < tol else 0
+            # Theorem 1's stopping rule is meaningful on exact rounds only: an inexact relaxation's
+            # step can be useless while a larger eta would still make progress
+            exact = max(bil, act) <= exact_tol
+            stalls = stalls + 1 if (0 <= improvement < tol and (paper or exact)) else 0
             # the paper stops at the first small improvement; the default schedule, whose rounds
             # vary in length with eta, waits for `patience` small improvements in a row
             if stalls >= (1 if paper else patience) and best_viol <= constraint_tol:
