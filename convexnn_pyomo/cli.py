@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--methods", nargs="+", default=None, help="subset of the methods (default: all)")
     im.add_argument("--kappa-factor", type=_positive_float, default=0.5, help="kappa_j = factor * |C_j| (paper: 0.5)")
     im.add_argument("--extra-kappa-factors", type=_float_list, default=[], help="also run convexnn-constrained-k<f> for these")
-    im.add_argument("--rounds", type=int, default=30, help="convex rounds per Convex-NN training")
+    im.add_argument("--rounds", type=int, default=10, help="convex rounds per Convex-NN training")
     im.add_argument("--adam-steps", type=int, default=2000, help="full-batch Adam steps (lr 0.005)")
     im.add_argument("--train-majority", type=int, default=100, help="training samples of the majority class")
     im.add_argument("--test-per-class", type=int, default=50, help="balanced test set: samples per class")

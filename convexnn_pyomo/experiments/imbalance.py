@@ -58,7 +58,7 @@ class ImbalanceConfig:
     test_per_class: int = 50
     kappa_factor: float = 0.5
     extra_kappa_factors: Sequence[float] = ()
-    rounds: int = 30
+    rounds: int = 10
     adam_steps: int = 2000
     adam_lr: float = 0.005
     seed: int = 0
@@ -239,8 +239,8 @@ def run_sweep(cfg: ImbalanceConfig, out: str | Path, jobs: int = 1, progress: bo
     done_keys = {(float(r.rho), int(r.run), r.method) for r in done.itertuples()} if len(done) else set()
     names = cfg.method_names()
     todo = []
-    for rho in cfg.ratios:
-        for run in range(cfg.runs):
+    for run in range(cfg.runs):  # run-major: an interrupted sweep has every ratio equally covered
+        for rho in cfg.ratios:
             missing = [m for m in names if (float(rho), run, m) not in done_keys]
             if missing:
                 todo.append((float(rho), run, missing))
