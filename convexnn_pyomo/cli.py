@@ -99,7 +99,7 @@ def _cmd_train(args) -> int:
     try:
         result = train(
             net, X, y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
-            time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round,
+            time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
         )
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--solver", default=None, help="Pyomo solver name (default: ipopt on PATH, else ipopt_casadi)")
     t.add_argument("--time-limit", type=_positive_float, default=None, help="wall-clock seconds")
     t.add_argument("--target-loss", type=float, default=None, help="stop when the training loss reaches this")
+    t.add_argument("--warm-start", type=int, default=0, help="full-batch Adam steps before the first round")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output directory")
     t.set_defaults(func=_cmd_train)

@@ -76,7 +76,8 @@ class TrainResult:
 
     @property
     def rounds(self) -> int:
-        return int(len(self.history))
+        """Convex solves (accepted, rejected or failed); a warm-start row is not a round."""
+        return int((self.history["round"] > 0).sum()) if len(self.history) else 0
 
     def summary(self) -> dict:
         return {
@@ -114,6 +115,7 @@ def train(
     constraint_tol: float = 1e-6,
     patience: int = 5,
     exact_tol: float = 1e-5,
+    warm_start: int = 0,
     progress: Callable[[dict, Network], None] | bool | None = None,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
@@ -135,6 +137,8 @@ def train(
     target_loss: stop as soon as the true loss is at or below this value.
     patience: for ``"default"``, stop after this many *exact* accepted rounds in a row improve by
         less than ``epsilon`` (exact: both constraint gaps below ``exact_tol``).
+    warm_start: full-batch Adam steps (lr 0.01, PyTorch) taken from ``net`` before the first
+        round; the history then starts with a ``warm_start`` row (round 0).
     progress: ``True`` prints one line per round; a callable receives each history row and the
         best accepted network so far (e.g. to checkpoint it).
     """
@@ -163,6 +167,16 @@ def train(
     paper = schedule == "paper"
     reduction = "sum" if paper else "mean"
     t_start = time.perf_counter()
+    initial_loss = net.loss(X, Y)
+    warm_row = None
+    if warm_start:
+        from .baselines import train_adam
+
+        t0 = time.perf_counter()
+        net = train_adam(net, X, Y, steps=int(warm_start), lr=0.01).network
+        warm_row = {"round": 0, "true_loss": net.loss(X, Y), "relaxed_objective": math.nan, "bilinear_gap": math.nan,
+                    "activation_gap": math.nan, "eta": math.nan, "solve_seconds": time.perf_counter() - t0,
+                    "status": "warm_start", "step": math.nan, "violation": math.nan, "iterations": int(warm_start)}
 
     model = build_training_model(net, X, Y, reduction=reduction)
     pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
@@ -189,8 +203,12 @@ def train(
 
     best = net.copy()
     best_loss, best_viol = loss_of(best), violation_of(best)
-    initial_loss = best_loss
     rows: list[dict] = []
+    if warm_row is not None:
+        warm_row["violation"] = best_viol
+        rows.append(warm_row)
+        if progress:
+            progress(warm_row, best)
     previous_steps: list[np.ndarray] = []  # last accepted steps, for the subspace search
     memory = 4  # previous steps kept for the subspace search (measured: 4 beat 2 on breast_cancer)
     stalls = 0  # consecutive accepted rounds with improvement below epsilon
@@ -374,6 +392,9 @@ def _subspace_search(current: Network, candidate: Network, previous_steps: list[
 
 
 def _print_row(row: dict, network: Network | None = None) -> None:
+    if row["status"] == "warm_start":
+        print(f"warm start: {row['iterations']} Adam steps, loss {row['true_loss']:.6g}, {row['solve_seconds']:.2f}s", flush=True)
+        return
     print(
         f"round {row['round']:4d}  {row['status']:<9s} loss {row['true_loss']:.6g}  "
         f"relaxed {row['relaxed_objective']:.6g}  gaps {row['bilinear_gap']:.1e}/{row['activation_gap']:.1e}  "

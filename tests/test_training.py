@@ -161,3 +161,13 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     csv.write_text("a,b,label\n1,2,0\n3,4,1\n")
     assert main(["train", "--data", str(csv), "--target", "nope", "--out", str(tmp_path / "o")]) == 2
     assert "no target column 'nope'" in capsys.readouterr().err
+
+
+def test_warm_start_runs_adam_first(small_problem):
+    pytest.importorskip("torch", reason="the warm start uses the PyTorch Adam baseline")
+    net, X, Y = small_problem
+    res = train(net, X, Y, rounds=2, warm_start=50)
+    h = res.history
+    assert h.status.iloc[0] == "warm_start" and h["round"].iloc[0] == 0
+    assert h.true_loss.iloc[0] < res.initial_loss  # Adam made progress before the rounds
+    assert res.rounds == 2 and res.final_loss <= h.true_loss.iloc[0] + 1e-12
