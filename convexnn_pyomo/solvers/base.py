@@ -6,9 +6,45 @@ __all__ = ["LegacySolverMixin"]
 
 
 class LegacySolverMixin:
-    """Context manager, license/warm-start queries and the ``config_block`` used by ``pyomo solve``."""
+    """Context manager, availability, options and the ``config_block`` used by ``pyomo solve``.
+
+    A plugin sets ``name``, ``module`` (the Python package it needs), ``pip`` (how to install it)
+    and ``timelimit_option`` (its own name for Pyomo's generic ``timelimit``).
+    """
 
     name = "convexnn"
+    module = ""
+    pip = ""
+    timelimit_option = ""
+
+    def __init__(self, **kwds):
+        self.options = dict(kwds.pop("options", {}) or {})
+
+    def available(self, exception_flag: bool = True) -> bool:
+        import importlib
+
+        try:
+            importlib.import_module(self.module)
+        except ImportError:
+            if exception_flag:
+                raise RuntimeError(f"{self.name} needs the {self.module!r} package: {self.pip}") from None
+            return False
+        return True
+
+    def version(self) -> tuple:
+        import importlib
+
+        text = getattr(importlib.import_module(self.module), "__version__", "0")
+        return tuple(int(t) for t in text.split(".")[:3] if t.isdigit())
+
+    def merged_options(self, options=None, timelimit: float | None = None) -> dict:
+        """Plugin options updated by call options; ``None`` values dropped; ``timelimit`` renamed."""
+        opts = {k: v for k, v in {**self.options, **(options or {})}.items() if v is not None}
+        if "timelimit" in opts:
+            opts[self.timelimit_option] = float(opts.pop("timelimit"))
+        if timelimit is not None:
+            opts[self.timelimit_option] = float(timelimit)
+        return opts
 
     def license_is_valid(self) -> bool:
         return True

@@ -23,7 +23,6 @@ import time
 import weakref
 from typing import Any
 
-from pyomo.common.collections import Bunch
 from pyomo.core.expr import (
     AbsExpression,
     DivisionExpression,
@@ -52,20 +51,12 @@ from pyomo.opt import SolverResults, SolverStatus, TerminationCondition
 
 from .base import LegacySolverMixin, store_solution
 
-__all__ = ["CasadiIpopt", "casadi_available"]
+__all__ = ["CasadiIpopt"]
 
-try:  # CasADi is a hard dependency of the package, but keep the failure message useful.
+try:  # CasADi is a dependency of the package; without it available() says what to install
     import casadi as ca
-
-    _CASADI_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised only without casadi
+except ImportError:  # pragma: no cover - exercised only without casadi
     ca = None
-    _CASADI_ERROR = exc
-
-
-def casadi_available() -> bool:
-    return ca is not None
-
 
 _UNARY = {
     "exp": lambda a: ca.exp(a),
@@ -302,31 +293,13 @@ class CasadiIpopt(LegacySolverMixin):
     """
 
     name = "ipopt_casadi"
-
-    def __init__(self, **kwds):
-        self.options = Bunch()
-        opts = kwds.pop("options", None)
-        if opts:
-            self.options.update(opts)
-        self._version = None
+    module = "casadi"
+    pip = "pip install casadi"
+    timelimit_option = "max_wall_time"
 
     # -- legacy solver protocol -----------------------------------------------------------------
     def available(self, exception_flag: bool = True) -> bool:
-        if ca is None:
-            if exception_flag:
-                raise RuntimeError(
-                    f"ipopt_casadi needs the 'casadi' package (pip install casadi): {_CASADI_ERROR}"
-                )
-            return False
-        try:
-            return bool(ca.has_nlpsol("ipopt"))
-        except Exception:  # pragma: no cover
-            return False
-
-    def version(self) -> tuple:
-        if ca is None:
-            return None
-        return tuple(int(t) for t in ca.__version__.split(".")[:3] if t.isdigit())
+        return super().available(exception_flag) and bool(ca.has_nlpsol("ipopt"))
 
     def warm_start_capable(self) -> bool:
         return True
@@ -342,14 +315,7 @@ class CasadiIpopt(LegacySolverMixin):
             kwds.pop(k, None)
         if kwds:
             raise ValueError(f"ipopt_casadi.solve got unknown keyword arguments: {sorted(kwds)}")
-        opts = dict(self.options)
-        if options:
-            opts.update(options)
-        opts = {k: v for k, v in opts.items() if v is not None}
-        if "timelimit" in opts:  # Pyomo's generic name
-            opts["max_wall_time"] = float(opts.pop("timelimit"))
-        if timelimit is not None:
-            opts["max_wall_time"] = float(timelimit)
+        opts = self.merged_options(options, timelimit)
         if not hasattr(model, "component_data_objects"):
             raise TypeError("ipopt_casadi.solve expects a Pyomo model or block")
 

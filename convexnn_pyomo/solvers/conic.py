@@ -65,31 +65,15 @@ class ConicSolver(LegacySolverMixin):
     """Pyomo solver plugin (legacy protocol) for conic models with PSD blocks."""
 
     name = "convexnn_conic"
-
-    def __init__(self, **kwds):
-        self.options = dict(kwds.pop("options", {}) or {})
-
-    def available(self, exception_flag: bool = True) -> bool:
-        try:
-            import clarabel  # noqa: F401
-        except ImportError:
-            if exception_flag:
-                raise RuntimeError("convexnn_conic needs clarabel: pip install clarabel") from None
-            return False
-        return True
-
-    def version(self):
-        import clarabel
-
-        return tuple(int(t) for t in clarabel.__version__.split(".")[:3])
+    module = "clarabel"
+    pip = "pip install clarabel"
+    timelimit_option = "time_limit"
 
     def solve(self, model, tee: bool = False, load_solutions: bool = True, options=None, **kwds) -> SolverResults:
         import clarabel
 
         self.available(True)
-        opts = {k: v for k, v in {**self.options, **(options or {})}.items() if v is not None}
-        if "timelimit" in opts:  # Pyomo's generic name
-            opts["time_limit"] = float(opts.pop("timelimit"))
+        opts = self.merged_options(options, kwds.pop("timelimit", None))
         t0 = time.perf_counter()
         b = _Builder()
         objs = list(model.component_data_objects(Objective, active=True, descend_into=True))

@@ -34,33 +34,15 @@ _STATUS = {
 @SolverFactory.register("scip_nl", doc="SCIP (pyscipopt wheel) global MINLP solver reading Pyomo's NL file")
 class ScipNL(LegacySolverMixin):
     name = "scip_nl"
-
-    def __init__(self, **kwds):
-        self.options = dict(kwds.pop("options", {}) or {})
-
-    def available(self, exception_flag: bool = True) -> bool:
-        try:
-            import pyscipopt  # noqa: F401
-        except ImportError:
-            if exception_flag:
-                raise RuntimeError("scip_nl needs pyscipopt: pip install pyscipopt") from None
-            return False
-        return True
-
-    def version(self):
-        import pyscipopt
-
-        return tuple(int(t) for t in pyscipopt.__version__.split(".")[:3])
+    module = "pyscipopt"
+    pip = "pip install pyscipopt"
+    timelimit_option = "limits/time"
 
     def solve(self, model, tee: bool = False, load_solutions: bool = True, options=None, timelimit=None, **kwds) -> SolverResults:
         import pyscipopt
 
         self.available(True)
-        opts = {k: v for k, v in {**self.options, **(options or {})}.items() if v is not None}
-        if "timelimit" in opts:  # Pyomo's generic name
-            opts["limits/time"] = float(opts.pop("timelimit"))
-        if timelimit is not None:
-            opts["limits/time"] = float(timelimit)
+        opts = self.merged_options(options, timelimit)
         obj = next(model.component_data_objects(Objective, active=True, descend_into=True))
         sense = -1.0 if obj.sense == maximize else 1.0
         with tempfile.TemporaryDirectory() as tmp:
