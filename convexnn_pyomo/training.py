@@ -220,8 +220,12 @@ def train(
             break
         k += 1
         t0 = time.perf_counter()
+        round_options = dict(solver_options)
+        if time_limit is not None and solver_name.startswith("ipopt"):
+            # the run's time limit also bounds the solve in progress, not only the gaps between solves
+            round_options["max_wall_time"] = max(1.0, time_limit - (t0 - t_start))
         try:
-            res = opt.solve(model, options=solver_options) if solver_options else opt.solve(model)
+            res = opt.solve(model, options=round_options) if round_options else opt.solve(model)
             term = res.solver.termination_condition
             iterations = int(getattr(res.solver, "iterations", -1) or -1)
         except Exception as exc:  # a solver crash must not lose the accepted weights
@@ -241,6 +245,14 @@ def train(
             if progress:
                 progress(row, best)
             status = f"infeasible: the hard constraints admit no point of the relaxation{hint}"
+            break
+        if term == TerminationCondition.maxTimeLimit and time_limit is not None and time.perf_counter() - t_start >= time_limit:
+            row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
+                       activation_gap=math.nan, status="time_limit", step=0.0, violation=best_viol)
+            rows.append(row)
+            if progress:
+                progress(row, best)
+            status = "time_limit"
             break
         if term not in _OK:
             row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,

@@ -171,3 +171,15 @@ def test_warm_start_runs_adam_first(small_problem):
     assert h.status.iloc[0] == "warm_start" and h["round"].iloc[0] == 0
     assert h.true_loss.iloc[0] < res.initial_loss  # Adam made progress before the rounds
     assert res.rounds == 2 and res.final_loss <= h.true_loss.iloc[0] + 1e-12
+
+
+def test_time_limit_also_bounds_the_solve_in_progress(small_problem):
+    net, X, Y = small_problem
+    import time as _time
+
+    t0 = _time.perf_counter()
+    res = train(net, X, Y, rounds=300, time_limit=3.0)
+    assert _time.perf_counter() - t0 < 3.0 + 10.0  # one model build and translation may come on top
+    assert res.status == "time_limit"
+    acc = res.history[res.history.status == "accepted"]
+    assert res.final_loss == pytest.approx(acc.true_loss.iloc[-1] if len(acc) else res.initial_loss)
