@@ -54,7 +54,9 @@ HISTORY_COLUMNS = [
     "iterations",
 ]
 
-IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5}
+# mu_strategy/METIS: measured 0.85 s -> 0.57 s per round (m = 100, same optima); max_iter: a few
+# rounds (large eta after rejections) otherwise ran thousands of iterations
+IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5, "max_iter": 1000}
 
 _OK = {TerminationCondition.optimal, TerminationCondition.locallyOptimal}
 
@@ -116,6 +118,7 @@ def train(
     patience: int = 5,
     exact_tol: float = 1e-5,
     warm_start: int = 0,
+    round_time_limit: float = 120.0,
     progress: Callable[[dict, Network], None] | bool | None = None,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
@@ -137,6 +140,8 @@ def train(
     target_loss: stop as soon as the true loss is at or below this value.
     patience: for ``"default"``, stop after this many *exact* accepted rounds in a row improve by
         less than ``epsilon`` (exact: both constraint gaps below ``exact_tol``).
+    round_time_limit: wall-clock seconds for one convex solve (Ipopt's ``max_wall_time``); a round
+        that hits it ends the run with status ``solver_failed:maxTimeLimit`` and the best weights.
     warm_start: full-batch Adam steps (lr 0.01, PyTorch) taken from ``net`` before the first
         round; the history then starts with a ``warm_start`` row (round 0).
     progress: ``True`` prints one line per round; a callable receives each history row and the
@@ -221,9 +226,10 @@ def train(
         k += 1
         t0 = time.perf_counter()
         round_options = dict(solver_options)
-        if time_limit is not None and solver_name.startswith("ipopt"):
+        if solver_name.startswith("ipopt"):
             # the run's time limit also bounds the solve in progress, not only the gaps between solves
-            round_options["max_wall_time"] = max(1.0, time_limit - (t0 - t_start))
+            cap = round_time_limit if time_limit is None else min(round_time_limit, max(1.0, time_limit - (t0 - t_start)))
+            round_options.setdefault("max_wall_time", float(cap))
         try:
             res = opt.solve(model, options=round_options) if round_options else opt.solve(model)
             term = res.solver.termination_condition

@@ -84,9 +84,17 @@ def solve_global(inst: Instance, weight_bound: float = 3.0, time_limit: float = 
     n_vars, n_cons = _size(model)
     if solver is None:
         solver = "gurobi_direct_minlp" if max(n_vars, n_cons) <= GUROBI_SIZE_LIMIT and _check("gurobi_direct_minlp")[0] else "scip_nl"
-    opts = {"TimeLimit": time_limit} if solver.startswith("gurobi") else {"limits/time": time_limit}
     t0 = time.perf_counter()
-    res = pyo.SolverFactory(solver).solve(model, options=opts)
+    try:
+        res = pyo.SolverFactory(solver).solve(model, options={"TimeLimit": time_limit} if solver.startswith("gurobi") else {"limits/time": time_limit})
+    except Exception as exc:
+        # Gurobi's nonlinear constraints add auxiliary variables, so a model under the Pyomo count
+        # can still exceed the pip license: fall back to SCIP and say so in the solver name
+        if not (solver.startswith("gurobi") and "size-limited" in str(exc)):
+            raise
+        solver = "scip_nl (gurobi: license size)"
+        model = _bounded_model(inst, weight_bound, elementary=True)[1]
+        res = pyo.SolverFactory("scip_nl").solve(model, options={"limits/time": time_limit})
     return {
         "solver": solver, "status": str(res.solver.termination_condition), "seconds": time.perf_counter() - t0,
         "upper": float(res.problem.upper_bound), "lower": float(res.problem.lower_bound), "variables": n_vars,
