@@ -148,3 +148,14 @@ def test_pyomo_convert_writes_nl_and_gms(tmp_path):
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert (tmp_path / f"xor.{fmt}").stat().st_size > 100
+
+
+def test_study_uses_each_instances_own_box():
+    from convexnn_pyomo.experiments.tightness import tightness_study
+
+    a, b = _instances()[1], _instances()[1]
+    b.weight_bound = 0.25
+    b.name = "narrow"
+    df = tightness_study([a, b], relaxations=("mccormick",), time_limit=30, starts=1)
+    assert list(df.weight_bound) == [0.5, 0.25]
+    assert df.global_optimum.iloc[1] >= df.global_optimum.iloc[0] - 1e-6  # a smaller box cannot fit better

@@ -54,7 +54,13 @@ class ScipNL(LegacySolverMixin):
             scip = pyscipopt.Model()
             if not tee:
                 scip.hideOutput()
-            scip.readProblem(nl)
+            try:
+                scip.readProblem(nl)
+            except OSError as exc:
+                raise ValueError(
+                    "SCIP's NL reader rejected the model (it knows no tanh; build training models for "
+                    "global solvers with build_training_model(..., elementary=True))"
+                ) from exc
             for k, v in opts.items():
                 scip.setParam(k, v)
             t0 = time.perf_counter()
