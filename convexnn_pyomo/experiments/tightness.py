@@ -162,20 +162,27 @@ def tightness_study(instances: list[Instance] | None = None, relaxations=("parab
 
 
 def plot_tightness(df: pd.DataFrame, path: str | Path) -> None:
+    """Relative gap vs m, one panel per weight box, one marker per relaxation (offset so that
+    coinciding bounds stay visible)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for rel, g in df.groupby("relaxation"):
-        g = g.sort_values("m")
-        ax.plot(g["m"], g["gap"], "o", label=rel, alpha=0.8)
-    ax.set_xlabel("m (data points)")
-    ax.set_ylabel("relative gap (global - bound) / global")
-    ax.set_title("Relaxation tightness (eta = 0, same bounds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    boxes = sorted(df["weight_bound"].unique(), reverse=True) if "weight_bound" in df else [None]
+    fig, axes = plt.subplots(1, len(boxes), figsize=(5.5 * len(boxes), 4.2), squeeze=False, sharey=True)
+    markers = {"parabolic": ("o", -0.6), "sdp": ("s", 0.0), "mccormick": ("^", 0.6)}
+    for ax, box in zip(axes[0], boxes):
+        sub = df if box is None else df[df["weight_bound"] == box]
+        for rel, g in sub.groupby("relaxation"):
+            marker, dx = markers.get(rel, ("x", 0.0))
+            ax.plot(g["m"] + dx, g["gap"], marker, label=rel, alpha=0.8, linestyle="none")
+        ax.set_xlabel("m (data points)")
+        ax.set_title(f"|w|, |b| <= {box:g}" if box is not None else "")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("relative gap (global - bound) / global")
+    axes[0][-1].legend()
+    fig.suptitle("Relaxation tightness at eta = 0 (same bounds in every relaxation)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
