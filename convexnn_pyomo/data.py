@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from dataclasses import dataclass
@@ -192,6 +191,3 @@ def load_dataset(name: str, path: str | Path | None = None, target: str | None =
         return load_csv(path, target)
     raise DataError(f"unknown data set {name!r}; use breast_cancer, yeast or a CSV file")
 
-
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
-from conftest import max_violation
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.constraints import ClasswiseMisfitBounds
