@@ -7,8 +7,9 @@ Importing the package registers its transformations (``convexnn.*``) with Pyomo'
 import os as _os
 
 # One BLAS thread per process unless the user says otherwise: the KKT systems here are small and
-# sparse, and CasADi's OpenBLAS threads spin in the kernel (measured at m = 100: 1.2 s -> 0.66 s
-# per round, and parallel sweeps no longer oversubscribe the cores).  Must precede the casadi import.
+# sparse; on an idle machine threads gain nothing (benchmarks/round_options.py), and under load or
+# with parallel workers CasADi's OpenBLAS threads spin in the kernel (a round at m = 100 took 1.2 s
+# instead of 0.66 s while a sweep ran).  Must precede the casadi import.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 

@@ -54,7 +54,7 @@ HISTORY_COLUMNS = [
     "iterations",
 ]
 
-# mu_strategy/METIS: measured 0.85 s -> 0.57 s per round (m = 100, same optima); max_iter: a few
+# mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py); max_iter: a few
 # rounds (large eta after rejections) otherwise ran thousands of iterations
 IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5, "max_iter": 1000}
 
