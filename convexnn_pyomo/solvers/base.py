@@ -63,6 +63,20 @@ class LegacySolverMixin:
     def __exit__(self, *args):
         return False
 
+    def new_results(self, status_table: dict, status_name: str, seconds: float):
+        """A ``SolverResults`` with this solver's name, the status mapped through
+        ``status_table`` (unknown names: error) and the solve time."""
+        from pyomo.opt import SolverResults, SolverStatus, TerminationCondition
+
+        status, term = status_table.get(status_name, (SolverStatus.error, TerminationCondition.error))
+        results = SolverResults()
+        results.solver.name = self.name
+        results.solver.status = status
+        results.solver.termination_condition = term
+        results.solver.message = status_name
+        results.solver.wallclock_time = seconds
+        return results
+
     def set_options(self, options) -> None:
         """``pyomo solve --solver-options``: a dict or a ``"key=value key2=value2"`` string."""
         if isinstance(options, str):

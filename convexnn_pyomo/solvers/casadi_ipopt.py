@@ -354,16 +354,9 @@ class CasadiIpopt(LegacySolverMixin):
         solve_seconds = time.perf_counter() - t1
         stats = nlp.solver.stats()
         return_status = stats.get("return_status", "unknown")
-        status, term = _STATUS.get(return_status, (SolverStatus.error, TerminationCondition.error))
-
-        results = SolverResults()
-        results.solver.name = self.name
-        results.solver.status = status
-        results.solver.termination_condition = term
-        results.solver.message = return_status
-        results.solver.return_status = return_status
+        results = self.new_results(_STATUS, return_status, solve_seconds)
+        status = results.solver.status
         results.solver.iterations = int(stats.get("iter_count", -1))
-        results.solver.wallclock_time = solve_seconds
         results.solver.build_time = build_seconds
         results.solver.rebuilt = rebuild
         results.problem.name = model.name

@@ -165,16 +165,9 @@ class ConicSolver(LegacySolverMixin):
         build = time.perf_counter() - t0
         solver = clarabel.DefaultSolver(P, q, A, np.array(rhs), cones, settings)
         sol = solver.solve()
-        status_name = str(sol.status)
-        status, term = _CLARABEL_STATUS.get(status_name, (SolverStatus.error, TerminationCondition.error))
-
-        results = SolverResults()
-        results.solver.name = self.name
-        results.solver.status = status
-        results.solver.termination_condition = term
-        results.solver.message = status_name
+        results = self.new_results(_CLARABEL_STATUS, str(sol.status), float(sol.solve_time))
+        term = results.solver.termination_condition
         results.solver.iterations = int(sol.iterations)
-        results.solver.wallclock_time = float(sol.solve_time)
         results.solver.build_time = build
         results.problem.number_of_variables = nvar
         results.problem.number_of_constraints = row

@@ -66,14 +66,7 @@ class ScipNL(LegacySolverMixin):
             t0 = time.perf_counter()
             scip.optimize()
             seconds = time.perf_counter() - t0
-            status_name = scip.getStatus()
-            status, term = _STATUS.get(status_name, (SolverStatus.error, TerminationCondition.error))
-            results = SolverResults()
-            results.solver.name = self.name
-            results.solver.status = status
-            results.solver.termination_condition = term
-            results.solver.message = status_name
-            results.solver.wallclock_time = seconds
+            results = self.new_results(_STATUS, scip.getStatus(), seconds)
             nsols = scip.getNSols()
             primal = scip.getObjVal() if nsols else float("inf")
             dual = scip.getDualbound()
