@@ -160,10 +160,11 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
     return model
 
 
-def set_values_from_network(model, net: Network) -> None:
-    """Set ``w, b, z, x`` of every layer to ``net``'s parameters and exact forward pass."""
-    tp = get_training_problem(model)
-    fp = net.forward_pass(tp.X)
+def set_values_from_network(model, net: Network, fp=None) -> None:
+    """Set ``w, b, z, x`` of every layer to ``net``'s parameters and exact forward pass
+    (``fp``, computed here unless given)."""
+    if fp is None:
+        fp = net.forward_pass(get_training_problem(model).X)
     for blk in layer_blocks(model):
         l = blk.index_l
         _set_matrix(blk.w, net.weights[l - 1])

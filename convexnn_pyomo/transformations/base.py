@@ -165,9 +165,8 @@ def set_lifted_values(model, net: Network) -> None:
     ``W_ii = ||w_i||^2``, ``X_jj = ||x_j||^2`` and ``u = p(z) + q(z)``.  This point satisfies
     (2b)-(2c), so it satisfies every valid relaxation.
     """
-    set_values_from_network(model, net)
-    tp = get_training_problem(model)
-    fp = net.forward_pass(tp.X)
+    fp = net.forward_pass(get_training_problem(model).X)
+    set_values_from_network(model, net, fp)
     for blk in layer_blocks(model):
         rblk = get_relaxation_block(blk)
         if rblk is None:
