@@ -42,6 +42,7 @@ from .transformations import (
     get_relaxation_block,
     get_src_constraint,
     get_transformed_constraints,
+    exactness_weights,
     set_lifted_values,
     update_reference,
 )

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_int_list, default=[6, 6], help="hidden layer sizes, e.g. 6,6")
     t.add_argument("--activation", default="sigmoid", help="hidden activation: sigmoid, tanh, softplus")
     t.add_argument("--rounds", type=int, default=300, help="maximum convex solves")
-    t.add_argument("--eta", type=_positive_float, default=None, help="eta (paper) or initial eta factor (default)")
+    t.add_argument("--eta", type=_positive_float, default=None, help="eta (paper, default 100) or the initial safety factor on the exactness weights (default schedule, default 2)")
     t.add_argument("--schedule", choices=["paper", "default"], default="default")
     t.add_argument("--solver", default=None, help="Pyomo solver name (default: ipopt on PATH, else ipopt_casadi)")
     t.add_argument("--time-limit", type=_positive_float, default=None, help="wall-clock seconds")

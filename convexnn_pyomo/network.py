@@ -215,6 +215,19 @@ class Network:
         total = float(np.sum(r * r))
         return total / X.shape[0] if reduction == "mean" else total
 
+    def sensitivities(self, X, Y, reduction: str = "sum", sample_weight=None, fp: ForwardPass | None = None) -> list[np.ndarray]:
+        """Backpropagated ``d loss / d z^l`` for every layer: ``out[l-1]`` has shape ``(n_l, m)``."""
+        X, Y = check_data(X, Y, self.sizes[0], self.sizes[-1])
+        fp = fp if fp is not None else self.forward_pass(X)
+        wts = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
+        delta = 2.0 * scale * (fp.z[-1] - Y.T) * wts  # dloss/dz^L
+        deltas = [delta]
+        for l in range(self.n_layers, 1, -1):
+            delta = (self.weights[l - 1].T @ delta) * self.activation(l - 1).derivative(fp.z[l - 2])
+            deltas.append(delta)
+        return deltas[::-1]
+
     def loss_and_gradient(self, X, Y, reduction: str = "sum", sample_weight=None) -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to :meth:`get_flat` (backpropagation in numpy)."""
         X, Y = check_data(X, Y, self.sizes[0], self.sizes[-1])
@@ -223,15 +236,9 @@ class Network:
         wts = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
         loss = scale * float(np.sum(wts * np.sum(r * r, axis=0)))
-        delta = 2.0 * scale * r * wts  # dloss/dz^L
-        grads = []
-        for l in range(self.n_layers, 0, -1):
-            gw = delta @ fp.x[l - 1].T
-            gb = delta.sum(axis=1)
-            grads.append(np.concatenate([gw.ravel(), gb]))
-            if l > 1:
-                delta = (self.weights[l - 1].T @ delta) * self.activation(l - 1).derivative(fp.z[l - 2])
-        return loss, np.concatenate(grads[::-1])
+        deltas = self.sensitivities(X, Y, reduction, sample_weight, fp=fp)
+        grads = [np.concatenate([(d @ fp.x[l].T).ravel(), d.sum(axis=1)]) for l, d in enumerate(deltas)]
+        return loss, np.concatenate(grads)
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -3,17 +3,20 @@
 Two schedules share one loop:
 
 ``schedule="paper"``
-    Algorithm 1 as printed: summed loss (1), a fixed ``eta``, the new reference is the convex
-    solution's weights.  Theorem 1 needs ``eta * mu_z >= ||f(w,b) - y||_1`` (measured), which grows
-    with ``m``, and above it a round moves the weights by about a proximal step of ``1/(2 eta)``.
+    Algorithm 1 as printed: summed loss (1), a fixed ``eta``, ``mu = 1``, the new reference is the
+    convex solution's weights.  Theorem 1 needs ``eta * mu_z >= ||f(w,b) - y||_1`` (measured),
+    which grows with ``m``, and above it a round moves the weights by about a proximal step of
+    ``1/(2 eta)``.
 
 ``schedule="default"``
     The same convex round, made to train: the loss and the per-sample regularizer terms are
-    averaged over samples (so ``eta`` is O(1) for any ``m``), ``eta`` is set each round from the
-    measured mean absolute residual times an adaptive factor, and each round's step ``d = w* - w_k``
-    is line-searched on the *true* loss with cheap numpy forward passes (``t = 1, 2, 4, ...`` while
-    it improves, ``1/2, 1/4`` when ``t = 1`` does not).  The factor shrinks when long steps
-    succeed and grows after short or rejected ones.
+    averaged over samples; each round the per-layer ``mu_z, mu_p, mu_q`` of (8) are set to the
+    first-order exactness thresholds of every slack of the relaxation, computed from the
+    reference's backpropagated sensitivities (:func:`~convexnn_pyomo.transformations.exactness_weights`),
+    so that ``eta`` is a safety factor around 1 (doubled after an inexact round, divided by 1.5
+    after an exact one, never below 1); and the round's step ``d = w* - w_k`` is searched on the
+    *true* loss with numpy forward/backward passes (one coefficient per layer plus the last
+    accepted steps as momentum; a plain line search when hard constraints are present).
 
 Both schedules accept a round only if the true loss (numpy forward pass) does not increase (and,
 with hard constraints, the real network's violation does not grow / stays within tolerance); a
@@ -36,7 +39,7 @@ from .constraints import as_hard_constraints
 from .model import build_training_model, constraint_gaps, network_from_model
 from .network import Network, check_data
 from .solvers.registry import default_nlp_solver, require_solver
-from .transformations import set_lifted_values, update_reference
+from .transformations import exactness_weights, set_lifted_values, update_reference
 
 __all__ = ["train", "TrainResult", "HISTORY_COLUMNS"]
 
@@ -95,10 +98,6 @@ class TrainResult:
         }
 
 
-def _mean_abs_residual(net: Network, X, Y) -> float:
-    return float(np.mean(np.abs(net.predict(X) - Y)))
-
-
 def train(
     net: Network,
     X,
@@ -108,7 +107,7 @@ def train(
     rounds: int = 300,
     eta: float | None = None,
     epsilon: float = 1e-7,
-    mu: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    mu: tuple[float, float, float] | None = None,
     hard_constraints=None,
     solver: str | None = None,
     solver_options: dict | None = None,
@@ -116,7 +115,7 @@ def train(
     target_loss: float | None = None,
     constraint_tol: float = 1e-6,
     patience: int = 5,
-    exact_tol: float = 1e-5,
+    exact_tol: float = 1e-4,
     warm_start: int = 0,
     round_time_limit: float = 120.0,
     progress: Callable[[dict, Network], None] | bool | None = None,
@@ -129,17 +128,22 @@ def train(
     X, Y: data, ``(m, n_0)`` and ``(m, n_L)`` or ``(m,)``.
     schedule: ``"paper"`` (fixed ``eta``, summed loss) or ``"default"`` (see module docstring).
     rounds: maximum number of convex solves (accepted + rejected).
-    eta: fixed ``eta`` for ``"paper"`` (default 100); initial factor for ``"default"`` (default 1).
+    eta: fixed ``eta`` for ``"paper"`` (default 100); for ``"default"`` the initial safety factor
+        on the exactness weights (default 2), adapted each round and never below 1 (never below
+        the given value when ``mu`` is given).
     epsilon: stop when an accepted round improves the true loss by less than this (relative to
         the loss for ``"default"``, absolute for ``"paper"``, as in the paper).
-    mu: ``(mu_z, mu_p, mu_q)``.
+    mu: ``(mu_z, mu_p, mu_q)`` for every layer.  Default: ``(1, 1, 1)`` for ``"paper"``; for
+        ``"default"`` the per-layer exactness weights, recomputed at every reference.
     hard_constraints: a :class:`~convexnn_pyomo.constraints.HardConstraint`, a callable
         ``f(model)`` that adds constraints, or a list of them.
     solver: Pyomo solver name (default :func:`default_nlp_solver`).
     time_limit: wall-clock seconds for the whole run (checked between rounds).
     target_loss: stop as soon as the true loss is at or below this value.
     patience: for ``"default"``, stop after this many *exact* accepted rounds in a row improve by
-        less than ``epsilon`` (exact: both constraint gaps below ``exact_tol``).
+        less than ``epsilon``.
+    exact_tol: a round is exact when both constraint gaps (``bilinear_gap``, ``activation_gap``)
+        are at most this; for ``"default"`` an inexact round doubles ``eta``.
     round_time_limit: wall-clock seconds for one convex solve (Ipopt's ``max_wall_time``); a round
         that hits it ends the run with status ``solver_failed:maxTimeLimit`` and the best weights.
     warm_start: full-batch Adam steps (lr 0.01, PyTorch) taken from ``net`` before the first
@@ -155,6 +159,13 @@ def train(
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if eta is not None and not (math.isfinite(eta) and eta > 0):
         raise ValueError(f"eta must be a positive finite number, got {eta!r}")
+    if mu is not None:
+        try:
+            mu = tuple(float(v) for v in mu)
+        except (TypeError, ValueError):
+            mu = (mu,)
+        if len(mu) != 3 or any(not (isinstance(v, float) and math.isfinite(v) and v > 0) for v in mu):
+            raise ValueError(f"mu must be three positive numbers (mu_z, mu_p, mu_q), got {mu!r}")
     if net.weights is None:
         raise ValueError("the network has no initial weights: call net.init_he(seed) first")
     X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
@@ -188,11 +199,19 @@ def train(
     for c in constraints:
         c.add_to(model)
     set_lifted_values(model, net)
-    factor = float(eta) if eta is not None else (100.0 if paper else 1.0)
-    eta_k = factor if paper else factor * max(_mean_abs_residual(net, X, Y), 1e-8)
+    auto_mu = not paper and mu is None
+    mu_fixed = tuple(mu) if mu is not None else (1.0, 1.0, 1.0)
+    if paper:
+        eta_k = float(eta) if eta is not None else 100.0
+        eta_floor = eta_k
+    else:
+        eta_k = float(eta) if eta is not None else 2.0
+        eta_floor = 1.0 if auto_mu else eta_k
     pyo.TransformationFactory("convexnn.regularize").apply_to(
-        model, eta=eta_k, reference=net, mu_z=mu[0], mu_p=mu[1], mu_q=mu[2]
+        model, eta=eta_k, reference=net, mu_z=mu_fixed[0], mu_p=mu_fixed[1], mu_q=mu_fixed[2]
     )
+    if auto_mu:
+        update_reference(model, net, **exactness_weights(model, net))
     reg = model.regularization
 
     def loss_of(n: Network) -> float:
@@ -294,32 +313,31 @@ def train(
             progress(row, best)
 
         # -- next round: reference and eta ------------------------------------------------------
+        exact = max(bil, act) <= exact_tol
         if accepted:
-            if not paper:
-                if step >= 1.0:  # the whole convex step (or more) was worth taking: allow longer ones
-                    factor /= 2.0
-                elif step < 0.25:  # the convex step barely helped: make the relaxation tighter
-                    factor *= 4.0
             if target_loss is not None and best_loss <= target_loss and best_viol <= constraint_tol:
                 status = "target_reached"
                 break
             tol = epsilon * max(best_loss, 1e-12) if not paper else epsilon
             # Theorem 1's stopping rule is meaningful on exact rounds only: an inexact relaxation's
             # step can be useless while a larger eta would still make progress
-            exact = max(bil, act) <= exact_tol
             stalls = stalls + 1 if (0 <= improvement < tol and (paper or exact)) else 0
             # the paper stops at the first small improvement; the default schedule, whose rounds
             # vary in length with eta, waits for `patience` small improvements in a row
             if stalls >= (1 if paper else patience) and best_viol <= constraint_tol:
                 status = "converged"
                 break
-        else:
-            factor *= 4.0
-            if factor > 1e12:
-                status = "stalled"
-                break
-        eta_k = factor if paper else factor * max(_mean_abs_residual(best, X, Y), 1e-8)
-        update_reference(model, best, eta=eta_k)
+        if not accepted:
+            eta_k *= 4.0
+        elif not paper:
+            # the weights are first-order thresholds: double eta when they were not enough, else
+            # creep back towards them (longer steps), never below the floor
+            eta_k = eta_k * 2.0 if not exact else max(eta_k / 1.5, eta_floor)
+        if eta_k > 1e12 * eta_floor:
+            status = "stalled"
+            break
+        weights = exactness_weights(model, best) if auto_mu else {}
+        update_reference(model, best, eta=eta_k, **weights)
         set_lifted_values(model, best)  # warm start the next solve at the lifted reference point
 
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)

@@ -18,7 +18,7 @@ from .bound import BoundNetwork, interval_bounds
 from .mccormick import McCormickRelaxation
 from .parabolic import ParabolicRelaxation
 from .sdp import SDPRelaxation, dc_violation, solve_sdp_relaxation
-from .regularize import Regularize, get_regularization_block, update_reference
+from .regularize import Regularize, exactness_weights, get_regularization_block, update_reference
 
 __all__ = [
     "BoundNetwork",
@@ -36,4 +36,5 @@ __all__ = [
     "get_transformed_constraints",
     "set_lifted_values",
     "update_reference",
+    "exactness_weights",
 ]

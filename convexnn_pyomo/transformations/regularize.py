@@ -34,7 +34,7 @@ from ..model import get_training_problem, layer_blocks, network_from_model
 from ..network import Network
 from .base import get_relaxation_block
 
-__all__ = ["Regularize", "update_reference", "get_regularization_block"]
+__all__ = ["Regularize", "update_reference", "get_regularization_block", "exactness_weights"]
 
 
 def _positive_eta(v):
@@ -179,8 +179,30 @@ def _store(param, arr: np.ndarray) -> None:
     param.store_values({idx: float(v) for idx, v in np.ndenumerate(arr)})
 
 
-def update_reference(model, reference: Network, eta: float | None = None) -> None:
-    """Centre the regularizer at ``reference`` (and optionally set a new eta): values change only."""
+def _set_per_layer(param, layers, value, name: str) -> None:
+    """Set a per-layer mu Param from a scalar, a sequence (one per layer) or a ``{layer: value}`` dict."""
+    layers = list(layers)
+    if isinstance(value, dict):
+        vals = value
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != len(layers):
+            raise ValueError(f"{name}: expected one value per layer {layers}, got {len(value)}")
+        vals = dict(zip(layers, value))
+    else:
+        vals = {l: value for l in layers}
+    for l in layers:
+        if l not in vals:
+            raise ValueError(f"{name}: no value for layer {l}")
+        param[l].set_value(_positive_weights(vals[l]))
+
+
+def update_reference(model, reference: Network, eta: float | None = None, mu_z=None, mu_p=None, mu_q=None) -> None:
+    """Centre the regularizer at ``reference`` (optionally set eta and the mu's): values change only.
+
+    ``mu_z``, ``mu_p``, ``mu_q`` take a scalar, one value per layer, or a ``{layer: value}`` dict
+    (``mu_p``/``mu_q`` for the layers with a DC-relaxed activation), e.g. from
+    :func:`exactness_weights`.
+    """
     reg = get_regularization_block(model)
     if reg is None:
         raise ValueError("the model has no regularizer: apply TransformationFactory('convexnn.regularize') first")
@@ -189,6 +211,9 @@ def update_reference(model, reference: Network, eta: float | None = None) -> Non
         raise ValueError(f"reference network has sizes {reference.sizes}, the model {tp.network.sizes}")
     if eta is not None:
         reg.eta.set_value(_positive_eta(eta))
+    for name, value, layers in (("mu_z", mu_z, reg.layers), ("mu_p", mu_p, reg.dc_layers), ("mu_q", mu_q, reg.dc_layers)):
+        if value is not None:
+            _set_per_layer(getattr(reg, name), layers, value, name)
     fp = reference.forward_pass(tp.X)
     for blk in layer_blocks(model):
         l = blk.index_l
@@ -204,3 +229,44 @@ def update_reference(model, reference: Network, eta: float | None = None) -> Non
             _store(rb.cp, act.p(z) - dp * z)
             _store(rb.dq, dq)
             _store(rb.cq, act.q(z) - dq * z)
+
+
+def exactness_weights(model, reference: Network, floor: float = 1e-8) -> dict[str, dict[int, float]]:
+    r"""Per-layer ``mu_z, mu_p, mu_q`` at which eta = 1 makes the relaxation exact to first order.
+
+    Each slack of the relaxation lowers the loss at most at the rate of the loss's sensitivity
+    :math:`G^l = \partial\,\mathrm{loss}/\partial z^l` at the reference (numpy backpropagation), and costs
+    ``eta * mu`` per unit in (8).  With ``s`` the per-sample scale (``1/m`` for the averaged loss):
+
+    - ``W_ii`` slack of layer ``l`` loosens (2b) for node ``i`` and every sample by half a unit:
+      :math:`\mu_z^l \ge \tfrac12 \max_i \sum_j |G^l_{ij}|`;
+    - ``X_jj`` slack (cost ``s``) loosens (2b) for sample ``j`` and every node:
+      :math:`\mu_z^l \ge \tfrac12 \max_j \sum_i |G^l_{ij}| / s`;
+    - moving ``x^{l+1}`` by ``δ`` off ``h^l(z^l)`` in (7) needs ``u = p + q + |δ|`` (cost ``s μ |δ|``)
+      and gains :math:`|A_{ij}|` per unit with :math:`A = (w^{l+1})^T G^{l+1}`:
+      :math:`\mu_p^l = \mu_q^l \ge \max_{ij} |A_{ij}| / s`.
+
+    Layers without ``W`` (layer 1) have no slack; their ``mu_z`` takes the first formula, a proximal
+    weight of the same size as the layers above.  Thresholds hold at the reference only (first
+    order), so callers pick ``eta >= 1`` and raise it when a round turns out inexact.  Returns
+    ``{"mu_z": {l: ...}, "mu_p": {l: ...}, "mu_q": {l: ...}}`` for :func:`update_reference`.
+    """
+    reg = get_regularization_block(model)
+    tp = get_training_problem(model)
+    s = tp.loss_scale
+    fp = reference.forward_pass(tp.X)
+    G = reference.sensitivities(tp.X, tp.Y, tp.reduction, fp=fp)
+    blocks = {blk.index_l: blk for blk in layer_blocks(model)}
+    mu_z, mu_dc = {}, {}
+    for l, blk in blocks.items():
+        a = np.abs(G[l - 1])
+        tau = 0.5 * a.sum(axis=1).max()
+        rblk = get_relaxation_block(blk)
+        if rblk is not None and hasattr(rblk, "X"):
+            tau = max(tau, 0.5 * a.sum(axis=0).max() / s)
+        mu_z[l] = max(float(tau), floor)
+    dc_layers = list(reg.dc_layers) if reg is not None else [l for l, b in blocks.items() if _has_dc(b)]
+    for l in dc_layers:
+        A = np.abs(reference.weights[l].T @ G[l])  # d loss / d x^{l+1}
+        mu_dc[l] = max(float(A.max()) / s, floor)
+    return {"mu_z": mu_z, "mu_p": dict(mu_dc), "mu_q": dict(mu_dc)}
