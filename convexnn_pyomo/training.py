@@ -118,6 +118,7 @@ def train(
     exact_tol: float = 1e-4,
     warm_start: int = 0,
     round_time_limit: float = 120.0,
+    max_failures: int = 3,
     progress: Callable[[dict, Network], None] | bool | None = None,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
@@ -144,8 +145,11 @@ def train(
         less than ``epsilon``.
     exact_tol: a round is exact when both constraint gaps (``bilinear_gap``, ``activation_gap``)
         are at most this; for ``"default"`` an inexact round doubles ``eta``.
-    round_time_limit: wall-clock seconds for one convex solve (Ipopt's ``max_wall_time``); a round
-        that hits it ends the run with status ``solver_failed:maxTimeLimit`` and the best weights.
+    round_time_limit: wall-clock seconds for one convex solve (Ipopt's ``max_wall_time``).
+    max_failures: a failed solve (time or iteration cap, solver error, or "infeasible" although the
+        accepted network meets the hard constraints) is recorded as ``solver_failed:<condition>``
+        and retried with eta four times larger; this many failures in a row end the run with that
+        status and the best accepted weights.
     warm_start: full-batch Adam steps (lr 0.01, PyTorch) taken from ``net`` before the first
         round; the history then starts with a ``warm_start`` row (round 0).
     progress: ``True`` prints one line per round; a callable receives each history row and the
@@ -236,6 +240,7 @@ def train(
     previous_steps: list[np.ndarray] = []  # last accepted steps, for the subspace search
     memory = 4  # previous steps kept for the subspace search (measured: 4 beat 2 on breast_cancer)
     stalls = 0  # consecutive accepted rounds with improvement below epsilon
+    failures = 0  # consecutive failed solves
     status = "round_limit"
     k = 0
     while k < rounds:
@@ -257,36 +262,38 @@ def train(
             term, iterations = f"error: {type(exc).__name__}: {exc}", -1
         solve_seconds = time.perf_counter() - t0
         row = {"round": k, "eta": float(pyo.value(reg.eta)), "solve_seconds": solve_seconds, "iterations": iterations}
-        if term == TerminationCondition.infeasible:
+        failed_row = dict(row, true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
+                          activation_gap=math.nan, step=0.0, violation=best_viol)
+        # the relaxation contains the lifted reference point, which meets the hard constraints once
+        # the accepted network does: "infeasible" is then Ipopt's local infeasibility detection
+        # failing, not a property of the problem
+        if term == TerminationCondition.infeasible and best_viol > constraint_tol:
             # the hard constraints leave the relaxation (hence every network) no feasible point
             hint = ""
             for c in constraints:
                 if hasattr(c, "smallest_feasible_factor"):
                     f = c.smallest_feasible_factor(model, solver_name)
                     hint = f"; the smallest kappa_factor the relaxation admits is {f:.6g}"
-            row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
-                       activation_gap=math.nan, status="infeasible", step=0.0, violation=best_viol)
-            rows.append(row)
-            if progress:
-                progress(row, best)
+            _record(rows, dict(failed_row, status="infeasible"), progress, best)
             status = f"infeasible: the hard constraints admit no point of the relaxation{hint}"
             break
         if term == TerminationCondition.maxTimeLimit and time_limit is not None and time.perf_counter() - t_start >= time_limit:
-            row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
-                       activation_gap=math.nan, status="time_limit", step=0.0, violation=best_viol)
-            rows.append(row)
-            if progress:
-                progress(row, best)
+            _record(rows, dict(failed_row, status="time_limit"), progress, best)
             status = "time_limit"
             break
         if term not in _OK:
-            row.update(true_loss=best_loss, relaxed_objective=math.nan, bilinear_gap=math.nan,
-                       activation_gap=math.nan, status=f"solver_failed:{term}", step=0.0, violation=best_viol)
-            rows.append(row)
-            if progress:
-                progress(row, best)
-            status = f"solver_failed:{term}"
-            break
+            # a failed solve (iteration or per-round time cap, numerical trouble) costs a round, not
+            # the run: retry from the same reference with a larger eta (a stronger proximal term)
+            _record(rows, dict(failed_row, status=f"solver_failed:{term}"), progress, best)
+            failures += 1
+            if failures >= max_failures:
+                status = f"solver_failed:{term}"
+                break
+            eta_k *= 4.0
+            update_reference(model, best, eta=eta_k, **(exactness_weights(model, best) if auto_mu else {}))
+            set_lifted_values(model, best)
+            continue
+        failures = 0
         candidate = network_from_model(model)
         bil, act = constraint_gaps(model)
         row.update(relaxed_objective=float(pyo.value(reg.objective)), bilinear_gap=bil, activation_gap=act)
@@ -308,9 +315,7 @@ def train(
         else:
             row.update(true_loss=new_loss if new is not None else loss_of(candidate), status="rejected",
                        step=0.0, violation=new_viol if new is not None else violation_of(candidate))
-        rows.append(row)
-        if progress:
-            progress(row, best)
+        _record(rows, row, progress, best)
 
         # -- next round: reference and eta ------------------------------------------------------
         exact = max(bil, act) <= exact_tol
@@ -394,20 +399,29 @@ def _subspace_search(current: Network, candidate: Network, previous_steps: list[
     momentum (as in accelerated proximal-point and nonlinear conjugate-gradient methods).  Each
     evaluation is a numpy forward/backward pass, negligible next to a convex solve.  Returns
     ``(a_0, network, loss)``, or ``(0, None, loss at a_0 = 1)`` when nothing improves on ``current``.
+
+    Trust region: each term may move the weights it touches by at most their norm (at least 1),
+    and the convex step itself (coefficient 1) is always allowed.  Unbounded, the search drove a
+    layer whose convex step was nearly zero to a coefficient of 1e6 (weights of 7e4, every sigmoid
+    saturated, later rounds slow and stuck; breast_cancer m = 400, seed 1).
     """
     from scipy.optimize import minimize
 
     theta0 = current.get_flat()
     d = candidate.get_flat() - theta0
     # one coefficient per layer's part of the convex step (layers differ in scale), plus momentum
-    parts, k = [], 0
+    parts, radii, k = [], [], 0
     for l in range(1, current.n_layers + 1):
         size = current.sizes[l] * (current.sizes[l - 1] + 1)
         part = np.zeros_like(d)
         part[k : k + size] = d[k : k + size]
         parts.append(part)
+        radii.append(max(float(np.linalg.norm(theta0[k : k + size])), 1.0))
         k += size
+    radii += [max(float(np.linalg.norm(theta0)), 1.0)] * len(previous_steps)
     basis = np.stack(parts + list(previous_steps), axis=1)
+    norms = np.linalg.norm(basis, axis=0)
+    limits = [max(r / n, 1.0) if n > 0 else 1.0 for r, n in zip(radii, norms)]
     loss0 = current.loss(X, Y)
 
     def fun(a):
@@ -418,13 +432,19 @@ def _subspace_search(current: Network, candidate: Network, previous_steps: list[
     a0 = np.zeros(basis.shape[1])
     a0[: len(parts)] = 1.0
     loss1 = fun(a0)[0]
-    res = minimize(fun, a0, jac=True, method="L-BFGS-B", options={"maxiter": 50})
+    res = minimize(fun, a0, jac=True, method="L-BFGS-B", bounds=[(-c, c) for c in limits], options={"maxiter": 50})
     a = res.x if res.fun < loss1 else a0
     loss = min(res.fun, loss1)
     if not np.isfinite(loss) or loss >= loss0:
         return 0.0, None, loss1
     step = float(np.dot(a[: len(parts)], [np.dot(p, p) for p in parts]) / max(np.dot(d, d), 1e-300))
     return step, current.with_flat(theta0 + basis @ a), float(loss)
+
+
+def _record(rows: list[dict], row: dict, progress, best: Network) -> None:
+    rows.append(row)
+    if progress:
+        progress(row, best)
 
 
 def _print_row(row: dict, network: Network | None = None) -> None:
