@@ -214,9 +214,15 @@ def train(
     pyo.TransformationFactory("convexnn.regularize").apply_to(
         model, eta=eta_k, reference=net, mu_z=mu_fixed[0], mu_p=mu_fixed[1], mu_q=mu_fixed[2]
     )
-    if auto_mu:
-        update_reference(model, net, **exactness_weights(model, net))
     reg = model.regularization
+
+    def recentre(reference: Network, eta_value: float) -> None:
+        """Next round: centre (8) at ``reference`` (weights and eta) and warm start at its lift."""
+        update_reference(model, reference, eta=eta_value, **(exactness_weights(model, reference) if auto_mu else {}))
+        set_lifted_values(model, reference)
+
+    if auto_mu:
+        recentre(net, eta_k)
 
     def loss_of(n: Network) -> float:
         return n.loss(X, Y, reduction="sum")
@@ -234,9 +240,7 @@ def train(
     rows: list[dict] = []
     if warm_row is not None:
         warm_row["violation"] = best_viol
-        rows.append(warm_row)
-        if progress:
-            progress(warm_row, best)
+        _record(rows, warm_row, progress, best)
     previous_steps: list[np.ndarray] = []  # last accepted steps, for the subspace search
     memory = 4  # previous steps kept for the subspace search (measured: 4 beat 2 on breast_cancer)
     stalls = 0  # consecutive accepted rounds with improvement below epsilon
@@ -290,8 +294,7 @@ def train(
                 status = f"solver_failed:{term}"
                 break
             eta_k *= 4.0
-            update_reference(model, best, eta=eta_k, **(exactness_weights(model, best) if auto_mu else {}))
-            set_lifted_values(model, best)
+            recentre(best, eta_k)
             continue
         failures = 0
         candidate = network_from_model(model)
@@ -341,9 +344,7 @@ def train(
         if eta_k > 1e12 * eta_floor:
             status = "stalled"
             break
-        weights = exactness_weights(model, best) if auto_mu else {}
-        update_reference(model, best, eta=eta_k, **weights)
-        set_lifted_values(model, best)  # warm start the next solve at the lifted reference point
+        recentre(best, eta_k)
 
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     if best_viol > constraint_tol and status in ("round_limit", "converged", "time_limit", "stalled"):
