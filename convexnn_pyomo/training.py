@@ -218,8 +218,10 @@ def train(
 
     def recentre(reference: Network, eta_value: float) -> None:
         """Next round: centre (8) at ``reference`` (weights and eta) and warm start at its lift."""
-        update_reference(model, reference, eta=eta_value, **(exactness_weights(model, reference) if auto_mu else {}))
-        set_lifted_values(model, reference)
+        fp = reference.forward_pass(X)  # one forward pass serves the weights, the centre and the lift
+        weights = exactness_weights(model, reference, fp=fp) if auto_mu else {}
+        update_reference(model, reference, eta=eta_value, fp=fp, **weights)
+        set_lifted_values(model, reference, fp=fp)
 
     if auto_mu:
         recentre(net, eta_k)

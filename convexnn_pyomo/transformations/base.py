@@ -18,7 +18,7 @@ from pyomo.common.modeling import unique_component_name
 from pyomo.core.base.transformation import Transformation
 
 from ..model import LayerBlockData, get_training_problem, layer_blocks, set_values_from_network
-from ..network import Network
+from ..network import ForwardPass, Network
 
 __all__ = [
     "LayerRelaxationTransformation",
@@ -158,14 +158,14 @@ class LayerRelaxationTransformation(Transformation):
             _map(info, src, [rblk.dc_p[i, j, k] for k in rblk.p_pieces] + [rblk.dc_q[i, j, k] for k in rblk.q_pieces])
 
 
-def set_lifted_values(model, net: Network) -> None:
+def set_lifted_values(model, net: Network, fp: ForwardPass | None = None) -> None:
     """Set every variable to the lifted point of ``net``'s exact forward pass.
 
     Base variables get the forward pass; relaxation variables their exact values:
     ``W_ii = ||w_i||^2``, ``X_jj = ||x_j||^2`` and ``u = p(z) + q(z)``.  This point satisfies
     (2b)-(2c), so it satisfies every valid relaxation.
     """
-    fp = net.forward_pass(get_training_problem(model).X)
+    fp = fp if fp is not None else net.forward_pass(get_training_problem(model).X)
     set_values_from_network(model, net, fp)
     for blk in layer_blocks(model):
         rblk = get_relaxation_block(blk)

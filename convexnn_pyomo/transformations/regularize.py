@@ -31,7 +31,7 @@ from pyomo.common.modeling import unique_component_name
 from pyomo.core.base.transformation import Transformation, TransformationFactory
 
 from ..model import get_training_problem, layer_blocks, network_from_model
-from ..network import Network
+from ..network import ForwardPass, Network
 from .base import get_relaxation_block
 
 __all__ = ["Regularize", "update_reference", "get_regularization_block", "exactness_weights"]
@@ -196,12 +196,14 @@ def _set_per_layer(param, layers, value, name: str) -> None:
         param[l].set_value(_positive_weights(vals[l]))
 
 
-def update_reference(model, reference: Network, eta: float | None = None, mu_z=None, mu_p=None, mu_q=None) -> None:
+def update_reference(
+    model, reference: Network, eta: float | None = None, mu_z=None, mu_p=None, mu_q=None, fp: ForwardPass | None = None
+) -> None:
     """Centre the regularizer at ``reference`` (optionally set eta and the mu's): values change only.
 
     ``mu_z``, ``mu_p``, ``mu_q`` take a scalar, one value per layer, or a ``{layer: value}`` dict
     (``mu_p``/``mu_q`` for the layers with a DC-relaxed activation), e.g. from
-    :func:`exactness_weights`.
+    :func:`exactness_weights`.  ``fp``: the reference's forward pass on the model's data, if known.
     """
     reg = get_regularization_block(model)
     if reg is None:
@@ -214,7 +216,7 @@ def update_reference(model, reference: Network, eta: float | None = None, mu_z=N
     for name, value, layers in (("mu_z", mu_z, reg.layers), ("mu_p", mu_p, reg.dc_layers), ("mu_q", mu_q, reg.dc_layers)):
         if value is not None:
             _set_per_layer(getattr(reg, name), layers, value, name)
-    fp = reference.forward_pass(tp.X)
+    fp = fp if fp is not None else reference.forward_pass(tp.X)
     for blk in layer_blocks(model):
         l = blk.index_l
         rb = reg.ref[l]
@@ -231,7 +233,9 @@ def update_reference(model, reference: Network, eta: float | None = None, mu_z=N
             _store(rb.cq, act.q(z) - dq * z)
 
 
-def exactness_weights(model, reference: Network, floor: float = 1e-8) -> dict[str, dict[int, float]]:
+def exactness_weights(
+    model, reference: Network, floor: float = 1e-8, fp: ForwardPass | None = None
+) -> dict[str, dict[int, float]]:
     r"""Per-layer ``mu_z, mu_p, mu_q`` at which eta = 1 makes the relaxation exact to first order.
 
     Each slack of the relaxation lowers the loss at most at the rate of the loss's sensitivity
@@ -254,7 +258,7 @@ def exactness_weights(model, reference: Network, floor: float = 1e-8) -> dict[st
     reg = get_regularization_block(model)
     tp = get_training_problem(model)
     s = tp.loss_scale
-    fp = reference.forward_pass(tp.X)
+    fp = fp if fp is not None else reference.forward_pass(tp.X)
     G = reference.sensitivities(tp.X, tp.Y, tp.reduction, fp=fp)
     blocks = {blk.index_l: blk for blk in layer_blocks(model)}
     mu_z, mu_dc = {}, {}
