@@ -78,7 +78,7 @@ def schedule_rows(m: int, rounds: int, solver: str, time_limit: float) -> list[d
     print(f"  {rows[-1]['method']} reaches {rows[-1]['final_loss']:.4f} after {rows[-1]['rounds_or_steps']} iterations", flush=True)
     # (label, schedule, mu): the default schedule, the same with mu = 1 and one global eta (ablation
     # of the exactness weights), and the paper's literal schedule
-    runs = [("default", "default", None), ("default-mu1", "default", (1.0, 1.0, 1.0)), ("paper", "paper", None)]
+    runs = [("adaptive", "adaptive", None), ("adaptive-mu1", "adaptive", (1.0, 1.0, 1.0)), ("paper", "paper", None)]
     for label, schedule, mu in runs:
         t0 = time.perf_counter()
         res = cnn.train(net, X, y, schedule=schedule, mu=mu, rounds=rounds, target_loss=target, solver=solver, time_limit=time_limit,
@@ -99,13 +99,14 @@ def gradient_ablation(net, X, y, target: float, rounds: int) -> dict:
     acceptance; only the direction differs.  Shows how much of the default schedule's progress is
     owed to the convex round rather than to the search.
     """
-    from convexnn_pyomo.training import _subspace_search
+    from convexnn_pyomo.algorithms import Evaluator, SubspaceSearch
 
     t0 = time.perf_counter()
+    search, ev = SubspaceSearch(), Evaluator(X, y)
     best, previous, it = net.copy(), [], 0
     for it in range(1, rounds + 1):
         _, g = best.loss_and_gradient(X, y)
-        step, new, _ = _subspace_search(best, best.with_flat(best.get_flat() - 1e-3 * g), previous, X, y)
+        new = search.propose(best, best.with_flat(best.get_flat() - 1e-3 * g), ev, previous).network
         if new is None:
             break
         previous = [new.get_flat() - best.get_flat()] + previous[:3]

@@ -40,7 +40,7 @@ from .solvers import available_solvers, default_nlp_solver, require_solver
 from .transformations import (
     get_regularization_block,
     get_relaxation_block,
-    get_src_constraint,
+    get_src_constraints,
     get_transformed_constraints,
     exactness_weights,
     set_lifted_values,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -70,9 +71,11 @@ class ClasswiseMisfitBounds:
             return {c: self.kappa[c] for c in classes}
         return {c: self.kappa_factor * len(idx) for c, idx in classes.items()}
 
-    def smallest_feasible_factor(self, model, solver: str = "ipopt_casadi") -> float:
-        """Smallest ``f`` with ``sum_{C_j} |z - y| <= f |C_j|`` for all ``j`` that the model's
-        (relaxed) feasible set admits: the relaxation solved with kappa as a variable."""
+    @contextmanager
+    def scaled_budget(self, model):
+        r"""Within the block, (19) reads :math:`\sum_{C_j} |z - y| \le f |C_j|` with ``f`` a variable
+        and the objective is ``min f``; yields ``f``.  Everything is restored on exit.  Used to tell
+        a user the smallest ``kappa_factor`` the relaxation admits when (19) makes it infeasible."""
         blk = self.block
         objs = [o for o in model.component_data_objects(pyo.Objective, active=True)]
         for o in objs:
@@ -86,9 +89,7 @@ class ClasswiseMisfitBounds:
         )
         blk.min_factor = pyo.Objective(expr=blk.factor)
         try:
-            res = pyo.SolverFactory(solver).solve(model)
-            ok = res.solver.termination_condition in (pyo.TerminationCondition.optimal, pyo.TerminationCondition.locallyOptimal)
-            return float(blk.factor.value) if ok else float("nan")
+            yield blk.factor
         finally:
             blk.del_component(blk.min_factor)
             blk.del_component(blk.scaled_bound)

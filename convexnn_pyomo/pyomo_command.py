@@ -2,7 +2,9 @@
 
 Loading it also imports ``convexnn_pyomo``, which registers the package's transformations and
 solver plugins, so ``pyomo solve models/<file>.py --solver=ipopt_casadi`` (or ``convexnn_conic``,
-``scip_nl``) works: Pyomo creates the solver before it reads the model file.
+``convexnn_sdp_cuts``, ``scip_nl``) works: Pyomo creates the solver before it reads the model file.
+Those plugins are ``pyomo.contrib.solver`` solvers; ``pyomo solve`` reaches them through Pyomo's
+legacy wrapper (``--solver-options="max_iter=100"`` and the results file work).
 """
 
 from __future__ import annotations
@@ -23,5 +25,5 @@ pyomo.scripting.pyomo_parser.add_subparser(
     "convexnn-solvers",
     func=_list_solvers,
     help="List the solvers convexnn-pyomo can use here, and why others are unavailable",
-    description="List the solvers convexnn-pyomo can use here (ipopt_casadi, convexnn_conic, scip_nl, ...)",
+    description="List the solvers convexnn-pyomo can use here (ipopt_casadi, convexnn_conic, convexnn_sdp_cuts, scip_nl, ...)",
 )

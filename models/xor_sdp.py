@@ -1,9 +1,10 @@
 """XOR 2-2-1 (tanh hidden layer): the SDP relaxation (4) with eta = 0 under weight bounds 3.
 
-Contains a PSDConstraint block, so only the conic plugin solves it (one pass, initial DC cuts;
-``convexnn_pyomo.transformations.solve_sdp_relaxation`` refines the cuts):
+Contains a PSDConstraint block, so only the conic plugins solve it: ``convexnn_conic`` in one pass
+with the initial DC cuts, ``convexnn_sdp_cuts`` refining the cuts until (7) holds:
 
     pyomo solve models/xor_sdp.py --solver=convexnn_conic
+    pyomo solve models/xor_sdp.py --solver=convexnn_sdp_cuts
 """
 
 import numpy as np

@@ -1,7 +1,32 @@
+import importlib
+
 import numpy as np
 import pytest
 
 import convexnn_pyomo as cnn
+from convexnn_pyomo.solvers import SOLVERS, check_solver
+from convexnn_pyomo.solvers.base import install_hint
+
+
+def requires_solver(*names: str):
+    """skipif marker: the test needs these solvers; the reason says what is missing and the pip
+    extra that brings it (CI installs every extra and runs the test)."""
+    install = {s.name: s.install for s in SOLVERS}
+    missing = [(n, check_solver(n)[1]) for n in names if not check_solver(n)[0]]
+    reason = "; ".join(f"{n} not available ({why}): {install.get(n, '')}" for n, why in missing)
+    return pytest.mark.skipif(bool(missing), reason=reason or "solvers available")
+
+
+def requires_module(*modules: str):
+    """skipif marker: the test needs these optional Python packages; the reason names the extra."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    reason = "; ".join(f"needs {m}: {install_hint(m)}" for m in missing)
+    return pytest.mark.skipif(bool(missing), reason=reason or "packages available")
 
 
 def max_violation(model, constraints=None):

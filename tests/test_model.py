@@ -113,12 +113,21 @@ def test_maps_between_exact_and_relaxed_constraints():
     assert not src.active
     new = cnn.get_transformed_constraints(src)
     assert rb2.parabolic_plus[1, 3] in new and rb2.parabolic_minus[1, 3] in new
-    assert cnn.get_src_constraint(rb2.parabolic_minus[1, 3]) is src
+    assert rb2.weight_norm[1] in new and rb2.input_norm[3] in new and len(new) == 4
+    assert cnn.get_src_constraints(rb2.parabolic_minus[1, 3]) == [src]
+    bil = model.layer[2].bilinear
+    # (5c) of node 1 replaces node 1's (2b) for every sample; (5d) of sample 3 every node's (2b) of sample 3
+    assert cnn.get_src_constraints(rb2.weight_norm[1]) == [bil[1, j] for j in model.samples]
+    assert cnn.get_src_constraints(rb2.input_norm[3]) == [bil[i, 3] for i in model.layer[2].nodes]
     assert model.layer[1].bilinear[0, 0].active  # data input: kept exact
     act = model.layer[2].activation[2, 1]
-    assert len(cnn.get_transformed_constraints(act)) == 4  # sigmoid: 2 p pieces + 2 q pieces
+    pieces = cnn.get_transformed_constraints(act)
+    assert len(pieces) == 4  # sigmoid: 2 p pieces + 2 q pieces
+    assert all(cnn.get_src_constraints(c) == [act] for c in pieces)
     with pytest.raises(ValueError, match="was not transformed"):
         cnn.get_transformed_constraints(model.layer[1].bilinear[0, 0])
+    with pytest.raises(ValueError, match="was not created"):
+        cnn.get_src_constraints(model.layer[1].bilinear[0, 0])
 
 
 def test_transformations_are_registered_and_reject_bad_options(small_problem):
@@ -149,6 +158,33 @@ def test_transformations_are_registered_and_reject_bad_options(small_problem):
         par.apply_to(pyo.ConcreteModel())
 
 
+def test_targets_must_belong_to_the_transformed_model(small_problem):
+    net, X, Y = small_problem
+    m1, m2 = cnn.build_training_model(net, X, Y), cnn.build_training_model(net, X, Y)
+    par = pyo.TransformationFactory("convexnn.parabolic")
+    for target in (m2.layer[2], m2.layer, m2):
+        with pytest.raises(ValueError, match="does not belong to the model being transformed"):
+            par.apply_to(m1, targets=[target])
+    for m in (m1, m2):  # neither model was touched
+        assert all(c.active for c in m.component_data_objects(pyo.Constraint))
+        assert all(cnn.get_relaxation_block(b) is None for b in cnn.layer_blocks(m))
+    par.apply_to(m1, targets=[m1.layer[2]])
+    assert cnn.get_relaxation_block(m1.layer[2]) is not None and cnn.get_relaxation_block(m1.layer[3]) is None
+
+
+def test_transformation_blocks_get_unique_names(small_problem):
+    net, X, Y = small_problem
+    model = cnn.build_training_model(net, X, Y)
+    model.layer[2].parabolic = pyo.Block()  # a user's component with the default names
+    model.regularization = pyo.Block()
+    pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
+    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=1.0, reference=net)
+    rb, reg = cnn.get_relaxation_block(model.layer[2]), cnn.get_regularization_block(model)
+    assert rb is not model.layer[2].parabolic and rb.parent_block() is model.layer[2]
+    assert reg is not model.regularization and reg.parent_block() is model
+    assert len(cnn.get_transformed_constraints(model.layer[2].bilinear[0, 0])) == 4
+
+
 def test_create_using_leaves_the_exact_model_alone(small_problem):
     net, X, Y = small_problem
     model = cnn.build_training_model(net, X, Y)
@@ -156,6 +192,18 @@ def test_create_using_leaves_the_exact_model_alone(small_problem):
     assert model.layer[2].bilinear[0, 0].active
     assert not relaxed.layer[2].bilinear[0, 0].active
     assert cnn.get_relaxation_block(relaxed.layer[2]) is not None
+    assert cnn.get_relaxation_block(model.layer[2]) is None
+    with pytest.raises(ValueError, match="was not transformed"):
+        cnn.get_transformed_constraints(model.layer[2].bilinear[0, 0])
+    # the maps live in the relaxed model's private data and point into the relaxed model
+    new = cnn.get_transformed_constraints(relaxed.layer[2].bilinear[0, 0])
+    assert all(c.model() is relaxed for c in new)
+    assert "_convexnn_relaxation_info" not in relaxed.__dict__
+    # a clone of a relaxed model carries its own maps
+    again = relaxed.clone()
+    rb = cnn.get_relaxation_block(again.layer[2])
+    assert rb.model() is again
+    assert cnn.get_src_constraints(rb.weight_norm[0]) == [again.layer[2].bilinear[0, j] for j in again.samples]
 
 
 def test_regularizer_is_zero_at_reference_and_nonnegative_on_relaxed_points(small_problem):

@@ -4,6 +4,10 @@
 ``eta = 0`` under the same variable bounds (``convexnn.bound``), and the exact problem globally
 (Gurobi when the model fits its pip license, else SCIP), plus an Ipopt multistart for the best
 local optimum.  The result is a long-form DataFrame (``tightness.csv``).
+
+Every solve goes through the new solver API (:func:`~convexnn_pyomo.solvers.require_solver`, one
+``time_limit`` for all solvers); without the ``solvers`` extra the functions that need SCIP,
+Gurobi or Clarabel raise :class:`~convexnn_pyomo.solvers.SolverNotAvailableError` naming it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,24 @@ import pyomo.environ as pyo
 from ..data import DataError, load_breast_cancer, load_yeast, yeast_binary
 from ..model import build_training_model, network_from_model
 from ..network import Network
-from ..solvers.registry import SOLVERS, _check
-from ..transformations import set_lifted_values, solve_sdp_relaxation
+from ..psd import psd_constraints
+from ..solvers import SOLVERS, SolverNotAvailableError, check_solver, require_solver, solve_sdp_relaxation
+from ..solvers.base import install_hint
+from ..transformations import set_lifted_values
 
-__all__ = ["Instance", "default_instances", "tightness_study", "compare_solvers", "plot_tightness", "GUROBI_SIZE_LIMIT"]
+__all__ = [
+    "GUROBI_SIZE_LIMIT",
+    "Instance",
+    "compare_solvers",
+    "comparison_solvers",
+    "default_instances",
+    "plot_tightness",
+    "require_study_solvers",
+    "tightness_study",
+]
 
 GUROBI_SIZE_LIMIT = 2000  # variables and constraints of the pip license
+PSD_SOLVERS = ("convexnn_conic", "convexnn_sdp_cuts")  # the solvers that take PSDConstraint blocks
 TIGHTNESS_COLUMNS = ["instance", "m", "relaxation", "bound", "global_optimum", "gap", "seconds", "status",
                      "weight_bound", "global_solver", "global_lower_bound", "local_best", "local_spread", "variables", "constraints"]
 
@@ -78,33 +94,50 @@ def _size(model) -> tuple[int, int]:
             sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True)))
 
 
+def _status(res) -> str:
+    """``"optimal"`` for an optimal termination, else the termination condition's name."""
+    return "optimal" if pyo.check_optimal_termination(res) else res.termination_condition.name
+
+
+def _number(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _solve(solver: str, model, time_limit: float | None = None):
+    """One solve through the new API; the results, whatever the status (no solution loaded)."""
+    return require_solver(solver).solve(model, time_limit=time_limit, load_solutions=False,
+                                        raise_exception_on_nonoptimal_result=False)
+
+
 def solve_global(inst: Instance, weight_bound: float = 3.0, time_limit: float = 60.0, solver: str | None = None) -> dict:
     """Global solve of the bounded exact problem: Gurobi inside its license, else SCIP."""
-    net, model = _bounded_model(inst, weight_bound, elementary=True)
+    model = _bounded_model(inst, weight_bound, elementary=True)[1]
     n_vars, n_cons = _size(model)
     if solver is None:
-        solver = "gurobi_direct_minlp" if max(n_vars, n_cons) <= GUROBI_SIZE_LIMIT and _check("gurobi_direct_minlp")[0] else "scip_nl"
+        fits = max(n_vars, n_cons) <= GUROBI_SIZE_LIMIT and check_solver("gurobi_direct_minlp")[0]
+        solver = "gurobi_direct_minlp" if fits else "scip_nl"
     t0 = time.perf_counter()
     try:
-        res = pyo.SolverFactory(solver).solve(model, options={"TimeLimit": time_limit} if solver.startswith("gurobi") else {"limits/time": time_limit})
+        res = _solve(solver, model, time_limit)
+    except SolverNotAvailableError:
+        raise
     except Exception as exc:
         # Gurobi's nonlinear constraints add auxiliary variables, so a model under the Pyomo count
         # can still exceed the pip license: fall back to SCIP and say so in the solver name
         if not (solver.startswith("gurobi") and "size-limited" in str(exc)):
             raise
         solver = "scip_nl (gurobi: license size)"
-        model = _bounded_model(inst, weight_bound, elementary=True)[1]
-        res = pyo.SolverFactory("scip_nl").solve(model, options={"limits/time": time_limit})
+        res = _solve("scip_nl", _bounded_model(inst, weight_bound, elementary=True)[1], time_limit)
     return {
-        "solver": solver, "status": str(res.solver.termination_condition), "seconds": time.perf_counter() - t0,
-        "upper": float(res.problem.upper_bound), "lower": float(res.problem.lower_bound), "variables": n_vars,
+        "solver": solver, "status": _status(res), "seconds": time.perf_counter() - t0,
+        "upper": _number(res.incumbent_objective), "lower": _number(res.objective_bound), "variables": n_vars,
         "constraints": n_cons,
     }
 
 
 def ipopt_multistart(inst: Instance, starts: int = 5, weight_bound: float = 3.0, solver: str = "ipopt_casadi") -> tuple[float, float]:
     """Best and spread (max - min) of local optima of the exact problem from ``starts`` He starts."""
-    vals = []
+    opt, vals = require_solver(solver), []
     for s in range(starts):
         net = Network(inst.sizes, inst.activations).init_he(100 + s)
         model = build_training_model(net, inst.X, inst.Y)
@@ -112,24 +145,38 @@ def ipopt_multistart(inst: Instance, starts: int = 5, weight_bound: float = 3.0,
         for v in model.component_data_objects(pyo.Var):  # clip the start into the box
             if v.value is not None and v.lb is not None and v.ub is not None:
                 v.set_value(min(max(v.value, v.lb), v.ub))
-        res = pyo.SolverFactory(solver).solve(model)
-        if res.solver.termination_condition in (pyo.TerminationCondition.optimal, pyo.TerminationCondition.locallyOptimal):
+        res = opt.solve(model, load_solutions=False, raise_exception_on_nonoptimal_result=False)
+        if pyo.check_optimal_termination(res):
+            res.solution_loader.load_vars()
             vals.append(network_from_model(model).loss(inst.X, inst.Y))
     return (min(vals), max(vals) - min(vals)) if vals else (math.nan, math.nan)
 
 
 def relaxation_bound(inst: Instance, relaxation: str, weight_bound: float = 3.0, nlp_solver: str = "ipopt_casadi") -> dict:
+    """Lower bound of one relaxation (``eta = 0``): the solver's proven bound (SDP: the conic dual
+    bound of the cut loop), or the optimum of the convex relaxation solved by the local NLP solver."""
     net, model = _bounded_model(inst, weight_bound)
     pyo.TransformationFactory(f"convexnn.{relaxation}").apply_to(model)
     set_lifted_values(model, net)
     n_vars, n_cons = _size(model)
     t0 = time.perf_counter()
     if relaxation == "sdp":
-        res = solve_sdp_relaxation(model)
+        res = solve_sdp_relaxation(model, load_solutions=False, raise_exception_on_nonoptimal_result=False)
     else:
-        res = pyo.SolverFactory(nlp_solver).solve(model)
-    return {"bound": float(pyo.value(model.objective)), "status": str(res.solver.termination_condition),
-            "seconds": time.perf_counter() - t0, "variables": n_vars, "constraints": n_cons}
+        res = _solve(nlp_solver, model)
+    bound = res.objective_bound
+    if bound is None and pyo.check_optimal_termination(res):
+        bound = res.incumbent_objective  # a convex problem: the local optimum is the global one
+    return {"bound": _number(bound), "status": _status(res), "seconds": time.perf_counter() - t0,
+            "variables": n_vars, "constraints": n_cons}
+
+
+def require_study_solvers(relaxations=("parabolic", "sdp", "mccormick")) -> None:
+    """The global fallback (SCIP) and, for ``sdp``, the conic solver of :func:`tightness_study`:
+    :class:`SolverNotAvailableError` naming the extra to install, before any work."""
+    require_solver("scip_nl")
+    if "sdp" in relaxations:
+        require_solver("convexnn_sdp_cuts")
 
 
 def tightness_study(instances: list[Instance] | None = None, relaxations=("parabolic", "sdp", "mccormick"),
@@ -138,6 +185,7 @@ def tightness_study(instances: list[Instance] | None = None, relaxations=("parab
     """Lower bounds of each relaxation vs the global optimum, per instance (long form).
 
     ``weight_bound`` overrides every instance's own box."""
+    require_study_solvers(relaxations)
     rows = []
     for inst in instances or default_instances():
         box = inst.weight_bound if weight_bound is None else weight_bound
@@ -197,37 +245,45 @@ def _load_model_file(path: Path):
     return mod.model
 
 
-def compare_solvers(model_dir: str | Path, time_limit: float = 60.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every available solver on every model file: (results, unavailable solvers with reasons)."""
-    results, missing = [], []
-    candidates = [s.name for s in SOLVERS]
-    usable = []
-    for name in candidates:
-        ok, reason = _check(name)
-        (usable.append(name) if ok else missing.append({"solver": name, "reason": reason}))
-    from ..psd import psd_constraints
+def comparison_solvers() -> tuple[list[str], list[dict]]:
+    """The solvers of :data:`SOLVERS` usable here, and the others with the reason; raises
+    :class:`SolverNotAvailableError` when none of the ``solvers`` extra is installed."""
+    usable, missing = [], []
+    for info in SOLVERS:
+        ok, reason = check_solver(info.name)
+        (usable.append(info) if ok else missing.append({"solver": info.name, "reason": reason}))
+    if not any(info.extra for info in usable):
+        raise SolverNotAvailableError(
+            "comparing solvers needs the global and conic solvers of the solvers extra "
+            f"(none is installed): {install_hint('pyscipopt')}"
+        )
+    return [info.name for info in usable], missing
 
+
+def compare_solvers(model_dir: str | Path, time_limit: float = 60.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every available solver on every model file: (results, unavailable solvers with reasons).
+
+    ``bound`` is the solver's proven bound (``nan`` for a local solver, which proves none)."""
+    usable, missing = comparison_solvers()
+    results = []
     for path in sorted(Path(model_dir).glob("*.py")):
         for solver in usable:
-            model = _load_model_file(path)
-            if psd_constraints(model) and solver != "convexnn_conic":
-                # some Pyomo interfaces (gurobi_direct) skip unknown block types without a word:
-                # they would "solve" the model without its PSD constraints
-                results.append({"model": path.stem, "solver": solver, "objective": math.nan, "bound": math.nan,
-                                "status": "skipped: PSD constraints (only convexnn_conic handles them)", "seconds": 0.0})
-                continue
-            t0 = time.perf_counter()
-            try:
-                opts = {"TimeLimit": time_limit} if solver.startswith("gurobi") else (
-                    {"limits/time": time_limit} if solver == "scip_nl" else ({"max_cpu_time": time_limit} if "ipopt" in solver else {}))
-                res = pyo.SolverFactory(solver).solve(model, options=opts)
-                status = str(res.solver.termination_condition)
-                obj = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True)))) if status in ("optimal", "locallyOptimal", "maxTimeLimit") else math.nan
-                bound = float(res.problem.lower_bound) if res.problem.lower_bound is not None else math.nan
-                if solver in ("ipopt", "ipopt_casadi", "appsi_highs"):
-                    bound = math.nan if solver != "appsi_highs" else bound  # local solvers prove no bound
-            except Exception as exc:  # the comparison must go on: record why this pair failed
-                status, obj, bound = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", math.nan, math.nan
-            results.append({"model": path.stem, "solver": solver, "status": status, "objective": obj, "bound": bound,
-                            "seconds": round(time.perf_counter() - t0, 3)})
+            row = _compare_one(_load_model_file(path), solver, time_limit)
+            results.append({"model": path.stem, "solver": solver, **row})
     return pd.DataFrame(results, columns=["model", "solver", "status", "objective", "bound", "seconds"]), pd.DataFrame(missing)
+
+
+def _compare_one(model, solver: str, time_limit: float) -> dict:
+    if psd_constraints(model) and solver not in PSD_SOLVERS:
+        # some Pyomo interfaces (gurobi_direct) skip unknown block types without a word:
+        # they would "solve" the model without its PSD constraints
+        return {"status": "skipped: PSD constraints (only convexnn_conic and convexnn_sdp_cuts take them)", "objective": math.nan,
+                "bound": math.nan, "seconds": 0.0}
+    t0 = time.perf_counter()
+    try:
+        res = _solve(solver, model, time_limit)
+        row = {"status": _status(res), "objective": _number(res.incumbent_objective), "bound": _number(res.objective_bound)}
+    except Exception as exc:  # noqa: BLE001 - the comparison must go on: record why this pair failed
+        row = {"status": f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", "objective": math.nan,
+               "bound": math.nan}
+    return {**row, "seconds": round(time.perf_counter() - t0, 3)}

@@ -4,216 +4,70 @@ Why this route (recorded in ``docs/solvers.md``): ``idaes get-extensions`` downl
 and cannot run offline, the ``cyipopt`` wheels need a system Ipopt, and Pyomo's own NL interface
 needs an ``ipopt`` executable.  CasADi's wheel carries ``libipopt`` with MUMPS, so we translate the
 Pyomo model into a CasADi expression graph (exact first and second derivatives by CasADi's
-algorithmic differentiation) and call Ipopt through ``casadi.nlpsol``.
+algorithmic differentiation, :mod:`.casadi_translator`) and call Ipopt through ``casadi.nlpsol``.
 
 Mutable Params and fixed Vars become CasADi *parameters*: a model solved repeatedly with new
 parameter values (the rounds of Algorithm 1) is translated and compiled once, then re-solved with
-new values.  Any structural change (a constraint added, activated or deactivated, a Var fixed or
-unfixed, a new objective) is detected and triggers a fresh translation.
+new values (``results.extra_info.rebuilt`` is ``False``).  Any structural change (a constraint
+added, activated or deactivated, a Var fixed or unfixed, a new objective) is detected and triggers
+a fresh translation; new options (e.g. another ``time_limit``) only a new Ipopt instance.
 
-Use it exactly like any Pyomo solver::
+Use it like any ``pyomo.contrib.solver`` solver, or through the legacy factory::
 
+    SolverFactory("ipopt_casadi").solve(model, time_limit=60, solver_options={"max_iter": 500})
     pyo.SolverFactory("ipopt_casadi").solve(model, tee=True, options={"max_iter": 500})
 """
 
 from __future__ import annotations
 
 import math
-import time
 import weakref
 from typing import Any
 
-from pyomo.core.expr import (
-    AbsExpression,
-    DivisionExpression,
-    EqualityExpression,
-    Expr_ifExpression,
-    InequalityExpression,
-    MaxExpression,
-    MinExpression,
-    NegationExpression,
-    PowExpression,
-    ProductExpression,
-    RangedExpression,
-    SumExpression,
-    UnaryFunctionExpression,
-)
-from pyomo.core.expr.numvalue import native_numeric_types
-from pyomo.environ import (
-    Constraint,
-    Objective,
-    SolverFactory,
-    Suffix,
-    maximize,
-    value,
-)
-from pyomo.opt import SolverResults, SolverStatus, TerminationCondition
+from pyomo.common.timing import default_timer
+from pyomo.contrib.solver.common.base import Availability
+from pyomo.contrib.solver.common.results import Results, SolutionStatus, TerminationCondition
+from pyomo.environ import Constraint, Objective, maximize, value
 
-from .base import LegacySolverMixin, store_solution
+from ..psd import psd_constraints
+from .base import ConvexnnSolverBase, PointSolutionLoader, StatusTable, map_status, register_solver
+from .casadi_translator import Translator
+from .casadi_translator import casadi as ca
 
-__all__ = ["CasadiIpopt"]
+__all__ = ["IPOPT_STATUS", "CasadiIpopt"]
 
-try:  # CasADi is a dependency of the package; without it available() says what to install
-    import casadi as ca
-except ImportError:  # pragma: no cover - exercised only without casadi
-    ca = None
-
-_UNARY = {
-    "exp": lambda a: ca.exp(a),
-    "log": lambda a: ca.log(a),
-    "log10": lambda a: ca.log10(a),
-    "sqrt": lambda a: ca.sqrt(a),
-    "sin": lambda a: ca.sin(a),
-    "cos": lambda a: ca.cos(a),
-    "tan": lambda a: ca.tan(a),
-    "asin": lambda a: ca.asin(a),
-    "acos": lambda a: ca.acos(a),
-    "atan": lambda a: ca.atan(a),
-    "sinh": lambda a: ca.sinh(a),
-    "cosh": lambda a: ca.cosh(a),
-    "tanh": lambda a: ca.tanh(a),
-    "asinh": lambda a: ca.asinh(a),
-    "acosh": lambda a: ca.acosh(a),
-    "atanh": lambda a: ca.atanh(a),
-    "abs": lambda a: ca.fabs(a),
-    "ceil": lambda a: ca.ceil(a),
-    "floor": lambda a: ca.floor(a),
+_TC, _SS = TerminationCondition, SolutionStatus
+#: Ipopt's ``return_status`` -> (termination condition, solution status), after Pyomo's own Ipopt
+#: interface (ASL solve codes 0-99 converged, 200 infeasible, 300 unbounded, 400 limits, 500 errors);
+#: statuses that leave a usable iterate keep it (solution status ``unknown``), hard errors do not.
+IPOPT_STATUS: StatusTable = {
+    "Solve_Succeeded": (_TC.convergenceCriteriaSatisfied, _SS.optimal),
+    "Solved_To_Acceptable_Level": (_TC.convergenceCriteriaSatisfied, _SS.optimal),
+    "Feasible_Point_Found": (_TC.convergenceCriteriaSatisfied, _SS.feasible),
+    "Infeasible_Problem_Detected": (_TC.locallyInfeasible, _SS.infeasible),
+    "Diverging_Iterates": (_TC.unbounded, _SS.unknown),
+    "Maximum_Iterations_Exceeded": (_TC.iterationLimit, _SS.unknown),
+    "Maximum_CpuTime_Exceeded": (_TC.maxTimeLimit, _SS.unknown),
+    "Maximum_WallTime_Exceeded": (_TC.maxTimeLimit, _SS.unknown),
+    "Search_Direction_Becomes_Too_Small": (_TC.minStepLength, _SS.unknown),
+    "Restoration_Failed": (_TC.error, _SS.unknown),
+    "User_Requested_Stop": (_TC.interrupted, _SS.noSolution),
+    "Error_In_Step_Computation": (_TC.error, _SS.noSolution),
+    "Not_Enough_Degrees_Of_Freedom": (_TC.error, _SS.noSolution),
+    "Invalid_Number_Detected": (_TC.error, _SS.noSolution),
 }
-
-# Ipopt's return_status -> (SolverStatus, TerminationCondition)
-_STATUS = {
-    "Solve_Succeeded": (SolverStatus.ok, TerminationCondition.optimal),
-    "Solved_To_Acceptable_Level": (SolverStatus.ok, TerminationCondition.locallyOptimal),
-    "Feasible_Point_Found": (SolverStatus.ok, TerminationCondition.feasible),
-    "Infeasible_Problem_Detected": (SolverStatus.warning, TerminationCondition.infeasible),
-    "Diverging_Iterates": (SolverStatus.warning, TerminationCondition.unbounded),
-    "Maximum_Iterations_Exceeded": (SolverStatus.warning, TerminationCondition.maxIterations),
-    "Maximum_CpuTime_Exceeded": (SolverStatus.warning, TerminationCondition.maxTimeLimit),
-    "Maximum_WallTime_Exceeded": (SolverStatus.warning, TerminationCondition.maxTimeLimit),
-    "Search_Direction_Becomes_Too_Small": (SolverStatus.warning, TerminationCondition.other),
-    "Restoration_Failed": (SolverStatus.warning, TerminationCondition.other),
-    "Error_In_Step_Computation": (SolverStatus.error, TerminationCondition.error),
-    "Not_Enough_Degrees_Of_Freedom": (SolverStatus.error, TerminationCondition.error),
-    "Invalid_Number_Detected": (SolverStatus.error, TerminationCondition.error),
-    "User_Requested_Stop": (SolverStatus.aborted, TerminationCondition.userInterrupt),
-}
-
-
-class UnsupportedExpressionError(TypeError):
-    pass
-
-
-class _Translator:
-    """Walks Pyomo expressions into CasADi SX, collecting variables and parameters."""
-
-    def __init__(self):
-        self.var_index: dict[int, int] = {}
-        self.vars: list = []
-        self.var_syms: list = []
-        self.par_index: dict[int, int] = {}
-        self.params: list = []  # mutable ParamData or fixed VarData
-        self.par_syms: list = []
-        self._memo: dict[int, Any] = {}
-
-    def _var(self, v):
-        if v.fixed:
-            return self._param(v)
-        k = self.var_index.get(id(v))
-        if k is None:
-            k = self.var_index[id(v)] = len(self.vars)
-            self.vars.append(v)
-            self.var_syms.append(ca.SX.sym(f"x{k}"))
-        return self.var_syms[k]
-
-    def _param(self, p):
-        k = self.par_index.get(id(p))
-        if k is None:
-            k = self.par_index[id(p)] = len(self.params)
-            self.params.append(p)
-            self.par_syms.append(ca.SX.sym(f"p{k}"))
-        return self.par_syms[k]
-
-    def walk(self, node):
-        if node.__class__ in native_numeric_types:
-            return float(node)
-        if not hasattr(node, "is_expression_type"):
-            return float(value(node))
-        if node.is_expression_type():
-            if not node.is_named_expression_type():
-                return self._walk_expr(node)
-            # named Expressions are persistent model objects: translate each once.  (Temporary
-            # expressions must not be memoised by id: Python reuses ids of freed objects.)
-            key = id(node)
-            hit = self._memo.get(key)
-            if hit is None or hit[0] is not node:
-                hit = self._memo[key] = (node, self.walk(node.expr))
-            return hit[1]
-        if node.is_variable_type():
-            return self._var(node)
-        if node.is_parameter_type():
-            mutable = getattr(node.parent_component(), "mutable", False)
-            return self._param(node) if mutable else float(value(node))
-        return float(value(node))
-
-    def _walk_expr(self, node):
-        args = [self.walk(a) for a in node.args]
-        if isinstance(node, SumExpression):
-            const = sum(a for a in args if isinstance(a, float))
-            syms = [a for a in args if not isinstance(a, float)]
-            if not syms:
-                return const
-            out = syms[0] if len(syms) == 1 else ca.sum1(ca.vertcat(*syms))  # one call for long sums
-            return out + const if const else out
-        if isinstance(node, ProductExpression):
-            return args[0] * args[1]
-        if isinstance(node, DivisionExpression):
-            return args[0] / args[1]
-        if isinstance(node, PowExpression):
-            base, exp = args
-            return base**exp
-        if isinstance(node, NegationExpression):
-            return -args[0]
-        if isinstance(node, AbsExpression):
-            return ca.fabs(args[0])
-        if isinstance(node, UnaryFunctionExpression):
-            fn = _UNARY.get(node.getname())
-            if fn is None:
-                raise UnsupportedExpressionError(f"ipopt_casadi: unsupported function {node.getname()!r}")
-            return fn(args[0])
-        if isinstance(node, Expr_ifExpression):
-            return ca.if_else(args[0], args[1], args[2])
-        if isinstance(node, MaxExpression):
-            out = args[0]
-            for a in args[1:]:
-                out = ca.fmax(out, a)
-            return out
-        if isinstance(node, MinExpression):
-            out = args[0]
-            for a in args[1:]:
-                out = ca.fmin(out, a)
-            return out
-        if isinstance(node, InequalityExpression):
-            return args[0] < args[1] if node.strict else args[0] <= args[1]
-        if isinstance(node, EqualityExpression):
-            return args[0] == args[1]
-        if isinstance(node, RangedExpression):
-            return ca.logic_and(args[0] <= args[1], args[1] <= args[2])
-        raise UnsupportedExpressionError(
-            f"ipopt_casadi cannot translate a {type(node).__name__} expression"
-        )
 
 
 class _CompiledNLP:
-    """A translated model: CasADi solver plus the Pyomo objects in its variable/row order."""
+    """A translated model: the CasADi NLP, the Pyomo objects in its variable/row order, and the
+    Ipopt instance for the last options (made anew only when the options change)."""
 
-    def __init__(self, block, options: dict, tee: bool):
+    def __init__(self, block):
         objs = list(block.component_data_objects(Objective, active=True, descend_into=True))
         if len(objs) != 1:
             raise ValueError(
                 f"ipopt_casadi needs exactly one active objective, the model has {len(objs)}"
             )
-        from ..psd import psd_constraints
-
         if psd_constraints(block):
             raise ValueError(
                 "ipopt_casadi cannot handle PSD constraints (the model has active PSDConstraint blocks); "
@@ -221,7 +75,7 @@ class _CompiledNLP:
             )
         self.objective = objs[0]
         self.sense = -1.0 if self.objective.sense == maximize else 1.0
-        tr = _Translator()
+        tr = Translator()
         f = self.sense * tr.walk(self.objective.expr)
         self.constraints = []
         g = []
@@ -238,17 +92,22 @@ class _CompiledNLP:
         self.params = tr.params
         x = ca.vertcat(*tr.var_syms) if tr.var_syms else ca.SX(0, 1)
         p = ca.vertcat(*tr.par_syms) if tr.par_syms else ca.SX(0, 1)
-        nlp = {"x": x, "f": f if not isinstance(f, float) else ca.SX(f), "g": ca.vertcat(*g) if g else ca.SX(0, 1), "p": p}
-        ipopt_opts = {"print_level": 5 if tee else 0, "sb": "yes"}
-        ipopt_opts.update(options)
-        self.solver = ca.nlpsol(
-            "convexnn_ipopt",
-            "ipopt",
-            nlp,
-            {"ipopt": ipopt_opts, "print_time": False, "error_on_fail": False},
-        )
+        self.nlp = {"x": x, "f": f if not isinstance(f, float) else ca.SX(f), "g": ca.vertcat(*g) if g else ca.SX(0, 1), "p": p}
         self.key = _structure_key(block)
-        self.options_key = repr(sorted(options.items())) + str(tee)
+        self.fixed_key = _fixed_key(self)
+        self.solver, self.options_key = None, None
+
+    def ipopt(self, options: dict, tee: bool):
+        """The CasADi Ipopt instance for ``options`` (a new one only when they changed: a new
+        time limit costs an Ipopt set-up, not a translation)."""
+        key = repr(sorted(options.items())) + str(tee)
+        if key != self.options_key:
+            ipopt_opts = {"print_level": 5 if tee else 0, "sb": "yes", **options}
+            self.solver = ca.nlpsol(
+                "convexnn_ipopt", "ipopt", self.nlp, {"ipopt": ipopt_opts, "print_time": False, "error_on_fail": False}
+            )
+            self.options_key = key
+        return self.solver
 
     def __len__(self):
         return len(self.vars)
@@ -271,7 +130,7 @@ def _fixed_key(nlp: _CompiledNLP) -> tuple:
     )
 
 
-_CACHE: "weakref.WeakKeyDictionary[Any, _CompiledNLP]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, _CompiledNLP] = weakref.WeakKeyDictionary()
 
 
 def _bound(val, default):
@@ -280,101 +139,83 @@ def _bound(val, default):
     return float(val)
 
 
-@SolverFactory.register(
+def _compiled(model) -> tuple[_CompiledNLP, bool]:
+    """The cached translation of ``model``, made anew (second value ``True``) when its structure or
+    the fixed status of its variables changed."""
+    nlp = _CACHE.get(model)
+    rebuild = nlp is None or nlp.key != _structure_key(model) or nlp.fixed_key != _fixed_key(nlp)
+    if rebuild:
+        nlp = _CACHE[model] = _CompiledNLP(model)
+    return nlp, rebuild
+
+
+def _run(nlp: _CompiledNLP, solver) -> dict:
+    """One Ipopt call from the Vars' current values, bounds and the Params' current values."""
+    x0, lbx, ubx = [], [], []
+    for v in nlp.vars:
+        lb, ub = _bound(v.lb, -math.inf), _bound(v.ub, math.inf)
+        val = v.value
+        if val is None:
+            val = 0.0 if lb <= 0.0 <= ub else (lb if math.isfinite(lb) else ub)
+        x0.append(min(max(float(val), lb), ub))
+        lbx.append(lb)
+        ubx.append(ub)
+    pvals = [float(value(p)) for p in nlp.params]
+    for p, pv in zip(nlp.params, pvals):
+        if not math.isfinite(pv):
+            raise ValueError(f"parameter {p.name} has the non-finite value {pv}")
+    lbg = [_bound(value(c.lower), -math.inf) for c in nlp.constraints]
+    ubg = [_bound(value(c.upper), math.inf) for c in nlp.constraints]
+    return solver(x0=x0, lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, p=pvals)
+
+
+@register_solver(
     "ipopt_casadi",
     doc="Ipopt 3.14 (MUMPS) bundled in CasADi's wheel, driven through a Pyomo-to-CasADi translation",
 )
-class CasadiIpopt(LegacySolverMixin):
-    """Pyomo solver plugin (legacy ``SolverFactory`` interface) for the embedded Ipopt.
+class CasadiIpopt(ConvexnnSolverBase):
+    """Ipopt 3.14 + MUMPS from CasADi's wheel (a local NLP solver: ``objective_bound`` is ``None``).
 
-    ``solve`` returns a :class:`pyomo.opt.SolverResults` and loads the primal solution into the
-    model's Vars (and duals into an IMPORT ``dual`` Suffix when the model declares one).  Options
-    are Ipopt options (``max_iter``, ``tol``, ``max_cpu_time``, ...).
+    ``solver_options`` are Ipopt options (``max_iter``, ``tol``, ...); ``time_limit`` becomes
+    Ipopt's ``max_wall_time``.  ``extra_info``: ``iteration_count``, ``return_status`` (Ipopt's,
+    mapped by :data:`IPOPT_STATUS`), ``rebuilt`` (translated anew), ``build_time``, ``solve_time``.
+    Duals load into an IMPORT ``dual`` Suffix (``results.solution_loader.get_duals()``).
     """
 
-    name = "ipopt_casadi"
     module = "casadi"
-    pip = "pip install casadi"
-    timelimit_option = "max_wall_time"
+    time_limit_option = "max_wall_time"
 
-    # -- legacy solver protocol -----------------------------------------------------------------
-    def available(self, exception_flag: bool = True) -> bool:
-        return super().available(exception_flag) and bool(ca.has_nlpsol("ipopt"))
+    def available(self) -> Availability:
+        if not super().available() or not ca.has_nlpsol("ipopt"):
+            return Availability.NotFound
+        return Availability.FullLicense
 
-    def warm_start_capable(self) -> bool:
-        return True
+    def solver_options(self, config) -> dict:
+        options = super().solver_options(config)
+        if options.get(self.time_limit_option, 1.0) <= 0.0:  # Ipopt takes only positive limits
+            options[self.time_limit_option] = 1e-9
+        return options
 
-    # -- solve ---------------------------------------------------------------------------------
-    def solve(self, model, tee: bool = False, load_solutions: bool = True, options=None,
-              timelimit: float | None = None, symbolic_solver_labels: bool = False, **kwds) -> SolverResults:
-        """Solve ``model`` (a Pyomo Block) with the embedded Ipopt."""
-        self.available(exception_flag=True)
-        # `pyomo solve` passes report_timing: record the solution in model.solutions for its report
-        record_solution = "report_timing" in kwds
-        for k in ("keepfiles", "report_timing", "logfile", "warmstart"):
-            kwds.pop(k, None)
-        if kwds:
-            raise ValueError(f"ipopt_casadi.solve got unknown keyword arguments: {sorted(kwds)}")
-        opts = self.merged_options(options, timelimit)
+    def _solve(self, model, config, results: Results) -> None:
         if not hasattr(model, "component_data_objects"):
             raise TypeError("ipopt_casadi.solve expects a Pyomo model or block")
-
-        t0 = time.perf_counter()
-        nlp = _CACHE.get(model)
-        rebuild = (
-            nlp is None
-            or nlp.key != _structure_key(model)
-            or nlp.options_key != repr(sorted(opts.items())) + str(tee)
-            or getattr(nlp, "fixed_key", None) != _fixed_key(nlp)
-        )
-        if rebuild:
-            nlp = _CompiledNLP(model, opts, tee)
-            nlp.fixed_key = _fixed_key(nlp)
-            _CACHE[model] = nlp
-        build_seconds = time.perf_counter() - t0
-
-        x0, lbx, ubx = [], [], []
-        for v in nlp.vars:
-            lb, ub = _bound(v.lb, -math.inf), _bound(v.ub, math.inf)
-            val = v.value
-            if val is None:
-                val = 0.0 if lb <= 0.0 <= ub else (lb if math.isfinite(lb) else ub)
-            x0.append(min(max(float(val), lb), ub))
-            lbx.append(lb)
-            ubx.append(ub)
-        pvals = [float(value(p)) for p in nlp.params]
-        for p, pv in zip(nlp.params, pvals):
-            if not math.isfinite(pv):
-                raise ValueError(f"parameter {p.name} has the non-finite value {pv}")
-        lbg = [_bound(value(c.lower), -math.inf) for c in nlp.constraints]
-        ubg = [_bound(value(c.upper), math.inf) for c in nlp.constraints]
-
-        t1 = time.perf_counter()
-        sol = nlp.solver(x0=x0, lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, p=pvals)
-        solve_seconds = time.perf_counter() - t1
-        stats = nlp.solver.stats()
+        t0 = default_timer()
+        nlp, rebuilt = _compiled(model)
+        solver = nlp.ipopt(self.solver_options(config), bool(config.tee))
+        t1 = default_timer()
+        sol = _run(nlp, solver)
+        stats = solver.stats()
         return_status = stats.get("return_status", "unknown")
-        results = self.new_results(_STATUS, return_status, solve_seconds)
-        status = results.solver.status
-        results.solver.iterations = int(stats.get("iter_count", -1))
-        results.solver.build_time = build_seconds
-        results.solver.rebuilt = rebuild
-        results.problem.name = model.name
-        results.problem.number_of_variables = len(nlp.vars)
-        results.problem.number_of_constraints = len(nlp.constraints)
-        results.problem.number_of_objectives = 1
-        fval = float(sol["f"]) * nlp.sense
-        results.problem.lower_bound = results.problem.upper_bound = fval
-
-        if load_solutions and status in (SolverStatus.ok, SolverStatus.warning):
-            xs = sol["x"].full().ravel()
-            for v, xv in zip(nlp.vars, xs):
-                v.set_value(float(xv), skip_validation=True)
-            if record_solution:
-                store_solution(model, results, nlp.vars, fval)
-            dual = model.component("dual")
-            if isinstance(dual, Suffix) and dual.import_enabled():
-                lam = sol["lam_g"].full().ravel()
-                for c, lv in zip(nlp.constraints, lam):
-                    dual[c] = -float(lv) * nlp.sense
-        return results
+        results.termination_condition, results.solution_status = map_status(IPOPT_STATUS, return_status)
+        if results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible):
+            results.incumbent_objective = float(sol["f"]) * nlp.sense
+        info = results.extra_info
+        info.iteration_count = int(stats.get("iter_count", -1))
+        info.return_status = return_status
+        info.rebuilt, info.build_time, info.solve_time = rebuilt, t1 - t0, default_timer() - t1
+        if results.solution_status != SolutionStatus.noSolution:
+            constraints, lam, sense = nlp.constraints, sol["lam_g"].full().ravel(), nlp.sense
+            results.solution_loader = PointSolutionLoader(
+                model, nlp.vars, sol["x"].full().ravel(), solver=self.name,
+                duals=lambda: {c: -float(lv) * sense for c, lv in zip(constraints, lam)},
+            )

@@ -1,44 +1,70 @@
-"""``convexnn_conic``: linear + convex-quadratic-objective + PSD models to Clarabel (or SCS).
+"""``convexnn_conic``: linear + convex-quadratic-objective + PSD models to Clarabel.
 
 Handles what the SDP relaxation needs: an objective with a convex quadratic part, linear
 equalities and inequalities, variable bounds, and :class:`~convexnn_pyomo.psd.PSDConstraint`
 blocks.  Nonlinear or quadratic *constraints* are refused with a clear error (outer-approximate
 them by cuts first, as ``convexnn.sdp`` does for the activations).
+
+Clarabel is a primal-dual interior-point method: at convergence its dual objective is a proven
+bound (``results.objective_bound``), up to its tolerances.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
-from pyomo.environ import Constraint, Objective, SolverFactory, maximize
-from pyomo.opt import SolverResults, SolverStatus, TerminationCondition
+from pyomo.common.timing import default_timer
+from pyomo.contrib.solver.common.results import Results, SolutionStatus, TerminationCondition
+from pyomo.environ import Constraint, Objective, maximize, value
 from pyomo.repn import generate_standard_repn
 from scipy import sparse
 
 from ..psd import psd_constraints
+from .base import ConvexnnSolverBase, PointSolutionLoader, StatusTable, map_status, register_solver
 
-from .base import LegacySolverMixin, store_solution
+__all__ = ["CLARABEL_STATUS", "ConicSolver"]
 
-__all__ = ["ConicSolver"]
-
-_CLARABEL_STATUS = {
-    "Solved": (SolverStatus.ok, TerminationCondition.optimal),
-    "AlmostSolved": (SolverStatus.ok, TerminationCondition.optimal),
-    "PrimalInfeasible": (SolverStatus.warning, TerminationCondition.infeasible),
-    "AlmostPrimalInfeasible": (SolverStatus.warning, TerminationCondition.infeasible),
-    "DualInfeasible": (SolverStatus.warning, TerminationCondition.unbounded),
-    "AlmostDualInfeasible": (SolverStatus.warning, TerminationCondition.unbounded),
-    "MaxIterations": (SolverStatus.warning, TerminationCondition.maxIterations),
-    "MaxTime": (SolverStatus.warning, TerminationCondition.maxTimeLimit),
+_TC, _SS = TerminationCondition, SolutionStatus
+#: Clarabel's ``status`` -> (termination condition, solution status); "Almost" statuses are
+#: reduced-accuracy versions of the plain ones (as Ipopt's acceptable level is of its optimum)
+CLARABEL_STATUS: StatusTable = {
+    "Solved": (_TC.convergenceCriteriaSatisfied, _SS.optimal),
+    "AlmostSolved": (_TC.convergenceCriteriaSatisfied, _SS.optimal),
+    "PrimalInfeasible": (_TC.provenInfeasible, _SS.noSolution),
+    "AlmostPrimalInfeasible": (_TC.provenInfeasible, _SS.noSolution),
+    "DualInfeasible": (_TC.unbounded, _SS.noSolution),
+    "AlmostDualInfeasible": (_TC.unbounded, _SS.noSolution),
+    "MaxIterations": (_TC.iterationLimit, _SS.unknown),
+    "MaxTime": (_TC.maxTimeLimit, _SS.unknown),
+    "InsufficientProgress": (_TC.minStepLength, _SS.unknown),
+    "NumericalError": (_TC.error, _SS.noSolution),
+    "CallbackTerminated": (_TC.interrupted, _SS.noSolution),
 }
 
 
-class _Builder:
-    def __init__(self):
+class _ConicProblem:
+    r"""A Pyomo model as Clarabel's data: :math:`\min \tfrac12 x^\top P x + q^\top x` subject to
+    :math:`b - A x \in \mathcal{K}` (zero cone: equalities; nonnegative cone: inequalities and
+    variable bounds; one PSD-triangle cone per :class:`PSDConstraint`, entries in svec order)."""
+
+    def __init__(self, model):
         self.index: dict[int, int] = {}
         self.vars: list = []
+        objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
+        if len(objs) != 1:
+            raise ValueError(f"convexnn_conic needs one active objective, found {len(objs)}")
+        self.sense = -1.0 if objs[0].sense == maximize else 1.0
+        self._objective(objs[0].expr)
+        self.rows_eq, self.rows_le = [], []  # (coefs, rhs): coefs x == rhs / coefs x <= rhs
+        for con in model.component_data_objects(Constraint, active=True, descend_into=True):
+            self._constraint(con)
+        self.psd = [self._psd_rows(blk) for blk in psd_constraints(model)]
+        for v in list(self.vars):
+            if v.ub is not None:
+                self.rows_le.append(({self.col(v): 1.0}, float(v.ub)))
+            if v.lb is not None:
+                self.rows_le.append(({self.col(v): -1.0}, -float(v.lb)))
 
     def col(self, v) -> int:
         k = self.index.get(id(v))
@@ -47,135 +73,108 @@ class _Builder:
             self.vars.append(v)
         return k
 
-    def affine(self, expr, what: str):
+    def affine(self, expr, what: str) -> tuple[dict, float]:
         repn = generate_standard_repn(expr, compute_values=True, quadratic=False)
         if not repn.is_linear():
             raise ValueError(f"convexnn_conic: {what} is not affine; only linear constraints and PSD blocks are supported")
-        coefs = {}
+        coefs: dict[int, float] = {}
+        const = float(repn.constant)
         for v, c in zip(repn.linear_vars, repn.linear_coefs):
             if v.fixed:
-                continue
-            coefs[self.col(v)] = coefs.get(self.col(v), 0.0) + float(c)
-        const = float(repn.constant) + sum(float(c) * v.value for v, c in zip(repn.linear_vars, repn.linear_coefs) if v.fixed)
+                const += float(c) * v.value
+            else:
+                coefs[self.col(v)] = coefs.get(self.col(v), 0.0) + float(c)
         return coefs, const
 
-
-@SolverFactory.register("convexnn_conic", doc="Linear/QP objective + PSD constraints via Clarabel (pip)")
-class ConicSolver(LegacySolverMixin):
-    """Pyomo solver plugin (legacy protocol) for conic models with PSD blocks."""
-
-    name = "convexnn_conic"
-    module = "clarabel"
-    pip = "pip install clarabel"
-    timelimit_option = "time_limit"
-
-    def solve(self, model, tee: bool = False, load_solutions: bool = True, options=None, **kwds) -> SolverResults:
-        import clarabel
-
-        self.available(True)
-        opts = self.merged_options(options, kwds.pop("timelimit", None))
-        t0 = time.perf_counter()
-        b = _Builder()
-        objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
-        if len(objs) != 1:
-            raise ValueError(f"convexnn_conic needs one active objective, found {len(objs)}")
-        obj = objs[0]
-        sense = -1.0 if obj.sense == maximize else 1.0
-        repn = generate_standard_repn(obj.expr, compute_values=True, quadratic=True)
+    def _objective(self, expr) -> None:
+        repn = generate_standard_repn(expr, compute_values=True, quadratic=True)
         if repn.nonlinear_expr is not None:
             raise ValueError("convexnn_conic: the objective must be linear or quadratic")
-        q_lin = {}
+        s = self.sense
+        self.q = {}
         for v, c in zip(repn.linear_vars, repn.linear_coefs):
-            q_lin[b.col(v)] = q_lin.get(b.col(v), 0.0) + sense * float(c)
-        P_entries = []
+            self.q[self.col(v)] = self.q.get(self.col(v), 0.0) + s * float(c)
+        self.P = []
         for (v1, v2), c in zip(repn.quadratic_vars, repn.quadratic_coefs):
-            i, j = b.col(v1), b.col(v2)
-            if i == j:
-                P_entries.append((i, i, 2.0 * sense * float(c)))
-            else:
-                P_entries += [(i, j, sense * float(c)), (j, i, sense * float(c))]
-        obj_const = sense * float(repn.constant)
+            i, j = self.col(v1), self.col(v2)
+            self.P += [(i, i, 2.0 * s * float(c))] if i == j else [(i, j, s * float(c)), (j, i, s * float(c))]
+        self.constant = s * float(repn.constant)
 
-        rows_eq, rows_le = [], []  # (coefs, rhs): coefs x == rhs  /  coefs x <= rhs
-        for con in model.component_data_objects(Constraint, active=True, descend_into=True):
-            coefs, const = b.affine(con.body, f"constraint {con.name}")
-            lo, up = con.lower, con.upper
-            lo = None if lo is None else float(lo.__call__() if callable(lo) else lo)
-            up = None if up is None else float(up.__call__() if callable(up) else up)
-            if lo is not None and up is not None and abs(lo - up) < 1e-12:
-                rows_eq.append((coefs, lo - const))
-                continue
-            if up is not None:
-                rows_le.append((coefs, up - const))
-            if lo is not None:
-                rows_le.append(({k: -c for k, c in coefs.items()}, const - lo))
-        psd_rows = []
-        for blk in psd_constraints(model):
-            n = blk.size
-            entries = []
-            for c in range(n):
-                for r in range(c + 1):
-                    coefs, const = b.affine(blk.upper[(r, c)], f"PSD entry ({r},{c}) of {blk.name}")
-                    scale = 1.0 if r == c else math.sqrt(2.0)
-                    entries.append(({k: scale * v for k, v in coefs.items()}, scale * const))
-            psd_rows.append((n, entries))
-        for v in list(b.vars):
-            if v.ub is not None:
-                rows_le.append(({b.col(v): 1.0}, float(v.ub)))
-            if v.lb is not None:
-                rows_le.append(({b.col(v): -1.0}, -float(v.lb)))
+    def _constraint(self, con) -> None:
+        coefs, const = self.affine(con.body, f"constraint {con.name}")
+        lo = None if con.lower is None else float(value(con.lower))
+        up = None if con.upper is None else float(value(con.upper))
+        if lo is not None and up is not None and abs(lo - up) < 1e-12:
+            self.rows_eq.append((coefs, lo - const))
+            return
+        if up is not None:
+            self.rows_le.append((coefs, up - const))
+        if lo is not None:
+            self.rows_le.append(({k: -c for k, c in coefs.items()}, const - lo))
 
-        nvar = len(b.vars)
-        A_rows, A_cols, A_vals, rhs, cones = [], [], [], [], []
-        row = 0
+    def _psd_rows(self, blk) -> tuple[int, list]:
+        """svec(M(x)) of a PSD block, as rows ``(-coefs, const)`` of ``b - A x``."""
+        rows = []
+        for c in range(blk.size):
+            for r in range(c + 1):
+                coefs, const = self.affine(blk.upper[(r, c)], f"PSD entry ({r},{c}) of {blk.name}")
+                scale = 1.0 if r == c else math.sqrt(2.0)
+                rows.append(({k: -scale * v for k, v in coefs.items()}, scale * const))
+        return blk.size, rows
 
-        def add(coefs, value, sign=1.0):
-            nonlocal row
-            for k, c in coefs.items():
-                A_rows.append(row)
-                A_cols.append(k)
-                A_vals.append(sign * c)
-            rhs.append(value)
-            row += 1
-
-        for coefs, r in rows_eq:
-            add(coefs, r)
-        if rows_eq:
-            cones.append(clarabel.ZeroConeT(len(rows_eq)))
-        for coefs, r in rows_le:
-            add(coefs, r)
-        if rows_le:
-            cones.append(clarabel.NonnegativeConeT(len(rows_le)))
-        for n, entries in psd_rows:  # s = svec(M(x)) = b - A x  ->  A = -coef, b = const
-            for coefs, const in entries:
-                add(coefs, const, sign=-1.0)
-            cones.append(clarabel.PSDTriangleConeT(n))
-        A = sparse.csc_matrix((A_vals, (A_rows, A_cols)), shape=(row, nvar))
-        P = sparse.csc_matrix(
-            ([e[2] for e in P_entries], ([e[0] for e in P_entries], [e[1] for e in P_entries])), shape=(nvar, nvar)
+    def matrices(self, clarabel):
+        """``P, q, A, b, cones`` for ``clarabel.DefaultSolver``."""
+        rows = [*self.rows_eq, *self.rows_le, *(row for _, block in self.psd for row in block)]
+        entries = [(r, k, c) for r, (coefs, _) in enumerate(rows) for k, c in coefs.items()]
+        A = sparse.csc_matrix(
+            ([e[2] for e in entries], ([e[0] for e in entries], [e[1] for e in entries])),
+            shape=(len(rows), len(self.vars)),
         )
-        P = sparse.triu(P, format="csc")
-        q = np.zeros(nvar)
-        for k, c in q_lin.items():
+        cones = [clarabel.ZeroConeT(len(self.rows_eq))] if self.rows_eq else []
+        cones += [clarabel.NonnegativeConeT(len(self.rows_le))] if self.rows_le else []
+        cones += [clarabel.PSDTriangleConeT(n) for n, _ in self.psd]
+        n = len(self.vars)
+        P = sparse.csc_matrix(([e[2] for e in self.P], ([e[0] for e in self.P], [e[1] for e in self.P])), shape=(n, n))
+        q = np.zeros(n)
+        for k, c in self.q.items():
             q[k] = c
+        return sparse.triu(P, format="csc"), q, A, np.array([r for _, r in rows], dtype=float), cones
+
+
+@register_solver("convexnn_conic", doc="Linear/QP objective + PSD constraints via Clarabel (pip)")
+class ConicSolver(ConvexnnSolverBase):
+    """Clarabel for LP/QP objectives, linear constraints and PSD blocks.
+
+    ``solver_options`` are Clarabel settings (``max_iter``, ``tol_gap_abs``, ...); ``time_limit``
+    becomes Clarabel's ``time_limit``.  ``objective_bound`` is Clarabel's dual objective at
+    convergence.  ``extra_info``: ``iteration_count``, ``return_status`` (Clarabel's, mapped by
+    :data:`CLARABEL_STATUS`), ``build_time``, ``solve_time``.
+    """
+
+    module = "clarabel"
+    time_limit_option = "time_limit"
+
+    def _solve(self, model, config, results: Results) -> None:
+        import clarabel
+
+        t0 = default_timer()
+        prob = _ConicProblem(model)
         settings = clarabel.DefaultSettings()
-        settings.verbose = bool(tee)
-        for k, v in opts.items():
-            setattr(settings, k, v)
-        build = time.perf_counter() - t0
-        solver = clarabel.DefaultSolver(P, q, A, np.array(rhs), cones, settings)
+        settings.verbose = bool(config.tee)
+        for key, val in self.solver_options(config).items():
+            if not hasattr(settings, key):
+                raise ValueError(f"convexnn_conic: Clarabel has no setting {key!r}")
+            setattr(settings, key, val)
+        solver = clarabel.DefaultSolver(*prob.matrices(clarabel), settings)
+        t1 = default_timer()
         sol = solver.solve()
-        results = self.new_results(_CLARABEL_STATUS, str(sol.status), float(sol.solve_time))
-        term = results.solver.termination_condition
-        results.solver.iterations = int(sol.iterations)
-        results.solver.build_time = build
-        results.problem.number_of_variables = nvar
-        results.problem.number_of_constraints = row
-        fval = sense * (float(sol.obj_val) + obj_const)
-        results.problem.lower_bound = results.problem.upper_bound = fval
-        if load_solutions and term == TerminationCondition.optimal:
-            for v, xv in zip(b.vars, sol.x):
-                v.set_value(float(xv), skip_validation=True)
-            if "report_timing" in kwds:  # called by `pyomo solve`
-                store_solution(model, results, b.vars, fval)
-        return results
+        status = str(sol.status)
+        results.termination_condition, results.solution_status = map_status(CLARABEL_STATUS, status)
+        if results.solution_status == SolutionStatus.optimal:
+            results.incumbent_objective = prob.sense * (float(sol.obj_val) + prob.constant)
+            results.objective_bound = prob.sense * (float(sol.obj_val_dual) + prob.constant)
+        info = results.extra_info
+        info.iteration_count, info.return_status = int(sol.iterations), status
+        info.build_time, info.solve_time = t1 - t0, default_timer() - t1
+        if results.solution_status != SolutionStatus.noSolution:
+            results.solution_loader = PointSolutionLoader(model, prob.vars, list(sol.x), solver=self.name)

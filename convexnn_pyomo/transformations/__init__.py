@@ -5,36 +5,49 @@
 * ``convexnn.sdp``        -- SDP relaxation (4) of (2b) (PSD blocks) + tangent cuts for (7)
 * ``convexnn.mccormick``  -- McCormick envelopes of the products in (2b) + (7)
 * ``convexnn.bound``      -- boxes on weights/biases, interval bounds on every other variable
+
+:data:`RELAXATIONS` maps a relaxation's short name to its transformation class; the class
+attributes ``supports_regularization``, ``exact_for_large_eta``, ``requires_bounds`` and
+``requires_conic_solver`` say how a round of Algorithm 1 can use it (``docs/formulation.md``).
 """
 
 from .base import (
     LayerRelaxationTransformation,
+    get_relaxation,
     get_relaxation_block,
-    get_src_constraint,
+    get_src_constraints,
     get_transformed_constraints,
     set_lifted_values,
 )
-from .bound import BoundNetwork, interval_bounds
+from .bound import BoundNetwork, get_bounds, interval_bounds
 from .mccormick import McCormickRelaxation
 from .parabolic import ParabolicRelaxation
-from .sdp import SDPRelaxation, dc_violation, solve_sdp_relaxation
 from .regularize import Regularize, exactness_weights, get_regularization_block, update_reference
+from .sdp import SDPRelaxation
+
+#: short name -> relaxation transformation class (``TransformationFactory(f"convexnn.{name}")``)
+RELAXATIONS: dict[str, type[LayerRelaxationTransformation]] = {
+    "parabolic": ParabolicRelaxation,
+    "mccormick": McCormickRelaxation,
+    "sdp": SDPRelaxation,
+}
 
 __all__ = [
+    "RELAXATIONS",
     "BoundNetwork",
-    "McCormickRelaxation",
-    "SDPRelaxation",
-    "dc_violation",
-    "interval_bounds",
-    "solve_sdp_relaxation",
     "LayerRelaxationTransformation",
+    "McCormickRelaxation",
     "ParabolicRelaxation",
     "Regularize",
-    "get_relaxation_block",
+    "SDPRelaxation",
+    "exactness_weights",
+    "get_bounds",
     "get_regularization_block",
-    "get_src_constraint",
+    "get_relaxation",
+    "get_relaxation_block",
+    "get_src_constraints",
     "get_transformed_constraints",
+    "interval_bounds",
     "set_lifted_values",
     "update_reference",
-    "exactness_weights",
 ]

@@ -8,10 +8,12 @@ arithmetic gives
     z_{ij} \in \Big[\sum_k \min(w^L_{ik} x^L_{kj}) - B_b,\ \sum_k \max(\cdot) + B_b\Big],\qquad
     x^{l+1}_{ij} \in h([z^L_{ij}, z^U_{ij}])
 
-for monotone activations (all shipped ones), and the lifted variables get
-:math:`W_{ii} \in [0, n_{l-1} B_w^2]`, :math:`X_{jj} \in [\|x\|^2_{\min}, \|x\|^2_{\max}]` and
-:math:`u \in [p+q]` bounds when present.  Apply it to the exact model *before* a relaxation, and the
-same bounds hold in every relaxation of a comparison (the relaxations only read Var bounds).
+for monotone activations (all shipped ones).  When a layer is already relaxed, its relaxation
+bounds its own lifted variables (:meth:`LayerRelaxationTransformation.bound_lifted`):
+:math:`W_{ii} \le n_{l-1} B_w^2`, :math:`X_{jj} \le \|x_j\|^2_{\max}` (parabolic ``W``, ``X``;
+the diagonals of the SDP's ``W``, ``X``) and :math:`u \le \max(p + q)`.  Apply it to the exact
+model *before* a relaxation, and the same bounds hold in every relaxation of a comparison (the
+relaxations only read Var bounds).  The options it was applied with: :func:`get_bounds`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pyomo.common.config import ConfigDict, ConfigValue, PositiveFloat
 from pyomo.core.base.transformation import Transformation, TransformationFactory
 
 from ..model import get_training_problem, layer_blocks
-from .base import get_relaxation_block
+from .base import _info, get_relaxation, get_relaxation_block
 
-__all__ = ["BoundNetwork", "interval_bounds"]
+__all__ = ["BoundNetwork", "get_bounds", "interval_bounds"]
 
 
 def interval_bounds(net_sizes, activations, X, weight_bound: float, bias_bound: float):
@@ -59,7 +61,7 @@ class BoundNetwork(Transformation):
         tp = get_training_problem(model)
         net = tp.network
         bounds = interval_bounds(net.sizes, net.activations, tp.X, config.weight_bound, config.bias_bound)
-        model.convexnn_bounds = {"weight_bound": config.weight_bound, "bias_bound": config.bias_bound}
+        _info(model).bounds = {"weight_bound": config.weight_bound, "bias_bound": config.bias_bound}
         for blk in layer_blocks(model):
             l = blk.index_l
             zlo, zhi, xlo, xhi = bounds[l - 1]
@@ -76,24 +78,11 @@ class BoundNetwork(Transformation):
                 for (i, j), v in blk.x.items():
                     v.setlb(float(xlo[i, j]))
                     v.setub(float(xhi[i, j]))
-            rblk = get_relaxation_block(blk)
-            if rblk is not None:
-                _bound_lifted(blk, rblk, bounds, config)
+            relaxation = get_relaxation(blk)
+            if relaxation is not None:
+                relaxation.bound_lifted(blk, get_relaxation_block(blk), bounds, config.weight_bound)
 
 
-def _bound_lifted(blk, rblk, bounds, config) -> None:
-    l = blk.index_l
-    if hasattr(rblk, "W"):
-        for v in rblk.W.values():
-            v.setub(len(blk.inputs) * config.weight_bound**2)
-    if hasattr(rblk, "X") and l >= 2:
-        _, _, xlo, xhi = bounds[l - 2]
-        sq_hi = np.maximum(xlo**2, xhi**2).sum(axis=0)
-        for j, v in rblk.X.items():
-            v.setub(float(sq_hi[j]))
-    if hasattr(rblk, "u"):
-        act = blk.activation_function
-        zlo, zhi, _, _ = bounds[l - 1]
-        cand = [act.p(zlo) + act.q(zlo), act.p(zhi) + act.q(zhi)]
-        for (i, j), v in rblk.u.items():
-            v.setub(float(max(c[i, j] for c in cand)))
+def get_bounds(model) -> dict | None:
+    """``{"weight_bound": ..., "bias_bound": ...}`` of the last ``convexnn.bound`` applied to ``model``, or ``None``."""
+    return _info(model).bounds

@@ -10,14 +10,21 @@ every product :math:`v_{ikj} = w_{ik} x_{kj}` gets its own variable and the four
 and (2b) becomes the linear :math:`z_{ij} = \sum_k v_{ikj} + b_i`.  The model grows by
 ``n_l n_{l-1} m`` variables and ``4 n_l n_{l-1} m`` constraints per layer.  Activations are
 relaxed by the same DC inequalities (7) as in the parabolic relaxation.
+
+The relaxation has no variable standing for :math:`\|w_i\|^2` or :math:`\|x_j\|^2`, so the
+regularizer (8) over it takes the exact proximal terms :math:`\|w_i - \check w_i\|^2` and
+:math:`\|x_j - \check x_j\|^2`.  Its slack lives in ``v``, which (8) does not price: a large eta
+pins ``w`` and ``x`` to the reference, but ``v`` keeps the whole envelope of an interior point, so
+the regularized round is *not* exact for large eta (``exact_for_large_eta = False``).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.transformation import TransformationFactory
 
-from .base import LayerRelaxationTransformation, _map
+from .base import LayerRelaxationTransformation, _assign, _record
 
 
 @TransformationFactory.register(
@@ -28,16 +35,20 @@ class McCormickRelaxation(LayerRelaxationTransformation):
 
     CONFIG = LayerRelaxationTransformation.CONFIG()
     block_name = "mccormick"
+    requires_bounds = True
+    exact_for_large_eta = False
 
-    def _relax_bilinear(self, blk, rblk, config, info) -> None:
+    def _check_layer(self, blk) -> None:
         if blk.input_is_data:
             return
-        samples = blk.model().samples
         for v in list(blk.w.values()) + list(blk.x_in.values()):
             if v.lb is None or v.ub is None:
                 raise ValueError(
                     f"convexnn.mccormick needs bounds on {v.name}; apply TransformationFactory('convexnn.bound') first"
                 )
+
+    def _relax_bilinear(self, blk, rblk, config) -> None:
+        samples = blk.model().samples
         rblk.v = pyo.Var(blk.nodes, blk.inputs, samples, initialize=0.0, doc="v_ikj stands for w_ik x_kj")
         w, x = blk.w, blk.x_in
 
@@ -57,6 +68,8 @@ class McCormickRelaxation(LayerRelaxationTransformation):
         rblk.linear = pyo.Constraint(
             blk.nodes, samples, rule=lambda r, i, j: blk.z[i, j] == sum(r.v[i, k, j] for k in blk.inputs) + blk.b[i]
         )
-        blk.bilinear.deactivate()
         for (i, j), src in blk.bilinear.items():
-            _map(info, src, [rblk.linear[i, j]] + [rblk.envelope[i, k, j, s] for k in blk.inputs for s in rblk.sides])
+            _record(blk, src, [rblk.linear[i, j]] + [rblk.envelope[i, k, j, s] for k in blk.inputs for s in rblk.sides])
+
+    def _lift_bilinear(self, blk, rblk, w: np.ndarray, x_in: np.ndarray) -> None:
+        _assign(rblk.v, w[:, :, None] * x_in[None, :, :])  # v_ikj = w_ik x_kj

@@ -17,10 +17,11 @@ constraints per relaxed layer: linearly in ``m``.
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.transformation import TransformationFactory
 
-from .base import LayerRelaxationTransformation, _map
+from .base import LayerRelaxationTransformation, _assign, _record
 
 
 @TransformationFactory.register(
@@ -33,9 +34,7 @@ class ParabolicRelaxation(LayerRelaxationTransformation):
     CONFIG = LayerRelaxationTransformation.CONFIG()
     block_name = "parabolic"
 
-    def _relax_bilinear(self, blk, rblk, config, info) -> None:
-        if blk.input_is_data:
-            return  # z = w x + b with x data: affine, kept exact
+    def _relax_bilinear(self, blk, rblk, config) -> None:
         samples = blk.model().samples
         rblk.W = pyo.Var(blk.nodes, domain=pyo.NonNegativeReals, initialize=0.0, doc="W^l_ii, stands for ||w_i||^2")
         rblk.X = pyo.Var(samples, domain=pyo.NonNegativeReals, initialize=0.0, doc="X^l_jj, stands for ||x_j||^2")
@@ -54,6 +53,15 @@ class ParabolicRelaxation(LayerRelaxationTransformation):
         rblk.input_norm = pyo.Constraint(
             samples, rule=lambda r, j: sum(blk.x_in[k, j] ** 2 for k in blk.inputs) <= r.X[j], doc="(5d)"
         )
-        blk.bilinear.deactivate()
         for (i, j), src in blk.bilinear.items():
-            _map(info, src, [rblk.parabolic_plus[i, j], rblk.parabolic_minus[i, j], rblk.weight_norm[i], rblk.input_norm[j]])
+            _record(blk, src, [rblk.parabolic_plus[i, j], rblk.parabolic_minus[i, j], rblk.weight_norm[i], rblk.input_norm[j]])
+
+    def _lift_bilinear(self, blk, rblk, w: np.ndarray, x_in: np.ndarray) -> None:
+        _assign(rblk.W, np.sum(w * w, axis=1))
+        _assign(rblk.X, np.sum(x_in * x_in, axis=0))
+
+    def _weight_squares(self, blk, rblk):
+        return rblk.W
+
+    def _input_squares(self, blk, rblk):
+        return rblk.X

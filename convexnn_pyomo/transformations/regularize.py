@@ -10,9 +10,11 @@ With reference weights :math:`\check w, \check b`, its exact forward pass :math:
       + s \sum_{l<L} \mu^l_q \sum_{ij} \Big(\tfrac{u_{ij} - x_{ij}}{2} - q(\check z_{ij}) - q'(\check z_{ij})(z_{ij} - \check z_{ij})\Big)
 
 The paper's ``tr{...}`` terms are sums over elements and its ``mu_y`` is ``mu_q``; the constants
-make ``r = 0`` at the lifted reference point and ``r >= 0`` on the relaxed feasible set.  Where a
-layer has no ``W`` (the first layer, or a layer left exact) the weight term is its exact value
-:math:`\|w_i - \check w_i\|^2`; likewise for ``X``.  ``s = 1/m`` when the model's loss is the
+make ``r = 0`` at the lifted reference point and ``r >= 0`` on the relaxed feasible set.  Each
+bracket is built by the relaxation of its layer (:meth:`LayerRelaxationTransformation.weight_proximal`,
+``input_proximal``, ``activation_proximal``): ``W_ii`` is the parabolic ``W[i]`` or the SDP's
+``Wm[i, i]``; where a layer has no ``W`` (the first layer, a McCormick layer, or a layer left
+exact) the weight term is its exact value :math:`\|w_i - \check w_i\|^2`; likewise for ``X``.  ``s = 1/m`` when the model's loss is the
 mean (``reduction="mean"``), else ``1``: per-sample terms are averaged like the loss, so ``eta``
 stays O(1) as ``m`` grows (see ``docs/formulation.md``).
 
@@ -32,9 +34,9 @@ from pyomo.core.base.transformation import Transformation, TransformationFactory
 
 from ..model import get_training_problem, layer_blocks, network_from_model
 from ..network import ForwardPass, Network
-from .base import get_relaxation_block
+from .base import _info, _relaxation_or_exact, get_relaxation, get_relaxation_block
 
-__all__ = ["Regularize", "update_reference", "get_regularization_block", "exactness_weights"]
+__all__ = ["Regularize", "exactness_weights", "get_regularization_block", "update_reference"]
 
 
 def _positive_eta(v):
@@ -55,6 +57,17 @@ def _positive_weights(v):
 
 
 _positive_weights.domain_name = "positive float or one positive float per layer"
+
+
+def _per_layer(v, count: int) -> list:
+    vals = v if isinstance(v, list) else [v] * count
+    if len(vals) != count:
+        raise ValueError(f"expected one mu value per layer ({count}), got {len(vals)}")
+    return vals
+
+
+def _relaxes_activation(blk) -> bool:
+    return _relaxation_or_exact(blk).relaxes_activation(blk)
 
 
 @TransformationFactory.register(
@@ -90,89 +103,69 @@ class Regularize(Transformation):
                 "to start a new round"
             )
         blocks = layer_blocks(model)
-        layers = [blk.index_l for blk in blocks]
+        for blk in blocks:
+            relaxation = get_relaxation(blk)
+            if relaxation is not None and not relaxation.supports_regularization:
+                raise ValueError(f"convexnn.regularize is not defined over {type(relaxation).__name__} ({blk.name})")
         reference = config.reference if config.reference is not None else network_from_model(model)
         if list(reference.sizes) != list(tp.network.sizes):
             raise ValueError(f"reference network has sizes {reference.sizes}, the model {tp.network.sizes}")
-
-        reg = pyo.Block(doc="regularizer (8) and regularized objective (9a)")
-        model.add_component(unique_component_name(model, "regularization"), reg)
-        object.__setattr__(model, "_convexnn_regularization", reg)
-        reg.layers = pyo.Set(initialize=layers, ordered=True)
-        reg.eta = pyo.Param(mutable=True, initialize=config.eta, doc="eta")
-
-        def _per_layer(v, count):
-            vals = v if isinstance(v, list) else [v] * count
-            if len(vals) != count:
-                raise ValueError(f"expected one mu value per layer ({count}), got {len(vals)}")
-            return vals
-
-        mu_z = _per_layer(config.mu_z, len(layers))
-        reg.mu_z = pyo.Param(reg.layers, mutable=True, initialize=dict(zip(layers, mu_z)))
-        dc_layers = [blk.index_l for blk in blocks if _has_dc(blk)]
-        reg.dc_layers = pyo.Set(initialize=dc_layers, ordered=True)
-        reg.mu_p = pyo.Param(reg.dc_layers, mutable=True, initialize=dict(zip(dc_layers, _per_layer(config.mu_p, len(dc_layers)) if dc_layers else [])))
-        reg.mu_q = pyo.Param(reg.dc_layers, mutable=True, initialize=dict(zip(dc_layers, _per_layer(config.mu_q, len(dc_layers)) if dc_layers else [])))
-        samples = model.samples
-        scale = tp.loss_scale
-
-        reg.ref = pyo.Block(reg.layers)
-        weight_terms, input_terms, dc_terms = [], [], []
-        for blk in blocks:
-            l = blk.index_l
-            rb = reg.ref[l]
-            rblk = get_relaxation_block(blk)
-            rb.w = pyo.Param(blk.nodes, blk.inputs, mutable=True, initialize=0.0, doc="reference weights")
-            if rblk is not None and hasattr(rblk, "W"):
-                weight_terms.append(
-                    reg.mu_z[l] * sum(
-                        rblk.W[i] - 2 * sum(blk.w[i, k] * rb.w[i, k] for k in blk.inputs) + sum(rb.w[i, k] ** 2 for k in blk.inputs)
-                        for i in blk.nodes
-                    )
-                )
-            else:
-                weight_terms.append(reg.mu_z[l] * sum((blk.w[i, k] - rb.w[i, k]) ** 2 for i in blk.nodes for k in blk.inputs))
-            if not blk.input_is_data:
-                rb.x = pyo.Param(blk.inputs, samples, mutable=True, initialize=0.0, doc="reference inputs h(z^(l-1)(w_ref))")
-                if rblk is not None and hasattr(rblk, "X"):
-                    input_terms.append(
-                        reg.mu_z[l] * sum(
-                            rblk.X[j] - 2 * sum(blk.x_in[k, j] * rb.x[k, j] for k in blk.inputs) + sum(rb.x[k, j] ** 2 for k in blk.inputs)
-                            for j in samples
-                        )
-                    )
-                else:
-                    input_terms.append(reg.mu_z[l] * sum((blk.x_in[k, j] - rb.x[k, j]) ** 2 for k in blk.inputs for j in samples))
-            if l in dc_layers:
-                for nm in ("dp", "cp", "dq", "cq"):
-                    rb.add_component(nm, pyo.Param(blk.nodes, samples, mutable=True, initialize=0.0))
-                dc_terms.append(
-                    reg.mu_p[l] * sum((rblk.u[i, j] + blk.x[i, j]) / 2 - rb.dp[i, j] * blk.z[i, j] - rb.cp[i, j] for i in blk.nodes for j in samples)
-                    + reg.mu_q[l] * sum((rblk.u[i, j] - blk.x[i, j]) / 2 - rb.dq[i, j] * blk.z[i, j] - rb.cq[i, j] for i in blk.nodes for j in samples)
-                )
-        reg.r_weights = pyo.Expression(expr=sum(weight_terms), doc="weight part of r")
-        reg.r_inputs = pyo.Expression(expr=scale * sum(input_terms) if input_terms else 0.0, doc="input (X) part of r")
-        reg.r_activations = pyo.Expression(expr=scale * sum(dc_terms) if dc_terms else 0.0, doc="DC part of r")
-        reg.r = pyo.Expression(expr=reg.r_weights + reg.r_inputs + reg.r_activations, doc="regularizer r (8)")
-
         objs = list(model.component_data_objects(pyo.Objective, active=True))
         if len(objs) != 1:
             raise ValueError(f"convexnn.regularize expects one active objective, found {len(objs)}")
+
+        reg = pyo.Block(doc="regularizer (8) and regularized objective (9a)")
+        model.add_component(unique_component_name(model, "regularization"), reg)
+        _info(model).regularization = reg
+        self._declare_weights(reg, blocks, config)
+        self._build_regularizer(reg, blocks, model.samples, tp.loss_scale)
         base = objs[0]
         base.deactivate()
         reg.base_objective_expr = pyo.Expression(expr=base.expr, doc=f"the objective {base.name} being regularized")
         reg.objective = pyo.Objective(expr=reg.base_objective_expr + reg.eta * reg.r, sense=base.sense, doc="(9a)")
         update_reference(model, reference)
 
+    @staticmethod
+    def _declare_weights(reg, blocks, config) -> None:
+        """Sets of layers and the mutable Params ``eta``, ``mu_z``, ``mu_p``, ``mu_q``."""
+        layers = [blk.index_l for blk in blocks]
+        dc_layers = [blk.index_l for blk in blocks if _relaxes_activation(blk)]
+        reg.layers = pyo.Set(initialize=layers, ordered=True)
+        reg.dc_layers = pyo.Set(initialize=dc_layers, ordered=True)
+        reg.eta = pyo.Param(mutable=True, initialize=config.eta, doc="eta")
+        reg.mu_z = pyo.Param(reg.layers, mutable=True, initialize=dict(zip(layers, _per_layer(config.mu_z, len(layers)))))
+        for name in ("mu_p", "mu_q"):
+            values = _per_layer(config[name], len(dc_layers)) if dc_layers else []
+            reg.add_component(name, pyo.Param(reg.dc_layers, mutable=True, initialize=dict(zip(dc_layers, values))))
 
-def _has_dc(blk) -> bool:
-    rblk = get_relaxation_block(blk)
-    return rblk is not None and hasattr(rblk, "u")
+    @staticmethod
+    def _build_regularizer(reg, blocks, samples, scale: float) -> None:
+        """Reference Params per layer and the brackets of (8), each built by the layer's relaxation."""
+        reg.ref = pyo.Block(reg.layers)
+        weight_terms, input_terms, dc_terms = [], [], []
+        for blk in blocks:
+            l = blk.index_l
+            rb = reg.ref[l]
+            relaxation, rblk = _relaxation_or_exact(blk), get_relaxation_block(blk)
+            rb.w = pyo.Param(blk.nodes, blk.inputs, mutable=True, initialize=0.0, doc="reference weights")
+            weight_terms.append(reg.mu_z[l] * relaxation.weight_proximal(blk, rblk, rb.w))
+            if not blk.input_is_data:
+                rb.x = pyo.Param(blk.inputs, samples, mutable=True, initialize=0.0, doc="reference inputs h(z^(l-1)(w_ref))")
+                input_terms.append(reg.mu_z[l] * relaxation.input_proximal(blk, rblk, rb.x))
+            if l in reg.dc_layers:
+                for nm in ("dp", "cp", "dq", "cq"):
+                    rb.add_component(nm, pyo.Param(blk.nodes, samples, mutable=True, initialize=0.0))
+                p_part, q_part = relaxation.activation_proximal(blk, rblk, rb.dp, rb.cp, rb.dq, rb.cq)
+                dc_terms.append(reg.mu_p[l] * p_part + reg.mu_q[l] * q_part)
+        reg.r_weights = pyo.Expression(expr=sum(weight_terms), doc="weight part of r")
+        reg.r_inputs = pyo.Expression(expr=scale * sum(input_terms) if input_terms else 0.0, doc="input (X) part of r")
+        reg.r_activations = pyo.Expression(expr=scale * sum(dc_terms) if dc_terms else 0.0, doc="DC part of r")
+        reg.r = pyo.Expression(expr=reg.r_weights + reg.r_inputs + reg.r_activations, doc="regularizer r (8)")
 
 
 def get_regularization_block(model):
     """The block added by ``convexnn.regularize`` or ``None``."""
-    return model.__dict__.get("_convexnn_regularization")
+    return _info(model).regularization
 
 
 def _store(param, arr: np.ndarray) -> None:
@@ -250,8 +243,10 @@ def exactness_weights(
       and gains :math:`|A_{ij}|` per unit with :math:`A = (w^{l+1})^T G^{l+1}`:
       :math:`\mu_p^l = \mu_q^l \ge \max_{ij} |A_{ij}| / s`.
 
-    Layers without ``W`` (layer 1) have no slack; their ``mu_z`` takes the first formula, a proximal
-    weight of the same size as the layers above.  Thresholds hold at the reference only (first
+    The ``X_jj`` formula applies where the layer's relaxation has a lifted ``X_jj``
+    (:meth:`~.base.LayerRelaxationTransformation.has_input_slack`: parabolic, SDP).  Layers without
+    ``W`` (layer 1) have no slack; their ``mu_z`` takes the first formula, a proximal weight of the
+    same size as the layers above.  Thresholds hold at the reference only (first
     order), so callers pick ``eta >= 1`` and raise it when a round turns out inexact.  Returns
     ``{"mu_z": {l: ...}, "mu_p": {l: ...}, "mu_q": {l: ...}}`` for :func:`update_reference`.
     """
@@ -265,11 +260,10 @@ def exactness_weights(
     for l, blk in blocks.items():
         a = np.abs(G[l - 1])
         tau = 0.5 * a.sum(axis=1).max()
-        rblk = get_relaxation_block(blk)
-        if rblk is not None and hasattr(rblk, "X"):
+        if _relaxation_or_exact(blk).has_input_slack(blk, get_relaxation_block(blk)):
             tau = max(tau, 0.5 * a.sum(axis=0).max() / s)
         mu_z[l] = max(float(tau), floor)
-    dc_layers = list(reg.dc_layers) if reg is not None else [l for l, b in blocks.items() if _has_dc(b)]
+    dc_layers = list(reg.dc_layers) if reg is not None else [l for l, b in blocks.items() if _relaxes_activation(b)]
     for l in dc_layers:
         A = np.abs(reference.weights[l].T @ G[l])  # d loss / d x^{l+1}
         mu_dc[l] = max(float(A.max()) / s, floor)

@@ -1,0 +1,106 @@
+"""The convex program of one round, behind one small protocol the algorithm drives.
+
+:class:`PyomoRound` is the reference implementation: the Pyomo training model with a relaxation,
+the hard constraints and the regularizer (8), solved by any Pyomo solver (new solver API).  A round
+changes mutable Params only, so a persistent translation (``ipopt_casadi``) is reused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.contrib.solver.common.results import TerminationCondition
+
+from ..model import build_training_model, constraint_gaps, network_from_model
+from ..network import ForwardPass, Network
+from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values, update_reference
+from .diagnosis import smallest_kappa_factor
+
+__all__ = ["RoundSolve", "PyomoRound", "TRAINABLE_RELAXATIONS"]
+
+_INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible}
+
+#: relaxations the regularizer (8) is defined for and a local NLP solver can solve
+TRAINABLE_RELAXATIONS = tuple(
+    name for name, cls in RELAXATIONS.items() if cls.supports_regularization and not cls.requires_conic_solver
+)
+
+
+@dataclass
+class RoundSolve:
+    """How one convex solve ended."""
+
+    ok: bool  # an optimal solution is loaded
+    termination: str  # the solver's termination condition (or "error: ...")
+    infeasible: bool
+    time_limit: bool
+    iterations: int
+    seconds: float
+
+
+def relax(model, name: str) -> None:
+    """Apply the relaxation ``name`` (one the regularizer (8) is defined for) to every layer."""
+    if name not in TRAINABLE_RELAXATIONS:
+        raise ValueError(f"relaxation must be one of {TRAINABLE_RELAXATIONS} for training, got {name!r}")
+    if RELAXATIONS[name].requires_bounds:  # e.g. McCormick envelopes need boxes on weights and inputs
+        pyo.TransformationFactory("convexnn.bound").apply_to(model)
+    pyo.TransformationFactory(f"convexnn.{name}").apply_to(model)
+
+
+class PyomoRound:
+    """Exact model (2a)-(2c), relaxation, hard constraints, lifted start and regularizer (9)."""
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
+                 constraints: list, opt, eta: float, mu: tuple[float, float, float]):
+        model = build_training_model(net, X, Y, reduction=reduction)
+        relax(model, relaxation)
+        for c in constraints:
+            c.add_to(model)
+        set_lifted_values(model, net)
+        pyo.TransformationFactory("convexnn.regularize").apply_to(
+            model, eta=eta, reference=net, mu_z=mu[0], mu_p=mu[1], mu_q=mu[2]
+        )
+        self.model, self.opt, self.constraints, self.X = model, opt, constraints, X
+
+    @property
+    def eta(self) -> float:
+        return float(pyo.value(self.model.regularization.eta))
+
+    def exactness_weights(self, reference: Network, fp: ForwardPass) -> dict:
+        return exactness_weights(self.model, reference, fp=fp)
+
+    def recentre(self, reference: Network, eta: float, fp: ForwardPass, **mu_weights) -> None:
+        """Centre (8) at ``reference`` with ``eta`` (and per-layer mu's) and warm start at its lift."""
+        update_reference(self.model, reference, eta=eta, fp=fp, **mu_weights)
+        set_lifted_values(self.model, reference, fp=fp)
+
+    def solve(self, time_limit: float, options: dict) -> RoundSolve:
+        """One convex solve; a solver exception is a failed round, not a crash (the weights survive)."""
+        t0 = time.perf_counter()
+        try:
+            res = self.opt.solve(self.model, time_limit=time_limit, solver_options=options, load_solutions=False,
+                                 raise_exception_on_nonoptimal_result=False)
+        except Exception as exc:
+            return RoundSolve(False, f"error: {type(exc).__name__}: {exc}", False, False, -1, time.perf_counter() - t0)
+        ok = pyo.check_optimal_termination(res)
+        if ok:
+            res.solution_loader.load_vars()
+        term = res.termination_condition
+        iterations = res.extra_info.value().get("iteration_count")  # ConfigDict.get returns a ConfigValue
+        return RoundSolve(ok, term.name, term in _INFEASIBLE, term == TerminationCondition.maxTimeLimit,
+                          -1 if iterations is None else int(iterations), time.perf_counter() - t0)
+
+    def solution(self) -> Network:
+        return network_from_model(self.model)
+
+    def gaps(self) -> tuple[float, float]:
+        return constraint_gaps(self.model)
+
+    def relaxed_objective(self) -> float:
+        return float(pyo.value(self.model.regularization.objective))
+
+    def smallest_kappa_factor(self) -> float | None:
+        return smallest_kappa_factor(self.model, self.constraints, self.opt)

@@ -1,0 +1,306 @@
+r"""Algorithm 1 as a class: :class:`SequentialRelaxation` solves a sequence of convex programs (9).
+
+Round ``k`` solves the relaxation of the training problem regularized by :math:`\eta_k r` of (8)
+centred at the accepted network :math:`\theta_k`; the solution proposes a step (schedule-owned,
+:mod:`.steps`), accepted only if the true loss (numpy forward pass) does not increase and, with
+hard constraints, the real network's violation does not grow (or stays within tolerance).  The
+convex program is built once (:class:`~.rounds.PyomoRound`); a round changes its parameters only.
+The loop is :meth:`SequentialRelaxation._run`; each of its steps is a method: :meth:`_recentre`,
+``problem.solve``, :meth:`_handle_failure`, :meth:`_accept`, :meth:`_stop_reason`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
+
+from ..constraints import as_hard_constraints
+from ..network import Network, check_data
+from ..solvers.registry import default_nlp_solver, require_solver
+from .progress import RoundPrinter
+from .rounds import PyomoRound, RoundSolve
+from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
+from .schedules import RoundOutcome, Schedule, get_schedule
+from .steps import Evaluator
+
+__all__ = ["SequentialRelaxation", "IPOPT_DEFAULTS"]
+
+# mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py);
+# max_iter: a few rounds (large eta after rejections) otherwise ran thousands of iterations;
+# bound_relax_factor 0: Ipopt's default (1e-8) relaxes W, X >= 0 and let the reported relaxed
+# objective fall *below* the true loss of the same exact solution (25.1375 < 25.1628, m = 100)
+IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5, "max_iter": 1000, "bound_relax_factor": 0.0}
+
+def _mu_triple(v):
+    if v is None:
+        return None
+    try:
+        mu = tuple(float(a) for a in v)
+    except TypeError:
+        mu = (v,)
+    except ValueError:
+        mu = ()
+    if len(mu) != 3 or any(not (isinstance(a, float) and math.isfinite(a) and a > 0) for a in mu):
+        raise ValueError(f"mu must be three positive numbers (mu_z, mu_p, mu_q), got {v!r}")
+    return mu
+
+
+def _optional_positive(v):
+    return None if v is None else PositiveFloat(v)
+
+
+def _progress(v):
+    if v is None or v is False:
+        return None
+    if v is True:
+        return RoundPrinter()
+    if callable(v):
+        return v
+    raise ValueError(f"progress must be True, False or a callable(row, network), got {v!r}")
+
+
+@dataclass
+class _RunState:
+    """Everything that changes during a run."""
+
+    best: Network
+    best_loss: float
+    best_viol: float
+    eta: float
+    t_start: float
+    rows: list = field(default_factory=list)
+    previous_steps: list = field(default_factory=list)
+    k: int = 0
+    failures: int = 0
+    status: RunStatus = RunStatus.ROUND_LIMIT
+    message: str = ""
+    termination: str | None = None
+    kappa_factor: float | None = None
+
+
+class SequentialRelaxation:
+    """Algorithm 1: train a :class:`~convexnn_pyomo.network.Network` by a sequence of convex rounds.
+
+    ``SequentialRelaxation(**options).solve(net, X, Y, **more_options)`` returns a
+    :class:`~.results.TrainResult`; options are declared in :attr:`CONFIG` (``help(...)`` or
+    ``SequentialRelaxation.CONFIG.display()`` lists them).
+    """
+
+    CONFIG = ConfigDict("convexnn.sequential")
+    CONFIG.declare("schedule", ConfigValue(default="adaptive", description="'adaptive' (alias 'default'), 'paper' or a Schedule"))
+    CONFIG.declare("rounds", ConfigValue(default=300, domain=PositiveInt, description="maximum number of convex solves"))
+    CONFIG.declare("eta", ConfigValue(default=None, domain=_optional_positive,
+                                      description="paper: the fixed eta (100); adaptive: the initial safety factor (2)"))
+    CONFIG.declare("epsilon", ConfigValue(default=None, domain=_optional_positive,
+                                          description="paper: absolute stop tolerance (1e-7); adaptive: rel_tol (1e-4)"))
+    CONFIG.declare("patience", ConfigValue(default=5, domain=PositiveInt,
+                                           description="adaptive: exact rounds in a row below rel_tol before stopping"))
+    CONFIG.declare("loss_fraction", ConfigValue(default=1e-6, domain=PositiveFloat,
+                                                description="adaptive: stop when loss <= loss_fraction * initial loss"))
+    CONFIG.declare("mu", ConfigValue(default=None, domain=_mu_triple,
+                                     description="(mu_z, mu_p, mu_q) for every layer; default: the schedule's"))
+    CONFIG.declare("relaxation", ConfigValue(default="parabolic", domain=str,
+                                             description="relaxation of each round: 'parabolic' or 'mccormick'"))
+    CONFIG.declare("hard_constraints", ConfigValue(default=None, description="HardConstraint(s) or callable(model)"))
+    CONFIG.declare("solver", ConfigValue(default=None, description="solver name (default: default_nlp_solver())"))
+    CONFIG.declare("solver_options", ConfigValue(default=None, domain=dict, description="options for the solver"))
+    CONFIG.declare("time_limit", ConfigValue(default=None, domain=_optional_positive, description="seconds for the run"))
+    CONFIG.declare("round_time_limit", ConfigValue(default=120.0, domain=PositiveFloat, description="seconds per solve"))
+    CONFIG.declare("target_loss", ConfigValue(default=None, domain=float, description="stop at this true loss"))
+    CONFIG.declare("constraint_tol", ConfigValue(default=1e-6, domain=PositiveFloat, description="hard-constraint tolerance"))
+    CONFIG.declare("exact_tol", ConfigValue(default=1e-4, domain=PositiveFloat,
+                                            description="a round is exact when both constraint gaps are at most this"))
+    CONFIG.declare("warm_start", ConfigValue(default=0, domain=NonNegativeInt, description="Adam steps before round 1"))
+    CONFIG.declare("max_failures", ConfigValue(default=3, domain=PositiveInt, description="failed solves in a row that end the run"))
+    CONFIG.declare("progress", ConfigValue(default=None, domain=_progress,
+                                           description="True: print a line per round; or callable(row, best_network)"))
+    CONFIG.declare("keep_model", ConfigValue(default=True, domain=Bool, description="return the Pyomo model in the result"))
+
+    def __init__(self, **kwds):
+        self.config = self.CONFIG(kwds)
+
+    # -- entry point -------------------------------------------------------------------------------
+    def solve(self, net: Network, X, Y, **kwds) -> TrainResult:
+        """Train ``net`` (not modified) on ``(X, Y)``; ``kwds`` override this instance's options."""
+        config = self.config(kwds)
+        if net.weights is None:
+            raise ValueError("the network has no initial weights: call net.init_he(seed) first")
+        self.X, self.Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        self.schedule = self._make_schedule(config)
+        self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol)
+        self.step = self.schedule.step_proposal(bool(self.ev.constraints))
+        self.solver_name = config.solver or default_nlp_solver()
+        self.opt = require_solver(self.solver_name)
+        self.cfg = config
+        t_start = time.perf_counter()
+        initial_loss = net.loss(self.X, self.Y)
+        net, rows = self._warm_start(net, t_start)
+        self.problem = PyomoRound(net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints,
+                                  self.opt, self.schedule.eta, self.schedule.fixed_mu)
+        self.state = _RunState(net.copy(), self.ev.loss(net), self.ev.violation(net), self.schedule.eta, t_start, rows=rows)
+        self._recentre(net)
+        self._run(initial_loss)
+        return self._result(initial_loss)
+
+    @staticmethod
+    def _make_schedule(config) -> Schedule:
+        name = config.schedule
+        if isinstance(name, Schedule):
+            return name
+        if name == "paper":
+            return get_schedule("paper", eta=config.eta, mu=config.mu, epsilon=config.epsilon)
+        return get_schedule(name, eta=config.eta, mu=config.mu, rel_tol=config.epsilon, patience=config.patience,
+                            loss_fraction=config.loss_fraction)
+
+    def _warm_start(self, net: Network, t_start: float) -> tuple[Network, list[dict]]:
+        """Optional Adam steps before round 1, recorded as history row 0."""
+        if not self.cfg.warm_start:
+            return net, []
+        from ..baselines import train_adam
+
+        net = train_adam(net, self.X, self.Y, steps=int(self.cfg.warm_start), lr=0.01).network
+        row = {"round": 0, "true_loss": net.loss(self.X, self.Y), "relaxed_objective": math.nan, "bilinear_gap": math.nan,
+               "activation_gap": math.nan, "eta": math.nan, "solve_seconds": time.perf_counter() - t_start,
+               "status": RoundStatus.WARM_START.value, "step": math.nan, "violation": self.ev.violation(net),
+               "iterations": int(self.cfg.warm_start), "termination": ""}
+        if self.cfg.progress:
+            self.cfg.progress(row, net)
+        return net, [row]
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def _run(self, initial_loss: float) -> None:
+        st, cfg = self.state, self.cfg
+        while st.k < cfg.rounds:
+            if cfg.time_limit is not None and time.perf_counter() - st.t_start > cfg.time_limit:
+                st.status = RunStatus.TIME_LIMIT
+                return
+            st.k += 1
+            solve = self.problem.solve(*self._round_limits())
+            if not solve.ok:
+                if self._handle_failure(solve):
+                    return
+                continue
+            st.failures = 0
+            outcome = self._accept(solve, initial_loss)
+            reason = self._stop_reason(outcome)
+            if reason is not None:
+                return
+            st.eta = self.schedule.next_eta(st.eta, outcome)
+            if self.schedule.gave_up(st.eta):
+                st.status, st.message = RunStatus.STALLED, f"eta grew to {st.eta:.3g} without an accepted round"
+                return
+            self._recentre(st.best)
+
+    def _recentre(self, reference: Network) -> None:
+        """Centre (8) at ``reference`` with the current eta (and the schedule's mu) and warm start at its lift."""
+        fp = reference.forward_pass(self.X)  # one forward pass serves the weights, the centre and the lift
+        weights = self.schedule.mu_weights(self.problem, reference, fp)
+        self.problem.recentre(reference, self.state.eta, fp, **weights)
+
+    def _round_limits(self) -> tuple[float, dict]:
+        """Time limit (seconds) and solver options of the next solve."""
+        cfg, st = self.cfg, self.state
+        options = dict(cfg.solver_options or {})
+        if self.solver_name.startswith("ipopt"):
+            options = {**IPOPT_DEFAULTS, **options}
+        cap = cfg.round_time_limit
+        if cfg.time_limit is not None:  # the run's limit also bounds the solve in progress
+            left = cfg.time_limit - (time.perf_counter() - st.t_start)
+            # a new cap rebuilds the solver instance (~1 s at m = 100): keep it constant until the
+            # remaining time is the tighter bound
+            if left < cap:
+                cap = max(1.0, float(math.ceil(left)))
+        return float(cap), options
+
+    def _row(self, solve: RoundSolve, **fields) -> dict:
+        st = self.state
+        row = {"round": st.k, "true_loss": st.best_loss, "relaxed_objective": math.nan, "bilinear_gap": math.nan,
+               "activation_gap": math.nan, "eta": self.problem.eta,
+               "solve_seconds": solve.seconds, "step": 0.0, "violation": st.best_viol,
+               "iterations": solve.iterations, "termination": solve.termination}
+        row.update(fields)
+        return row
+
+    def _record(self, row: dict) -> None:
+        self.state.rows.append(row)
+        if self.cfg.progress:
+            self.cfg.progress(row, self.state.best)
+
+    def _handle_failure(self, solve: RoundSolve) -> bool:
+        """Record a failed solve; True when it ends the run, else retry with a larger eta."""
+        st, cfg = self.state, self.cfg
+        if solve.infeasible and st.best_viol > cfg.constraint_tol:
+            # the relaxation contains the lifted accepted network, which meets the hard constraints
+            # once it is feasible: only before that can "infeasible" be a property of the problem
+            self._record(self._row(solve, status=RoundStatus.INFEASIBLE.value))
+            st.kappa_factor = self.problem.smallest_kappa_factor()
+            hint = "" if st.kappa_factor is None else f"; the smallest kappa_factor the relaxation admits is {st.kappa_factor:.6g}"
+            st.status, st.message = RunStatus.INFEASIBLE, f"the hard constraints admit no point of the relaxation{hint}"
+            return True
+        if solve.time_limit and cfg.time_limit is not None and time.perf_counter() - st.t_start >= cfg.time_limit:
+            self._record(self._row(solve, status=RoundStatus.TIME_LIMIT.value))
+            st.status = RunStatus.TIME_LIMIT
+            return True
+        # a failed solve (iteration or per-round time cap, numerical trouble, spurious infeasibility)
+        # costs a round, not the run: retry from the same reference with a stronger proximal term
+        self._record(self._row(solve, status=RoundStatus.SOLVER_FAILED.value))
+        st.failures += 1
+        if st.failures >= cfg.max_failures:
+            st.status, st.termination = RunStatus.SOLVER_FAILED, solve.termination
+            st.message = f"{st.failures} failed solves in a row (last: {solve.termination})"
+            return True
+        st.eta = self.schedule.after_failure(st.eta)
+        self._recentre(st.best)
+        return False
+
+    def _accept(self, solve: RoundSolve, initial_loss: float) -> RoundOutcome:
+        """Turn the solution into a proposal and accept it if it is better; record the round."""
+        st = self.state
+        candidate = self.problem.solution()
+        bil, act = self.problem.gaps()
+        relaxed = self.problem.relaxed_objective()
+        prop = self.step.propose(st.best, candidate, self.ev, st.previous_steps)
+        accepted = prop.network is not None and self.ev.better(prop.loss, prop.violation, st.best_loss, st.best_viol)
+        improvement = 0.0
+        if accepted:
+            improvement = st.best_loss - prop.loss
+            st.previous_steps = [prop.network.get_flat() - st.best.get_flat()] + st.previous_steps[: max(getattr(self.step, "memory", 1) - 1, 0)]
+            st.best, st.best_loss, st.best_viol = prop.network, prop.loss, prop.violation
+        status = RoundStatus.ACCEPTED if accepted else RoundStatus.REJECTED
+        self._record(self._row(solve, true_loss=prop.loss, relaxed_objective=relaxed, bilinear_gap=bil,
+                               activation_gap=act, status=status.value, step=prop.step if accepted else 0.0,
+                               violation=prop.violation))
+        exact = max(bil, act) <= self.cfg.exact_tol
+        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss)
+
+    def _stop_reason(self, outcome: RoundOutcome) -> str | None:
+        """Target or the schedule's convergence rule, after an accepted round with feasible weights."""
+        st, cfg = self.state, self.cfg
+        if not outcome.accepted or st.best_viol > cfg.constraint_tol:
+            return None
+        if cfg.target_loss is not None and st.best_loss <= cfg.target_loss:
+            st.status, st.message = RunStatus.TARGET_REACHED, f"the loss reached target_loss = {cfg.target_loss:g}"
+            return st.message
+        reason = self.schedule.converged(outcome)
+        if reason is not None:
+            st.status, st.message = RunStatus.CONVERGED, reason
+        return reason
+
+    def _result(self, initial_loss: float) -> TrainResult:
+        st, cfg = self.state, self.cfg
+        feasible = st.best_viol <= cfg.constraint_tol
+        message = st.message or {RunStatus.ROUND_LIMIT: f"{cfg.rounds} rounds done",
+                                 RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
+        if not feasible:
+            message += f"; the hard constraints are still violated by {st.best_viol:.3g}"
+        return TrainResult(
+            network=st.best, history=pd.DataFrame(st.rows, columns=HISTORY_COLUMNS), status=st.status,
+            initial_loss=initial_loss, final_loss=st.best_loss, seconds=time.perf_counter() - st.t_start,
+            schedule=self.schedule.name, solver=self.solver_name, violation=st.best_viol, message=message,
+            feasible=feasible, termination=st.termination, smallest_kappa_factor=st.kappa_factor,
+            model=getattr(self.problem, "model", None) if cfg.keep_model else None,
+        )
