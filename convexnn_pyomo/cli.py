@@ -1,38 +1,149 @@
-"""Command line: ``convexnn train``, ``convexnn solvers`` (and the studies of later modules)."""
+"""Command line: ``convexnn train``, ``convexnn experiment imbalance``, ``convexnn solvers``,
+``convexnn tightness`` and ``convexnn compare-solvers``.
+
+A mistake on the command line (a bad value, a missing file, an unavailable solver or package, an
+output path that is a file) ends in one line ``error: <what, and the fix>`` on stderr and exit
+status 2: no traceback, and no output folder left behind by a run that failed before producing
+anything.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import math
 import os
+import shutil
 import sys
+import textwrap
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+from .algorithms.progress import COLUMN_HELP, RoundPrinter
+
+__all__ = ["CliError", "build_parser", "main"]
 
 
-def _int_list(text: str) -> list[int]:
+class CliError(Exception):
+    """A user mistake: :func:`main` prints ``error: <message>`` and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own mistakes (bad values, unknown options) as :class:`CliError`."""
+
+    def error(self, message: str):
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends ``(default: ...)`` to every option with a default; an option whose default is
+    ``None`` or a flag says in its own help what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if d is None or d is False or d == argparse.SUPPRESS or action.required or "default" in text:
+            return text
+        if isinstance(d, (list, tuple)):
+            d = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in d) or "none"
+        return f"{text} (default: {str(d).replace('%', '%%')})"
+
+
+# -- argument types ------------------------------------------------------------------------------
+
+
+def _number(convert: Callable, ok: Callable, what: str) -> Callable[[str], float]:
+    """An argparse type: one value of ``convert`` passing ``ok``; else a message naming ``what``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _list_of(item: Callable[[str], float], example: str) -> Callable[[str], list]:
+    """An argparse type: comma-separated values of ``item``, no empty field."""
+
+    def parse(text: str) -> list:
+        fields = [f.strip() for f in text.split(",")]
+        if any(not f for f in fields):
+            raise argparse.ArgumentTypeError(f"empty field in {text!r}: separate the values by single commas, e.g. {example}")
+        return [item(f) for f in fields]
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_finite_float = _number(float, math.isfinite, "a number")
+_int_list = _list_of(_positive_int, "6,6")
+_float_list = _list_of(_finite_float, "0.5,0.9")
+
+
+# -- output folders ------------------------------------------------------------------------------
+
+
+def _check_out(path: Path) -> None:
+    """``--out`` must be a folder or creatable as one, in a writable place."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise CliError(f"--out {path}: {p} is a file, not a folder; give a folder path (created if missing)")
+            if not os.access(p, os.W_OK):
+                raise CliError(f"--out {path}: {p} is not writable; give a folder you can write to")
+            return
+
+
+@contextmanager
+def _output_folder(path: Path, produced: Callable[[], bool]) -> Iterator[Path]:
+    """Create ``path`` for a run.  If the run fails while the folder (or a parent) is new and
+    ``produced()`` says it holds nothing of value yet, what this run created is removed."""
+    _check_out(path)
+    new = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        new = p
+    path.mkdir(parents=True, exist_ok=True)
     try:
-        vals = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return vals
+        yield path
+    except BaseException:
+        if new is not None and not produced():
+            shutil.rmtree(new, ignore_errors=True)
+        raise
 
 
-def _positive_float(text: str) -> float:
+def _data_lines(path: Path) -> int:
+    """Lines after the header of a CSV file (0 when it does not exist)."""
+    if not path.exists():
+        return 0
+    with open(path) as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+def _check_solver(name: str | None) -> None:
+    """Fail before anything is written when the solver (or the default one) is not usable."""
+    from .solvers import default_nlp_solver, require_solver
+
     try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+        if name:
+            require_solver(name)
+        else:
+            default_nlp_solver()
+    except (RuntimeError, ImportError) as exc:  # the solver layer's "not available" error names the fix
+        raise CliError(str(exc)) from None
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -44,123 +155,187 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# -- convexnn train ------------------------------------------------------------------------------
+
+TRAIN_EPILOG = COLUMN_HELP + """
+The run stops at --rounds, --time-limit, --target-loss or the schedule's stop rule
+(docs/algorithm.md). It writes OUT/history.csv as it goes, OUT/weights.npz (the best weights,
+after every accepted round) and OUT/summary.json at the end.
+A --data CSV needs --target; its features are min-max scaled to [0, 1] per column, as the bundled
+data sets are, unless --no-scale. Its target must be two classes or real numbers: more classes
+are refused (multi-class training is not implemented yet; train one class against the rest)."""
+
+
+def _train_data(args) -> tuple:
+    """The data set of ``convexnn train`` (loaded, target checked, subsampled) and a description."""
+    from .data import DataError, class_labels, load_dataset
+
+    if args.data is None and (args.target or args.no_scale):
+        raise CliError("--target and --no-scale apply to a CSV file: give it with --data FILE.csv")
+    if args.data is not None and args.dataset is not None:
+        raise CliError("give either --data FILE.csv or --dataset NAME, not both")
+    if args.data is not None and not args.target:
+        raise CliError("--data needs --target COLUMN, the name of the label column")
+    try:
+        if args.data is not None:
+            ds = load_dataset("csv", args.data, args.target, scale=not args.no_scale)
+        else:
+            ds = load_dataset(args.dataset or "breast_cancer", args.data_path)
+    except (DataError, ImportError) as exc:
+        raise CliError(str(exc)) from None
+    labels = class_labels(ds.y)
+    if labels is not None and len(labels) > 2 and not args.regression:
+        raise CliError(
+            f"target {ds.target_name!r} has {len(labels)} classes ({', '.join(f'{v:g}' for v in labels[:6])}"
+            f"{', ...' if len(labels) > 6 else ''}); convexnn train fits one output, i.e. two classes, and multi-class "
+            "training is not implemented yet: train one class against the rest with a 0/1 target column, or pass "
+            "--regression to fit the labels as numbers"
+        )
+    if labels is not None and len(labels) <= 2:
+        target = f"{len(labels)} classes ({', '.join(f'{v:g}' for v in labels)})"
+    else:
+        target = "real-valued (regression)"
+    m_all = len(ds.y)
+    if args.samples < m_all:
+        idx = np.random.default_rng(args.seed).permutation(m_all)[: args.samples]
+        ds.X, ds.y = ds.X[idx], ds.y[idx]
+    scaled = ds.scaling + (" (--no-scale keeps them as given)" if args.data is not None and not args.no_scale else "")
+    return ds, f"m = {len(ds.y)} of {m_all} samples; features {scaled}; target {ds.target_name!r}: {target}"
+
+
 def _cmd_train(args) -> int:
-    from .data import DataError, load_dataset
     from .network import Network
     from .training import HISTORY_COLUMNS, train
 
-    try:
-        if args.data:
-            if not args.target:
-                raise DataError("--data needs --target COLUMN")
-            ds = load_dataset("csv", args.data, args.target)
-        else:
-            ds = load_dataset(args.dataset, args.data_path)
-    except (DataError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    X, y = ds.X, ds.y
-    if args.samples is not None:
-        rng = np.random.default_rng(args.seed)
-        idx = rng.permutation(len(y))[: args.samples]
-        X, y = X[idx], y[idx]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sizes = [X.shape[1], *args.hidden, 1]
+    ds, described = _train_data(args)
+    sizes = [ds.X.shape[1], *args.hidden, 1]
     try:
         net = Network(sizes, [args.activation] * len(args.hidden) + ["identity"]).init_he(args.seed)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
+        raise CliError(str(exc)) from None
+    _check_solver(args.solver)
+    out = Path(args.out)
     hist_path = out / "history.csv"
-    with open(hist_path, "w", newline="") as fh:
-        csv.writer(fh).writerow(HISTORY_COLUMNS)
-    print(
-        f"convexnn train: {ds.name}, m = {len(y)}, network {'-'.join(map(str, sizes))} ({args.activation}), "
-        f"schedule {args.schedule}, initial loss {net.loss(X, y):.6g}",
-        flush=True,
-    )
+    with _output_folder(out, produced=lambda: _data_lines(hist_path) > 0):
+        with open(hist_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(HISTORY_COLUMNS)
+        print(f"convexnn train: {ds.name}, network {'-'.join(map(str, sizes))} ({args.activation}), schedule "
+              f"{args.schedule}, initial loss {net.loss(ds.X, ds.y):.6g}\n{described}", flush=True)
+        printer = RoundPrinter()
 
-    def on_round(row: dict, best: Network) -> None:
-        from .training import _print_row
+        def on_round(row: dict, best: Network) -> None:
+            printer(row, best)
+            with open(hist_path, "a", newline="") as fh:  # whole lines, flushed: a killed run keeps its rounds
+                csv.writer(fh).writerow([row.get(c, "") for c in HISTORY_COLUMNS])
+                fh.flush()
+                os.fsync(fh.fileno())
+            if row["status"] == "accepted":
+                best.save(out / "weights.tmp.npz")
+                os.replace(out / "weights.tmp.npz", out / "weights.npz")
 
-        _print_row(row)
-        with open(hist_path, "a", newline="") as fh:  # whole lines, flushed: a killed run keeps its rounds
-            csv.writer(fh).writerow([row.get(c, "") for c in HISTORY_COLUMNS])
-            fh.flush()
-            os.fsync(fh.fileno())
-        if row["status"] == "accepted":
-            tmp = out / "weights.tmp.npz"
-            best.save(tmp)
-            os.replace(tmp, out / "weights.npz")
-
-    t0 = time.perf_counter()
-    try:
-        result = train(
-            net, X, y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
-            time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
-        )
-    except (ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        t0 = time.perf_counter()
+        try:
+            result = train(
+                net, ds.X, ds.y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
+                time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise CliError(str(exc)) from None
     result.network.save(out / "weights.npz")
     summary = result.summary()
-    summary.update(dataset=ds.name, m=int(len(y)), sizes=sizes, activation=args.activation, seed=args.seed,
-                   wall_seconds=time.perf_counter() - t0)
-    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    summary.update(dataset=ds.name, m=len(ds.y), sizes=sizes, activation=args.activation, seed=args.seed,
+                   features=ds.scaling, wall_seconds=time.perf_counter() - t0)
+    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    message = summary.get("message")
     print(
-        f"done: {summary['status']}; loss {summary['initial_loss']:.6g} -> {summary['final_loss']:.6g} in "
-        f"{summary['rounds']} rounds, {summary['seconds']:.1f} s; wrote {out}/weights.npz, history.csv, summary.json"
+        f"done: {summary['status']}{f' ({message})' if message else ''}; loss {summary['initial_loss']:.6g} -> "
+        f"{summary['final_loss']:.6g} in {summary['rounds']} rounds, {summary['seconds']:.1f} s; "
+        f"wrote {out}/weights.npz, history.csv, summary.json"
     )
     return 0
+
+
+# -- convexnn solvers ----------------------------------------------------------------------------
+
+
+def _solver_table(df, width: int = 100) -> str:
+    """``available_solvers()`` in at most ``width`` columns: one line per solver (name, available,
+    kind), and for a missing one why and what to install on their own wrapped lines."""
+    name_w = max(len("solver"), *(len(str(s)) for s in df["solver"])) + 2
+    lead = name_w + len("available  ")
+    lines = [f"{'solver':<{name_w}}available  kind"]
+    for r in df.to_dict("records"):
+        head = f"{r['solver']:<{name_w}}{'yes' if r['available'] else 'no':<11}"
+        lines.append(textwrap.fill(str(r.get("kind", "")), width, initial_indent=head, subsequent_indent=" " * lead))
+        for label in ("reason", "install"):
+            if not r["available"] and r.get(label):
+                lines.append(textwrap.fill(f"{label}: {r[label]}", width, initial_indent=" " * (lead + 2),
+                                           subsequent_indent=" " * (lead + 4), break_on_hyphens=False))
+    return "\n".join(lines)
 
 
 def _cmd_solvers(args) -> int:
     from .solvers import available_solvers
 
-    df = available_solvers()
-    with_pandas_options = df.to_string(index=False)
-    print(with_pandas_options)
+    print(_solver_table(available_solvers()))
     return 0
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.replace(" ", ",").split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+# -- convexnn experiment imbalance ---------------------------------------------------------------
+
+
+def _imbalance_epilog() -> str:
+    from .experiments.imbalance import METHOD_DESCRIPTIONS
+
+    width = max(map(len, METHOD_DESCRIPTIONS)) + 2
+    lines = [f"  {name:<{width}}{text}" for name, text in METHOD_DESCRIPTIONS.items()]
+    return (
+        "methods (--methods; all by default):\n" + "\n".join(lines) + "\n"
+        f"  {'convexnn-constrained-k<f>':<{width}}convexnn-constrained with kappa_j = f * |C_j| (--extra-kappa-factors)\n"
+        "Writes OUT/runs.csv (one row per method, rho and run, as they finish; a rerun resumes),\n"
+        "OUT/summary.csv, OUT/figure2.png and OUT/config.json. Protocol: docs/experiments.md."
+    )
 
 
 def _cmd_experiment_imbalance(args) -> int:
     from .data import DataError
-    from .experiments.imbalance import METHODS, ImbalanceConfig, run_sweep
+    from .experiments.imbalance import METHODS, ImbalanceConfig, format_summary, preflight, run_sweep
 
-    methods = args.methods if args.methods else list(METHODS)
     cfg = ImbalanceConfig(
-        dataset=args.dataset, data_path=args.data_path, ratios=args.ratios, runs=args.runs, methods=methods,
+        dataset=args.dataset, data_path=args.data_path, ratios=args.ratios, runs=args.runs,
+        methods=args.methods or METHODS,
         kappa_factor=args.kappa_factor, extra_kappa_factors=args.extra_kappa_factors, rounds=args.rounds,
         adam_steps=args.adam_steps, train_majority=args.train_majority, test_per_class=args.test_per_class,
         seed=args.seed, solver=args.solver,
     )
     try:
-        cfg.validate()
-        if args.dataset == "yeast":
-            from .data import load_yeast
-
-            load_yeast(args.data_path)  # fail fast with the three ways to provide it
-        summary = run_sweep(cfg, args.out, jobs=args.jobs)
-    except (DataError, ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cols = ["rho", "method", "runs", "test_error_mean", "test_error_ci95", "balanced_error_mean", "minority_recall_mean", "constraint_violation_mean"]
-    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        preflight(cfg)  # data, solver, packages: before anything is written
+    except (DataError, ValueError, ImportError, RuntimeError) as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out)
+    with _output_folder(out, produced=lambda: _data_lines(out / "runs.csv") > 0):
+        try:
+            summary = run_sweep(cfg, out, jobs=args.jobs)
+        except (DataError, ValueError, ImportError) as exc:
+            raise CliError(str(exc)) from None
+    print(format_summary(summary))
     return 0
 
 
-def _cmd_tightness(args) -> int:
-    from .experiments.tightness import default_instances, plot_tightness, tightness_study
+def _require_study(check: Callable) -> None:
+    """The solvers a study needs (the ``solvers`` extra), checked before anything is written."""
+    from .solvers import SolverNotAvailableError
 
+    try:
+        check()
+    except SolverNotAvailableError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_tightness(args) -> int:
+    from .experiments.tightness import default_instances, plot_tightness, require_study_solvers, tightness_study
+
+    _require_study(require_study_solvers)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     insts = [i for i in default_instances(args.max_m) if i.m <= args.max_m]
@@ -175,8 +350,9 @@ def _cmd_tightness(args) -> int:
 
 
 def _cmd_compare_solvers(args) -> int:
-    from .experiments.tightness import compare_solvers
+    from .experiments.tightness import compare_solvers, comparison_solvers
 
+    _require_study(comparison_solvers)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df, missing = compare_solvers(args.models, time_limit=args.time_limit)
@@ -190,70 +366,100 @@ def _cmd_compare_solvers(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="convexnn", description="Train neural networks by convex relaxation (Pyomo)")
-    sub = p.add_subparsers(dest="command", required=True)
+# -- the parser ----------------------------------------------------------------------------------
 
-    t = sub.add_parser("train", help="train a network by Algorithm 1 (sequential regularized relaxation)")
-    t.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast"], help="bundled data set")
-    t.add_argument("--data-path", default=None, help="path of yeast.data (else $CONVEXNN_DATA, ../shared/data, cache)")
-    t.add_argument("--data", default=None, help="a CSV file with a header (instead of --dataset)")
-    t.add_argument("--target", default=None, help="label column of --data")
-    t.add_argument("--samples", type=int, default=100, help="use a random subset of this many samples (default 100)")
-    t.add_argument("--hidden", type=_int_list, default=[6, 6], help="hidden layer sizes, e.g. 6,6")
-    t.add_argument("--activation", default="sigmoid", help="hidden activation: sigmoid, tanh, softplus")
-    t.add_argument("--rounds", type=int, default=300, help="maximum convex solves")
-    t.add_argument("--eta", type=_positive_float, default=None, help="eta (paper, default 100) or the initial safety factor on the exactness weights (default schedule, default 2)")
-    t.add_argument("--schedule", choices=["paper", "default"], default="default")
+
+def _command(sub, name: str, text: str, func: Callable, epilog: str | None = None) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text, epilog=epilog, formatter_class=_HelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _train_parser(sub) -> None:
+    from .activations import available_activations
+
+    t = _command(sub, "train", "train a network by Algorithm 1 (sequential regularized relaxation)", _cmd_train, TRAIN_EPILOG)
+    t.add_argument("--dataset", default=None, choices=["breast_cancer", "yeast"], help="bundled data set (default: breast_cancer)")
+    t.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
+    t.add_argument("--data", default=None, help="a CSV file with a header, instead of --dataset (default: none)")
+    t.add_argument("--target", default=None, help="label column of --data (default: none; required with --data)")
+    t.add_argument("--no-scale", action="store_true", help="keep --data features as given (default: min-max scale to [0, 1])")
+    t.add_argument("--regression", action="store_true", help="fit a --data target with more than two integer values as numbers "
+                   "(default: refuse it as multi-class)")
+    t.add_argument("--samples", type=_positive_int, default=100, help="random subset of this many samples (all if fewer)")
+    t.add_argument("--hidden", type=_int_list, default=[6, 6], help="hidden layer sizes, comma-separated")
+    t.add_argument("--activation", default="sigmoid", choices=available_activations(), help="hidden activation")
+    t.add_argument("--rounds", type=_positive_int, default=300, help="maximum number of convex solves")
+    t.add_argument("--eta", type=_positive_float, default=None, help="paper schedule: eta (default 100); default schedule: "
+                   "the initial safety factor on the exactness weights (default 2)")
+    t.add_argument("--schedule", choices=["adaptive", "paper", "default"], default="adaptive",
+                   help="Algorithm 1's schedule, docs/algorithm.md; 'default' is an alias of 'adaptive' (default: adaptive)")
     t.add_argument("--solver", default=None, help="Pyomo solver name (default: ipopt on PATH, else ipopt_casadi)")
-    t.add_argument("--time-limit", type=_positive_float, default=None, help="wall-clock seconds")
-    t.add_argument("--target-loss", type=float, default=None, help="stop when the training loss reaches this")
-    t.add_argument("--warm-start", type=int, default=0, help="full-batch Adam steps before the first round")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", required=True, help="output directory")
-    t.set_defaults(func=_cmd_train)
+    t.add_argument("--time-limit", type=_positive_float, default=None, help="wall-clock seconds for the run (default: none)")
+    t.add_argument("--target-loss", type=_finite_float, default=None, help="stop when the training loss reaches this (default: none)")
+    t.add_argument("--warm-start", type=_nonnegative_int, default=0, help="full-batch Adam steps before the first round")
+    t.add_argument("--seed", type=int, default=0, help="seed of the sample subset and the He initial weights")
+    t.add_argument("--out", required=True, help="output folder (created if missing)")
 
-    e = sub.add_parser("experiment", help="experiments of the paper")
-    esub = e.add_subparsers(dest="experiment", required=True)
-    im = esub.add_parser("imbalance", help="section V / Figure 2: imbalanced classification with hard constraints")
-    im.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast", "synthetic"])
-    im.add_argument("--data-path", default=None, help="path of yeast.data")
-    im.add_argument("--ratios", type=_float_list, default=[0.5, 0.8, 0.9, 0.95, 0.98], help="majority proportions")
-    im.add_argument("--runs", type=int, default=10)
-    im.add_argument("--methods", nargs="+", default=None, help="subset of the methods (default: all)")
-    im.add_argument("--kappa-factor", type=_positive_float, default=0.5, help="kappa_j = factor * |C_j| (paper: 0.5)")
+
+def _imbalance_parser(sub) -> None:
+    from .experiments.imbalance import METHODS
+
+    e = sub.add_parser("experiment", help="experiments of the paper", formatter_class=_HelpFormatter)
+    im = _command(e.add_subparsers(dest="experiment", required=True), "imbalance",
+                  "section V / Figure 2: imbalanced classification with hard constraints", _cmd_experiment_imbalance,
+                  _imbalance_epilog())
+    im.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast", "synthetic"], help="data set")
+    im.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
+    im.add_argument("--ratios", type=_float_list, default=[0.5, 0.8, 0.9, 0.95, 0.98], help="majority proportions rho")
+    im.add_argument("--runs", type=_positive_int, default=10, help="runs per rho (3 or more for a 95%% interval)")
+    im.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
+                    help="subset of the methods listed below (default: all)")
+    im.add_argument("--kappa-factor", type=_positive_float, default=0.5, help="kappa_j = factor * |C_j| in (19)")
     im.add_argument("--extra-kappa-factors", type=_float_list, default=[], help="also run convexnn-constrained-k<f> for these")
-    im.add_argument("--rounds", type=int, default=10, help="convex rounds per Convex-NN training")
-    im.add_argument("--adam-steps", type=int, default=2000, help="full-batch Adam steps (lr 0.005)")
-    im.add_argument("--train-majority", type=int, default=100, help="training samples of the majority class")
-    im.add_argument("--test-per-class", type=int, default=50, help="balanced test set: samples per class")
-    im.add_argument("--seed", type=int, default=0)
-    im.add_argument("--solver", default=None)
-    im.add_argument("--jobs", type=int, default=1, help="parallel processes (runs)")
-    im.add_argument("--out", default="runs/imbalance", help="output directory (resumes when it holds runs.csv)")
-    im.set_defaults(func=_cmd_experiment_imbalance)
+    im.add_argument("--rounds", type=_positive_int, default=10, help="convex rounds per Convex-NN training")
+    im.add_argument("--adam-steps", type=_positive_int, default=2000, help="full-batch Adam steps (lr 0.005)")
+    im.add_argument("--train-majority", type=_positive_int, default=100, help="training samples of the majority class")
+    im.add_argument("--test-per-class", type=_positive_int, default=50, help="balanced test set: samples per class")
+    im.add_argument("--seed", type=int, default=0, help="base seed of the splits and initial weights")
+    im.add_argument("--solver", default=None, help="Pyomo solver for Convex-NN (default: ipopt on PATH, else ipopt_casadi)")
+    im.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    im.add_argument("--out", default="runs/imbalance", help="output folder (a rerun resumes when it holds runs.csv)")
 
-    ti = sub.add_parser("tightness", help="relaxation-tightness study (parabolic, SDP, McCormick vs global optimum)")
-    ti.add_argument("--out", default="runs/tightness")
-    ti.add_argument("--max-m", type=int, default=48, help="largest instance size")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``convexnn`` argument parser (every subcommand's ``--help`` shows its defaults)."""
+    p = _Parser(prog="convexnn", description="Train neural networks by convex relaxation (Pyomo)",
+                formatter_class=_HelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _imbalance_parser(sub)
+
+    ti = _command(sub, "tightness", "relaxation-tightness study (parabolic, SDP, McCormick vs global optimum)", _cmd_tightness)
+    ti.add_argument("--out", default="runs/tightness", help="output folder")
+    ti.add_argument("--max-m", type=_positive_int, default=48, help="largest instance size")
     ti.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds per global solve")
-    ti.add_argument("--starts", type=int, default=5, help="Ipopt multistart count")
-    ti.set_defaults(func=_cmd_tightness)
+    ti.add_argument("--starts", type=_positive_int, default=5, help="Ipopt multistart count")
 
-    cs = sub.add_parser("compare-solvers", help="every available solver on every model file in models/")
+    cs = _command(sub, "compare-solvers", "every available solver on every model file in a folder", _cmd_compare_solvers)
     cs.add_argument("--models", default="models", help="folder of model files")
-    cs.add_argument("--out", default="runs/solvers")
-    cs.add_argument("--time-limit", type=_positive_float, default=60.0)
-    cs.set_defaults(func=_cmd_compare_solvers)
+    cs.add_argument("--out", default="runs/solvers", help="output folder")
+    cs.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds per solve")
 
-    s = sub.add_parser("solvers", help="list the solvers available here and why the others are not")
-    s.set_defaults(func=_cmd_solvers)
+    _command(sub, "solvers", "list the solvers available here and why the others are not", _cmd_solvers)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run ``convexnn``; a :class:`CliError` becomes one ``error:`` line on stderr and status 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "out", None) is not None:
+            _check_out(Path(args.out))
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,15 +11,16 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "YEAST_CLASS_COUNTS",
+    "YEAST_URL",
+    "DataError",
     "Dataset",
+    "class_labels",
     "load_breast_cancer",
-    "load_yeast",
     "load_csv",
     "load_dataset",
     "load_synthetic",
-    "DataError",
-    "YEAST_URL",
-    "YEAST_CLASS_COUNTS",
+    "load_yeast",
 ]
 
 YEAST_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/yeast/yeast.data"
@@ -36,28 +37,40 @@ class DataError(ValueError):
 
 @dataclass
 class Dataset:
-    """Features ``X (m, n)`` in [0, 1] where stated, targets ``y (m,)`` and names."""
+    """Features ``X (m, n)``, targets ``y (m,)``, names, and ``scaling``: how the features were
+    preprocessed, in words (printed by ``convexnn train``)."""
 
     name: str
     X: np.ndarray
     y: np.ndarray
     feature_names: list[str]
     target_name: str = "target"
+    scaling: str = "as given"
 
     @property
     def m(self) -> int:
         return self.X.shape[0]
 
 
+MIN_MAX = "min-max scaled to [0, 1] per feature"
+
+
+def _min_max_scale(X: np.ndarray) -> np.ndarray:
+    r"""Each column mapped affinely onto [0, 1]: :math:`(x - \min x) / (\max x - \min x)` (a constant
+    column becomes 0)."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    return MinMaxScaler().fit_transform(X)
+
+
 def load_breast_cancer(n_features: int = 8) -> Dataset:
     """scikit-learn's bundled Wisconsin breast cancer data: the first ``n_features`` features,
     min-max scaled to [0, 1], binary labels (1 = benign).  Needs no network."""
     from sklearn.datasets import load_breast_cancer as _load
-    from sklearn.preprocessing import MinMaxScaler
 
     d = _load()
-    X = MinMaxScaler().fit_transform(d.data[:, :n_features])
-    return Dataset("breast_cancer", X, d.target.astype(float), list(d.feature_names[:n_features]), "benign")
+    return Dataset("breast_cancer", _min_max_scale(d.data[:, :n_features]), d.target.astype(float),
+                   list(d.feature_names[:n_features]), "benign", scaling=MIN_MAX)
 
 
 def _cache_dir() -> Path:
@@ -130,9 +143,10 @@ def load_yeast(path: str | Path | None = None, download: bool = True) -> pd.Data
     )
 
 
-def load_csv(path: str | Path, target: str) -> Dataset:
+def load_csv(path: str | Path, target: str, scale: bool = True) -> Dataset:
     """A CSV file with a header; ``target`` names the label column, every other column is a
-    numeric feature."""
+    numeric feature.  With ``scale`` (default) the features are min-max scaled to [0, 1] per
+    column, as the bundled data sets are; ``scale=False`` keeps them as given."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"CSV file {p} does not exist")
@@ -156,14 +170,27 @@ def load_csv(path: str | Path, target: str) -> Dataset:
     y = df[target].to_numpy(float)
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise DataError(f"{p} contains missing, NaN or inf values")
-    return Dataset(p.stem, X, y, [str(c) for c in feats], target)
+    if scale:
+        X = _min_max_scale(X)
+    return Dataset(p.stem, X, y, [str(c) for c in feats], target, scaling=MIN_MAX if scale else "as given (not scaled)")
+
+
+def class_labels(y, max_classes: int = 20) -> np.ndarray | None:
+    """The sorted distinct values of ``y`` when it looks like class labels (every value an integer,
+    at most ``max_classes`` distinct values), else ``None`` (a real-valued target)."""
+    y = np.asarray(y, dtype=float).ravel()
+    labels = np.unique(y)
+    if len(labels) > max_classes or not np.all(labels == np.round(labels)):
+        return None
+    return labels
 
 
 def yeast_binary(df: pd.DataFrame, majority: str = "NUC", minority: str = "MIT") -> Dataset:
     """Binary Yeast problem of the paper: ``majority`` -> 0, ``minority`` -> 1 (8 features as given)."""
     sub = df[df["cls"].isin([majority, minority])]
     return Dataset(
-        "yeast", sub[YEAST_FEATURES].to_numpy(float), (sub["cls"] == minority).to_numpy(float), list(YEAST_FEATURES), "MIT"
+        "yeast", sub[YEAST_FEATURES].to_numpy(float), (sub["cls"] == minority).to_numpy(float), list(YEAST_FEATURES), "MIT",
+        scaling="as given (the UCI values lie in [0, 1])",
     )
 
 
@@ -174,11 +201,13 @@ def load_synthetic(m: int = 300, n_features: int = 8, minority_fraction: float =
     centers = rng.uniform(0.3, 0.7, size=(2, n_features))
     X = np.vstack([rng.normal(centers[0], 0.12, size=(m - n1, n_features)), rng.normal(centers[1], 0.12, size=(n1, n_features))])
     y = np.r_[np.zeros(m - n1), np.ones(n1)]
-    return Dataset("synthetic", np.clip(X, 0, 1), y, [f"f{k}" for k in range(n_features)], "class")
+    return Dataset("synthetic", np.clip(X, 0, 1), y, [f"f{k}" for k in range(n_features)], "class",
+                   scaling="in [0, 1] by construction")
 
 
-def load_dataset(name: str, path: str | Path | None = None, target: str | None = None) -> Dataset:
-    """``breast_cancer``, ``yeast``, ``synthetic`` or ``csv`` (with ``path`` and ``target``)."""
+def load_dataset(name: str, path: str | Path | None = None, target: str | None = None, scale: bool = True) -> Dataset:
+    """``breast_cancer``, ``yeast``, ``synthetic`` or ``csv`` (with ``path``, ``target`` and
+    ``scale``, see :func:`load_csv`)."""
     if name == "breast_cancer":
         return load_breast_cancer()
     if name == "synthetic":
@@ -188,6 +217,6 @@ def load_dataset(name: str, path: str | Path | None = None, target: str | None =
     if name == "csv":
         if path is None or target is None:
             raise DataError("a CSV data set needs a path and a target column")
-        return load_csv(path, target)
+        return load_csv(path, target, scale)
     raise DataError(f"unknown data set {name!r}; use breast_cancer, yeast or a CSV file")
 

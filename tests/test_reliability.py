@@ -1,6 +1,7 @@
 """Bad input, infeasible constraints, solver faults, killed sweeps, reproducibility, properties."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,15 +11,18 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
-from conftest import max_violation
+from conftest import max_violation, requires_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyomo.contrib.solver.common.factory import SolverFactory
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.constraints import ClasswiseMisfitBounds
 from convexnn_pyomo.data import DataError, load_csv
 from convexnn_pyomo.experiments.imbalance import RUN_COLUMNS, ImbalanceConfig, _binary_minority_is_one, run_one
 from convexnn_pyomo.model import var_matrix
+from convexnn_pyomo.solvers import CasadiIpopt
 from convexnn_pyomo.training import train
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -68,20 +72,21 @@ def test_infeasible_hard_constraints_report_the_smallest_kappa(small_problem):
         pyo.TransformationFactory("convexnn.bound").apply_to(model, weight_bound=0.2, bias_bound=0.2)
 
     res = train(net, X, Y, rounds=3, hard_constraints=[box, ClasswiseMisfitBounds(0.01)])
-    assert res.status.startswith("infeasible") and "smallest kappa_factor" in res.status
-    factor = float(res.status.rsplit(" ", 1)[1])
+    assert res.status == "infeasible" and "smallest kappa_factor" in res.message
+    factor = res.smallest_kappa_factor
+    assert f"{factor:.6g}" in res.message
     assert 0.01 < factor < 1.0
     np.testing.assert_array_equal(res.network.get_flat(), net.get_flat())
     # and that factor is feasible for the relaxation
     ok = train(net, X, Y, rounds=1, hard_constraints=[box, ClasswiseMisfitBounds(factor * 1.01)])
-    assert not ok.status.startswith("infeasible")
+    assert ok.status != "infeasible"
 
 
 # -- faults --------------------------------------------------------------------------------------
 
 
-@pyo.SolverFactory.register("flaky_ipopt_test", doc="ipopt_casadi that fails on chosen calls")
-class FlakyIpopt(type(pyo.SolverFactory("ipopt_casadi"))):
+@SolverFactory.register("flaky_ipopt_test", doc="ipopt_casadi that fails on chosen calls")
+class FlakyIpopt(CasadiIpopt):
     """Call numbers in ``cap_calls`` get ``max_iter = 1``; those in ``infeasible_calls`` solve but
     report "infeasible" (Ipopt's local infeasibility detection failing on a feasible problem)."""
 
@@ -92,10 +97,11 @@ class FlakyIpopt(type(pyo.SolverFactory("ipopt_casadi"))):
     def solve(self, model, **kwds):
         FlakyIpopt.calls += 1
         if FlakyIpopt.calls in FlakyIpopt.cap_calls:
-            kwds["options"] = {**(kwds.get("options") or {}), "max_iter": 1}
+            kwds["solver_options"] = {**(kwds.get("solver_options") or {}), "max_iter": 1}
         res = super().solve(model, **kwds)
         if FlakyIpopt.calls in FlakyIpopt.infeasible_calls:
-            res.solver.termination_condition = pyo.TerminationCondition.infeasible
+            res.termination_condition = TerminationCondition.locallyInfeasible
+            res.solution_status = SolutionStatus.infeasible
         return res
 
 
@@ -118,7 +124,7 @@ def test_a_failed_solve_costs_a_round_not_the_run(small_problem):
     res = train(net, X, Y, rounds=6, solver="flaky_ipopt_test")
     h = res.history
     assert res.status == "round_limit", h
-    assert len(h) == 6 and h.status.iloc[2] == "solver_failed:maxIterations"
+    assert len(h) == 6 and h.status.iloc[2] == "solver_failed" and h.termination.iloc[2] == "iterationLimit"
     assert h.true_loss.iloc[2] == pytest.approx(h.true_loss.iloc[1])  # nothing moved
     assert h.eta.iloc[3] == pytest.approx(4 * h.eta.iloc[2])
     assert (h.status.iloc[3:] == "accepted").any()
@@ -130,8 +136,9 @@ def test_repeated_solver_failures_end_the_run_with_the_best_weights(small_proble
     _flaky(cap=set(range(3, 100)))
     res = train(net, X, Y, rounds=10, solver="flaky_ipopt_test", max_failures=3)
     h = res.history
-    assert res.status == "solver_failed:maxIterations"
-    assert len(h) == 5 and list(h.status.iloc[2:]) == ["solver_failed:maxIterations"] * 3
+    assert res.status == "solver_failed" and res.termination == "iterationLimit"
+    assert len(h) == 5 and list(h.status.iloc[2:]) == ["solver_failed"] * 3
+    assert list(h.termination.iloc[2:]) == ["iterationLimit"] * 3
     _assert_monotone_and_consistent(res, X, Y)
 
 
@@ -144,7 +151,7 @@ def test_spurious_infeasibility_without_hard_constraints_is_a_solver_failure(sma
     res = train(net, X, Y, rounds=4, solver="flaky_ipopt_test")
     h = res.history
     assert res.status == "round_limit", h
-    assert h.status.iloc[1] == "solver_failed:infeasible"
+    assert h.status.iloc[1] == "solver_failed" and h.termination.iloc[1] == "locallyInfeasible"
     assert not any(h.status == "infeasible")
 
 
@@ -154,28 +161,42 @@ def _sweep_cmd(out):
             "--test-per-class", "10", "--out", str(out)]
 
 
+@requires_module("torch", "imblearn")
 def test_killed_sweep_resumes_and_never_leaves_half_lines(tmp_path):
+    """Killed (SIGKILL) once 7 (rho, run, method) rows are written: only whole lines remain, and a
+    rerun with 2 workers (their progress reaches the bar through a queue) adds exactly the rest."""
     out = tmp_path / "sweep"
     runs = out / "runs.csv"
-    proc = subprocess.Popen(_sweep_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if runs.exists() and runs.read_text().count("\n") >= 8:  # header + at least one whole run
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    log = tmp_path / "first.stderr"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(_sweep_cmd(out), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while not (runs.exists() and runs.read_text().count("\n") >= 8):  # header + 7 whole rows
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep ended (status {proc.returncode}) before it was killed:\n{log.read_text()[-3000:]}")
+            if time.time() > deadline:
+                pytest.fail(f"no 7 rows after 180 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     text = runs.read_text()
     assert text.endswith("\n")
     lines = text.splitlines()
     assert all(len(line.split(",")) == len(RUN_COLUMNS) for line in lines)
     done_before = len(lines) - 1
     assert 7 <= done_before < 42
-    subprocess.run(_sweep_cmd(out), check=True, capture_output=True, timeout=600)
+    before = pd.read_csv(runs)
+    again = subprocess.run(_sweep_cmd(out) + ["--jobs", "2"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
     final = pd.read_csv(runs)
     assert len(final) == 2 * 3 * 7
     assert not final.duplicated(["rho", "run", "method"]).any()
+    pd.testing.assert_frame_equal(final.iloc[:done_before], before)  # the rows kept are not rewritten
     assert (out / "summary.csv").exists() and (out / "figure2.png").exists()
+    assert re.search(r"convexnn\S* rho=0\.[59] run [1-3]/3 round [0-2]/2", again.stderr) and "ETA" in again.stderr
 
 
 # -- reproducibility -----------------------------------------------------------------------------
@@ -188,6 +209,7 @@ def test_same_seed_same_weights(small_problem):
     np.testing.assert_allclose(a.network.get_flat(), b.network.get_flat(), atol=1e-7)
 
 
+@requires_module("torch")
 def test_same_seed_same_runs_rows():
     cfg = ImbalanceConfig(dataset="synthetic", rounds=2, adam_steps=30, train_majority=20, test_per_class=10)
     methods = ["convexnn", "adam", "random", "logreg-balanced"]

@@ -5,11 +5,14 @@ from __future__ import annotations
 __all__ = ["RoundPrinter", "COLUMN_HELP"]
 
 COLUMN_HELP = """\
-columns: round, status (accepted / rejected / solver_failed / infeasible), loss = true training loss of
-the best network (numpy forward pass); relaxed = objective of the round's convex program (loss of the
-relaxed outputs + eta * regularizer); gaps a/b = largest violation of the layer equalities (2b) and of
-the activations (2c) at the convex solution (0 = the relaxation was exact); eta = regularizer weight;
-step = length of the accepted step along the convex solution (1 = the solution itself); seconds"""
+one line per convex round; its columns (in history.csv as true_loss, relaxed_objective, ...):
+  status    accepted, rejected (retried with a larger eta), solver_failed or infeasible
+  loss      true training loss, summed over samples (numpy forward pass) of the best network
+  relaxed   objective of the round's convex program: loss of the relaxed outputs + eta * regularizer (8)
+  gaps a/b  largest violation of the layer equalities (2b) / of the activations (2c) at the convex
+            solution; both near 0 means the relaxation was exact in that round
+  eta       regularizer weight (paper schedule) or safety factor on the exactness weights (adaptive)
+  step      length of the accepted step along the convex solution (1 = the solution itself, 0 = none)"""
 
 
 class RoundPrinter:

@@ -3,19 +3,27 @@
 Protocol (``docs/experiments.md``): for each majority proportion ``rho`` and run, a balanced test
 set is drawn (``test_per_class`` of each class), the training majority is ``train_majority``
 samples of the rest and the training minority is subsampled to ``rho``.  All methods share the
-network (8-6-6-1 sigmoid) and the He initial weights of the run.  Finished rows are appended to
-``runs.csv`` at once (whole lines, flushed and fsynced) so an interrupted sweep resumes.
+network (8-6-6-1 sigmoid) and the He initial weights of the run.  The sweep's unit of work is one
+method on one (rho, run); each finished unit appends its row to ``runs.csv`` at once (a whole
+line, flushed and fsynced) so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
+import io
+import json
 import math
+import multiprocessing
 import os
+import queue as _queue
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +34,51 @@ from ..data import Dataset, load_dataset
 from ..network import Network
 
 __all__ = [
-    "ImbalanceConfig",
     "METHODS",
+    "METHOD_DESCRIPTIONS",
+    "MIN_RUNS_FOR_INTERVAL",
     "RUN_COLUMNS",
+    "ImbalanceConfig",
+    "describe_method",
+    "format_summary",
     "imbalanced_split",
+    "plot_figure2",
+    "preflight",
+    "read_runs",
     "run_one",
+    "run_setup",
     "run_sweep",
     "summarize",
-    "plot_figure2",
 ]
 
-METHODS = ["convexnn-constrained", "convexnn", "proportion", "random", "adam", "logreg-balanced", "smote-adam"]
+#: One line per method, shown by ``convexnn experiment imbalance --help`` and in the figure's legend.
+METHOD_DESCRIPTIONS = {
+    "convexnn-constrained": "Convex-NN (Algorithm 1) with the hard class-wise bounds (19), kappa_j = f |C_j|, f = --kappa-factor (0.5)",
+    "convexnn": "Convex-NN (Algorithm 1) without constraints",
+    "proportion": "Adam on the loss weighted by inverse class frequency",
+    "random": "Adam with random per-sample weights max(g, 0), g ~ N(0, 1), redrawn every step",
+    "adam": "Adam, unweighted",
+    "logreg-balanced": "logistic regression with class_weight='balanced' (scikit-learn)",
+    "smote-adam": "SMOTE oversampling of the minority class, then unweighted Adam",
+}
+METHODS = list(METHOD_DESCRIPTIONS)
 RUN_COLUMNS = [
     "dataset", "rho", "run", "seed", "method", "test_error", "balanced_error", "minority_recall",
     "train_loss", "constraint_violation", "seconds", "n_train", "n_minority", "status",
 ]
+#: Metrics summarised per (rho, method); the rates lie in [0, 1], the others in [0, inf).
+METRICS = ["test_error", "balanced_error", "minority_recall", "train_loss", "constraint_violation", "seconds"]
+RATES = ("test_error", "balanced_error", "minority_recall")
+#: Below this many runs a 95% t-interval is not informative (t = 12.7 with 2 runs): none is given.
+MIN_RUNS_FOR_INTERVAL = 3
+_ADAM_METHODS = ("proportion", "random", "adam", "smote-adam")
+
+
+def describe_method(name: str) -> str:
+    """The one-line meaning of a method name (``convexnn-constrained-k<f>`` included)."""
+    if name.startswith("convexnn-constrained-k"):
+        return f"Convex-NN with the hard bounds (19), kappa_j = {name.rsplit('-k', 1)[1]} * |C_j|"
+    return METHOD_DESCRIPTIONS.get(name, name)
 
 
 @dataclass
@@ -71,6 +109,10 @@ class ImbalanceConfig:
             names += [f"convexnn-constrained-k{k:g}" for k in self.extra_kappa_factors]
         return names
 
+    def kappa_factor_of(self, method: str) -> float:
+        """The kappa factor of (19) a method is held to (its own for ``-k<f>``, else ``kappa_factor``)."""
+        return float(method.rsplit("-k", 1)[1]) if method.startswith("convexnn-constrained-k") else self.kappa_factor
+
     def validate(self) -> None:
         unknown = set(self.methods) - set(METHODS)
         if unknown:
@@ -83,6 +125,31 @@ class ImbalanceConfig:
         for k in (self.kappa_factor, *self.extra_kappa_factors):
             if not k > 0:
                 raise ValueError(f"kappa factors must be positive, got {k}")
+
+
+def preflight(cfg: ImbalanceConfig) -> None:
+    """Everything a sweep needs, checked before anything is written: the configuration, the data
+    (binary, enough samples for every ``rho``), the solver and the optional packages.
+
+    Raises ``ValueError`` (incl. :class:`~convexnn_pyomo.data.DataError`), ``ImportError`` or the
+    solver layer's not-available error, each naming the fix."""
+    cfg.validate()
+    X, y = _binary_minority_is_one(load_dataset(cfg.dataset, cfg.data_path))
+    for rho in cfg.ratios:
+        imbalanced_split(X, y, rho, cfg.train_majority, cfg.test_per_class, np.random.default_rng(0))
+    names = cfg.method_names()
+    if any(m.startswith("convexnn") for m in names):
+        from ..solvers import default_nlp_solver, require_solver
+
+        if cfg.solver:
+            require_solver(cfg.solver)
+        else:
+            default_nlp_solver()
+    needs = {"torch": [m for m in names if m in _ADAM_METHODS], "imblearn": [m for m in names if m == "smote-adam"]}
+    for module, users in needs.items():
+        if users and importlib.util.find_spec(module) is None:
+            raise ImportError(f"method(s) {', '.join(users)} need the {module!r} package: pip install -e '.[baselines]' "
+                              "(or leave them out with --methods)")
 
 
 def _binary_minority_is_one(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -123,89 +190,111 @@ def _metrics(scores: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
-def run_one(cfg: ImbalanceConfig, rho: float, run: int, methods: Sequence[str] | None = None) -> list[dict]:
-    """All (remaining) methods for one (rho, run): same split and same initial weights."""
-    from ..baselines import train_adam
-    from ..training import train
+# -- one (rho, run): the methods -------------------------------------------------------------------
 
-    ds = load_dataset(cfg.dataset, cfg.data_path)
-    X, y = _binary_minority_is_one(ds)
+
+def run_setup(cfg: ImbalanceConfig, rho: float, run: int) -> tuple[int, tuple, Network]:
+    """``(seed, (Xtr, ytr, Xte, yte), initial network)`` of one (rho, run), shared by its methods:
+    ``seed = 1000003 seed_0 + 1000 round(1000 rho) + run`` draws the split, then the He weights."""
+    X, y = _binary_minority_is_one(load_dataset(cfg.dataset, cfg.data_path))
     seed = int(cfg.seed * 1_000_003 + round(rho * 1000) * 1000 + run)
     rng = np.random.default_rng(seed)
-    Xtr, ytr, Xte, yte = imbalanced_split(X, y, rho, cfg.train_majority, cfg.test_per_class, rng)
+    split = imbalanced_split(X, y, rho, cfg.train_majority, cfg.test_per_class, rng)
     sizes = [X.shape[1], *cfg.hidden, 1]
-    net0 = Network(sizes, [cfg.activation] * len(cfg.hidden) + ["identity"]).init_he(rng)
-    check = ClasswiseMisfitBounds(cfg.kappa_factor)
+    return seed, split, Network(sizes, [cfg.activation] * len(cfg.hidden) + ["identity"]).init_he(rng)
+
+
+def run_one(cfg: ImbalanceConfig, rho: float, run: int, methods: Sequence[str] | None = None,
+            progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """All (remaining) methods for one (rho, run): same split and same initial weights.
+
+    ``progress``, when given, receives ``{"rho", "run", "method", "round"}`` as a method starts
+    (round 0) and after each of its Convex-NN rounds."""
+    seed, (Xtr, ytr, Xte, yte), net0 = run_setup(cfg, rho, run)
     rows = []
     for method in methods or cfg.method_names():
+        report = partial(_emit, progress, {"rho": rho, "run": run, "method": method}) if progress else None
+        if report:
+            report(0)
         t0 = time.perf_counter()
-        status = "ok"
-        if method.startswith("convexnn"):
-            cons = None
-            if method.startswith("convexnn-constrained"):
-                k = float(method.split("-k")[1]) if "-k" in method else cfg.kappa_factor
-                cons = ClasswiseMisfitBounds(k)
-            res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, solver=cfg.solver)
-            net, status = res.network, res.status
-            scores_te, scores_tr = net.predict(Xte)[:, 0], net.predict(Xtr)[:, 0]
-            viol = (cons or check).violation(net, Xtr, ytr)
-        elif method == "logreg-balanced":
-            from sklearn.linear_model import LogisticRegression
-
-            clf = LogisticRegression(class_weight="balanced", max_iter=1000).fit(Xtr, ytr)
-            scores_te, scores_tr = clf.predict_proba(Xte)[:, 1], clf.predict_proba(Xtr)[:, 1]
-            viol = _violation_of_scores(check, scores_tr, ytr)
-        else:
-            Xfit, yfit, weight = Xtr, ytr, None
-            resample = None
-            if method == "proportion":
-                counts = {c: (ytr == c).sum() for c in (0.0, 1.0)}
-                weight = np.array([len(ytr) / (2 * counts[c]) for c in ytr])
-            elif method == "random":
-                resample = "rectified_gaussian"
-            elif method == "smote-adam":
-                from imblearn.over_sampling import SMOTE
-
-                k = int(min(5, (ytr == 1).sum() - 1))
-                Xfit, yfit = SMOTE(k_neighbors=max(k, 1), random_state=seed).fit_resample(Xtr, ytr)
-            res = train_adam(net0, Xfit, yfit, steps=cfg.adam_steps, lr=cfg.adam_lr, sample_weight=weight,
-                             random_weights=resample, seed=seed)
-            net = res.network
-            scores_te, scores_tr = net.predict(Xte)[:, 0], net.predict(Xtr)[:, 0]
-            viol = check.violation(net, Xtr, ytr)
-        row = {
+        scores_te, scores_tr, status = _fit(cfg, method, net0, Xtr, ytr, seed, report)
+        check = ClasswiseMisfitBounds(cfg.kappa_factor_of(method))
+        rows.append({
             "dataset": cfg.dataset, "rho": rho, "run": run, "seed": seed, "method": method,
-            **_metrics(scores_te, yte),
+            **_metrics(scores_te(Xte), yte),
             "train_loss": float(np.sum((scores_tr - ytr) ** 2)),
-            "constraint_violation": float(viol),
+            "constraint_violation": _violation_of_scores(check, scores_tr, ytr),
             "seconds": round(time.perf_counter() - t0, 3),
-            "n_train": int(len(ytr)), "n_minority": int(ytr.sum()), "status": status,
-        }
-        rows.append(row)
+            "n_train": len(ytr), "n_minority": int(ytr.sum()), "status": status,
+        })
     return rows
 
 
+def _emit(progress: Callable[[dict], None], unit: dict, round_: int) -> None:
+    progress({**unit, "round": int(round_)})
+
+
+def _fit(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int, report) -> tuple:
+    """Train one method; returns ``(score function, training scores, status)``."""
+    if method == "logreg-balanced":
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(class_weight="balanced", max_iter=1000).fit(Xtr, ytr)
+        return (lambda X: clf.predict_proba(X)[:, 1]), clf.predict_proba(Xtr)[:, 1], "ok"
+    if method.startswith("convexnn"):
+        from ..training import train
+
+        cons = ClasswiseMisfitBounds(cfg.kappa_factor_of(method)) if method.startswith("convexnn-constrained") else None
+        on_round = (lambda row, best: report(row["round"])) if report else None
+        res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, solver=cfg.solver, progress=on_round)
+        net, status = res.network, str(res.summary()["status"])
+    else:
+        net, status = _fit_adam(cfg, method, net0, Xtr, ytr, seed), "ok"
+    return (lambda X: net.predict(X)[:, 0]), net.predict(Xtr)[:, 0], status
+
+
+def _fit_adam(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int) -> Network:
+    """The Adam family: ``proportion`` (inverse-frequency weights), ``random`` (random weights),
+    ``smote-adam`` (SMOTE first), ``adam``."""
+    from ..baselines import train_adam
+
+    Xfit, yfit, weight, resample = Xtr, ytr, None, None
+    if method == "proportion":
+        counts = {c: (ytr == c).sum() for c in (0.0, 1.0)}
+        weight = np.array([len(ytr) / (2 * counts[c]) for c in ytr])
+    elif method == "random":
+        resample = "rectified_gaussian"
+    elif method == "smote-adam":
+        from imblearn.over_sampling import SMOTE
+
+        k = int(min(5, (ytr == 1).sum() - 1))
+        Xfit, yfit = SMOTE(k_neighbors=max(k, 1), random_state=seed).fit_resample(Xtr, ytr)
+    res = train_adam(net0, Xfit, yfit, steps=cfg.adam_steps, lr=cfg.adam_lr, sample_weight=weight,
+                     random_weights=resample, seed=seed)
+    return res.network
+
+
 def _violation_of_scores(check: ClasswiseMisfitBounds, scores, y) -> float:
+    """How much the scores violate (19): :math:`\\max_j (\\sum_{C_j} |s_i - y_i| - \\kappa_j)^+`."""
     kappas = check.kappas(y[:, None])
     return max(0.0, *(float(np.abs(scores[y == c] - c).sum()) - kappas[c] for c in kappas))
+
+
+# -- files ---------------------------------------------------------------------------------------
 
 
 def _append_rows(path: Path, rows: list[dict]) -> None:
     """Append whole lines and fsync: a killed sweep never leaves a half-written row."""
     new = not path.exists() or path.stat().st_size == 0
-    lines = []
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
     if new:
         w.writeheader()
     for r in rows:
         w.writerow(r)
-    lines = buf.getvalue()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, lines.encode())
+        os.write(fd, buf.getvalue().encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -221,16 +310,21 @@ def read_runs(path: Path) -> pd.DataFrame:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
-    from io import StringIO
+    return pd.read_csv(io.StringIO(text))
 
-    return pd.read_csv(StringIO(text))
+
+# -- the sweep -----------------------------------------------------------------------------------
+
+Unit = tuple[float, int, str]  # (rho, run, method)
 
 
 def run_sweep(cfg: ImbalanceConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) the sweep into ``out``; returns the summary table."""
-    import json
+    """Run (or resume) the sweep into ``out``; returns the summary table.
 
-    cfg.validate()
+    Nothing is written before :func:`preflight` passes.  ``jobs`` worker processes run the
+    (rho, run, method) units; ``progress`` shows a bar over the units that names the running ones
+    (method, rho, run, Convex-NN round) with an ETA from the measured time of finished units."""
+    preflight(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list) + "\n")
@@ -238,82 +332,255 @@ def run_sweep(cfg: ImbalanceConfig, out: str | Path, jobs: int = 1, progress: bo
     done = read_runs(runs_path)
     done_keys = {(float(r.rho), int(r.run), r.method) for r in done.itertuples()} if len(done) else set()
     names = cfg.method_names()
-    todo = []
-    for run in range(cfg.runs):  # run-major: an interrupted sweep has every ratio equally covered
-        for rho in cfg.ratios:
-            missing = [m for m in names if (float(rho), run, m) not in done_keys]
-            if missing:
-                todo.append((float(rho), run, missing))
-    total = len(cfg.ratios) * cfg.runs
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=total - len(todo), desc=f"imbalance {cfg.dataset}", unit="run")
+    # run-major: an interrupted sweep has every ratio equally covered
+    todo = [(float(rho), run, m) for run in range(cfg.runs) for rho in cfg.ratios for m in names
+            if (float(rho), run, m) not in done_keys]
+    bar = _SweepProgress(cfg, len(cfg.ratios) * cfg.runs * len(names), todo, jobs) if progress else None
     t0 = time.perf_counter()
-    if jobs <= 1:
-        for rho, run, missing in todo:
-            _append_rows(runs_path, run_one(cfg, rho, run, missing))
+    try:
+        for unit, rows in _execute(cfg, todo, jobs, bar):
+            _append_rows(runs_path, rows)  # one writer: the parent process
             if bar:
-                bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(run_one, cfg, rho, run, missing) for rho, run, missing in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    _append_rows(runs_path, fut.result())  # one writer: the parent process
-                    if bar:
-                        bar.update(1)
-    if bar:
-        bar.close()
+                bar.finished(unit, rows)
+    finally:
+        if bar:
+            bar.close()
     runs = read_runs(runs_path)
     summary = summarize(runs)
     tmp = out / "summary.csv.tmp"
     summary.to_csv(tmp, index=False)
     os.replace(tmp, out / "summary.csv")
-    plot_figure2(summary, out / "figure2.png")
+    plot_figure2(summary, out / "figure2.png", runs=runs)
     if progress:
         print(f"sweep finished in {time.perf_counter() - t0:.0f} s; wrote {out}/runs.csv, summary.csv, figure2.png")
     return summary
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and 95% t-interval per (dataset, rho, method) for every metric."""
+_WORKER_QUEUE = None
+
+
+def _warm_up(names: Sequence[str]) -> None:
+    """Import what the methods need once per process, so that a unit's measured seconds (and the
+    ETA drawn from them) do not include PyTorch's or Pyomo's import."""
+    from .. import training  # noqa: F401
+
+    if any(m in _ADAM_METHODS for m in names):
+        importlib.import_module("torch")
+    if "smote-adam" in names:
+        importlib.import_module("imblearn.over_sampling")
+
+
+def _init_worker(events, names: Sequence[str]) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = events
+    _warm_up(names)
+
+
+def _run_unit(cfg: ImbalanceConfig, rho: float, run: int, method: str) -> list[dict]:
+    """A worker's unit: its progress events go to the parent through the queue."""
+    return run_one(cfg, rho, run, [method], progress=_WORKER_QUEUE.put if _WORKER_QUEUE is not None else None)
+
+
+def _execute(cfg: ImbalanceConfig, todo: list[Unit], jobs: int, bar: _SweepProgress | None) -> Iterator[tuple[Unit, list]]:
+    """Yield ``(unit, rows)`` as units finish: in this process, or in ``jobs`` worker processes whose
+    progress events reach ``bar`` through a queue."""
+    if jobs <= 1 or len(todo) <= 1:
+        _warm_up({unit[2] for unit in todo})
+        for unit in todo:
+            yield unit, run_one(cfg, unit[0], unit[1], [unit[2]], progress=bar.event if bar else None)
+        return
+    ctx = multiprocessing.get_context()
+    events = ctx.Queue() if bar else None
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(events, sorted({unit[2] for unit in todo})))
+    try:
+        futures = {pool.submit(_run_unit, cfg, *unit): unit for unit in todo}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield futures[fut], fut.result()
+            if bar:  # after the finished units: their late events are ignored
+                bar.drain(events)
+    finally:  # on an error (or Ctrl-C) do not start the units still queued
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _SweepProgress:
+    """A tqdm bar over (rho, run, method) units.  Its postfix names the running units (method, rho,
+    run and Convex-NN round) and an ETA: the remaining units' expected seconds (the mean of finished
+    units of the same method and rho, else of the method, else of all) over the number of workers."""
+
+    def __init__(self, cfg: ImbalanceConfig, total: int, todo: list[Unit], jobs: int):
+        from tqdm import tqdm
+
+        self.cfg, self.jobs, self.todo = cfg, max(1, jobs), set(todo)
+        self.running: dict[Unit, tuple[float, int]] = {}  # unit -> (start time, round)
+        self.seconds: dict[tuple, list[float]] = {}
+        self.bar = tqdm(total=total, initial=total - len(todo), desc=f"imbalance {cfg.dataset}", unit="fit",
+                        bar_format="{desc}: {n_fmt}/{total_fmt} fits |{bar}| {elapsed} elapsed{postfix}")
+        self._show()
+
+    def event(self, ev: dict) -> None:
+        unit = (float(ev["rho"]), int(ev["run"]), ev["method"])
+        if unit in self.todo:  # a late event of a finished unit is ignored
+            start = self.running.get(unit, (time.perf_counter(), 0))[0]
+            self.running[unit] = (start, int(ev["round"]))
+            self._show()
+
+    def drain(self, events) -> None:
+        while True:
+            try:
+                self.event(events.get_nowait())
+            except _queue.Empty:
+                break
+        self._show()
+
+    def finished(self, unit: Unit, rows: list[dict]) -> None:
+        self.todo.discard(unit)
+        self.running.pop(unit, None)
+        for key in ((unit[2], unit[0]), (unit[2],), ()):
+            self.seconds.setdefault(key, []).append(float(rows[0]["seconds"]))
+        self.bar.update(1)
+        self._show()
+
+    def eta(self) -> float | None:
+        """Seconds left, or ``None`` before any unit finished."""
+        if not self.seconds:
+            return None
+        now = time.perf_counter()
+        left = 0.0
+        for rho, run, method in self.todo:
+            guess = next(np.mean(self.seconds[k]) for k in ((method, rho), (method,), ()) if k in self.seconds)
+            started = self.running.get((rho, run, method))
+            left += max(guess - (now - started[0]), 0.0) if started else guess
+        return left / min(self.jobs, max(len(self.todo), 1))
+
+    def _show(self) -> None:
+        eta = self.eta()
+        text = f"ETA {self.bar.format_interval(eta) if eta is not None else '?'}"
+        for (rho, run, method), (_, rnd) in self.running.items():
+            text += f" | {method} rho={rho:g} run {run + 1}/{self.cfg.runs}"
+            if method.startswith("convexnn"):
+                text += f" round {rnd}/{self.cfg.rounds}"
+        self.bar.set_postfix_str(text)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- summary, table, figure ----------------------------------------------------------------------
+
+
+def _interval_stats(v: np.ndarray, lo: float, hi: float) -> dict:
+    """Mean, std, min, max and the 95% t-interval of the mean (half-width and bounds clipped to
+    ``[lo, hi]``); the interval is NaN with fewer than :data:`MIN_RUNS_FOR_INTERVAL` values."""
     from scipy import stats
 
-    metrics = ["test_error", "balanced_error", "minority_recall", "train_loss", "constraint_violation", "seconds"]
+    mean = float(np.mean(v))
+    std = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v))) if len(v) >= MIN_RUNS_FOR_INTERVAL else math.nan
+    no_interval = math.isnan(half)
+    return {"mean": mean, "std": std, "min": float(np.min(v)), "max": float(np.max(v)), "ci95": half,
+            "ci_low": math.nan if no_interval else max(lo, mean - half),
+            "ci_high": math.nan if no_interval else min(hi, mean + half)}
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, rho, method) and metric: ``_mean``, ``_std``, ``_min``, ``_max``, the 95%
+    t-interval's half-width ``_ci95`` and its bounds ``_ci_low``, ``_ci_high`` clipped to the
+    metric's range ([0, 1] for the rates, [0, inf) otherwise).  With fewer than
+    :data:`MIN_RUNS_FOR_INTERVAL` runs the interval columns are NaN (with 2 runs the t-quantile is
+    12.7: the interval would span far beyond [0, 1]); ``_min``/``_max`` then give the runs."""
     rows = []
     for (ds, rho, method), g in runs.groupby(["dataset", "rho", "method"], sort=True):
         row = {"dataset": ds, "rho": rho, "method": method, "runs": len(g)}
-        for mname in metrics:
-            v = g[mname].astype(float).to_numpy()
-            mean, std = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
-            half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v))) if len(v) > 1 else float("nan")
-            row.update({f"{mname}_mean": mean, f"{mname}_std": std, f"{mname}_ci95": half})
+        for mname in METRICS:
+            st = _interval_stats(g[mname].astype(float).to_numpy(), 0.0, 1.0 if mname in RATES else math.inf)
+            row.update({f"{mname}_{k}": v for k, v in st.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def plot_figure2(summary: pd.DataFrame, path: str | Path) -> None:
-    """Test error vs majority proportion, one line per method, 95% intervals as error bars."""
+def _method_order(names) -> list[str]:
+    base = {m: i for i, m in enumerate(METHODS)}
+    return sorted(set(names), key=lambda n: (base.get(n.split("-k")[0] if n.startswith("convexnn-constrained") else n, 99), n))
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The printed table: means per (rho, method), the test error's clipped 95% interval (or the
+    range of the runs when there are too few for an interval), and a note saying which."""
+    table = []
+    for rho, g in summary.groupby("rho", sort=True):
+        for method in _method_order(g["method"]):
+            r = g[g["method"] == method].iloc[0]
+            if r["runs"] >= MIN_RUNS_FOR_INTERVAL:
+                spread = f"[{r['test_error_ci_low']:.3f}, {r['test_error_ci_high']:.3f}]"
+            else:
+                spread = f"{r['test_error_min']:.3f}..{r['test_error_max']:.3f} (runs)"
+            table.append({"rho": f"{rho:g}", "method": method, "runs": int(r["runs"]),
+                          "test err": f"{r['test_error_mean']:.3f}", "95% CI / range": spread,
+                          "bal. err": f"{r['balanced_error_mean']:.3f}", "min. recall": f"{r['minority_recall_mean']:.3f}",
+                          "viol. (19)": f"{r['constraint_violation_mean']:.3g}"})
+    note = (f"means over runs; test error: 95% t-interval of the mean clipped to [0, 1] with >= {MIN_RUNS_FOR_INTERVAL} "
+            "runs, else the range of the runs (an interval from fewer runs is not informative)")
+    return pd.DataFrame(table).to_string(index=False) + "\n" + textwrap.fill(note, 100)
+
+
+def _caption(summary: pd.DataFrame) -> str:
+    lo, hi = int(summary["runs"].min()), int(summary["runs"].max())
+    n = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    text = f"points: mean test error over {n} runs; error rates lie in [0, 1], axis and bars clipped to it"
+    if lo < MIN_RUNS_FOR_INTERVAL:
+        text += (f"\nwith < {MIN_RUNS_FOR_INTERVAL} runs no interval is drawn (not informative): "
+                 "small dots are the individual runs")
+    if hi >= MIN_RUNS_FOR_INTERVAL:
+        text += "\nbars: 95% t-interval of the mean"
+    return text
+
+
+def plot_figure2(summary: pd.DataFrame, path: str | Path | None = None, runs: pd.DataFrame | None = None):
+    """Test error vs majority proportion, one line per method (small horizontal offsets so that
+    methods do not hide each other), 95% intervals clipped to [0, 1] where there are at least
+    :data:`MIN_RUNS_FOR_INTERVAL` runs, else the individual runs from ``runs``.  The legend names
+    what each method is.  Saved to ``path`` when given; returns the matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, g in summary.groupby("method", sort=False):
-        g = g.sort_values("rho")
-        err = g["test_error_ci95"].fillna(0.0)
-        style = "-o" if method.startswith("convexnn") else "--s"
-        ax.errorbar(g["rho"], g["test_error_mean"], yerr=err, fmt=style, capsize=3, label=method)
-    ds = ", ".join(sorted(summary["dataset"].unique()))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    rhos = sorted(summary["rho"].unique())
+    methods = _method_order(summary["method"])
+    offsets = (np.arange(len(methods)) - (len(methods) - 1) / 2) * min(0.08, 0.6 / max(len(methods), 1))
+    top = 0.0
+    for method, dx in zip(methods, offsets):
+        g = summary[summary["method"] == method].sort_values("rho")
+        x = np.array([rhos.index(r) for r in g["rho"]]) + dx
+        mean = g["test_error_mean"].to_numpy(float)
+        style = {"ls": "-", "marker": "o"} if method.startswith("convexnn") else {"ls": "--", "marker": "s"}
+        (line,) = ax.plot(x, mean, ms=5, clip_on=False, label=f"{method}: {describe_method(method)}", **style)
+        top = max(top, float(np.max(mean)))
+        ok = (g["runs"] >= MIN_RUNS_FOR_INTERVAL).to_numpy()
+        if ok.any():
+            lo, hi = g["test_error_ci_low"].to_numpy(float)[ok], g["test_error_ci_high"].to_numpy(float)[ok]
+            ax.errorbar(x[ok], mean[ok], yerr=[mean[ok] - lo, hi - mean[ok]], fmt="none", ecolor=line.get_color(), capsize=3)
+            top = max(top, float(np.max(hi)))
+        if runs is not None and (~ok).any():
+            for (rho, xi) in zip(g["rho"].to_numpy()[~ok], x[~ok]):
+                v = runs.loc[(runs["method"] == method) & np.isclose(runs["rho"].astype(float), rho), "test_error"]
+                ax.plot(np.full(len(v), xi), v.to_numpy(float), ".", ms=4, alpha=0.6, color=line.get_color(), clip_on=False)
+                top = max(top, float(v.max()))
+    ax.set_xticks(range(len(rhos)), [f"{r:g}" for r in rhos])
+    ax.set_xlim(-0.5, len(rhos) - 0.5)
+    ax.set_ylim(0.0, min(1.0, math.ceil((top + 0.02) * 10) / 10))
     ax.set_xlabel("majority-class proportion of the training set (rho)")
     ax.set_ylabel("test error (balanced test set)")
-    ax.set_title(f"Imbalanced classification ({ds}), mean of {int(summary['runs'].max())} runs, 95% CI")
+    ds = ", ".join(sorted(map(str, summary["dataset"].unique())))
+    ax.set_title(f"Imbalanced classification ({ds})\n{_caption(summary)}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+    return fig
