@@ -17,6 +17,7 @@ from .activations import (
     Activation,
     AutoDCActivation,
     Identity,
+    ReLU,
     Sigmoid,
     Softplus,
     Tanh,
@@ -24,6 +25,7 @@ from .activations import (
     get_activation,
     register_activation,
 )
+from .losses import Loss, available_losses, get_loss
 from .model import (
     LayerBlock,
     TrainingProblem,

@@ -13,6 +13,8 @@ paper's sigmoid split, built from the piecewise function ``hbar``, the pieces ar
 * ``p(z) = max(sigmoid(z) - z/4 - 1/2, 0)`` and ``q(z) = max(-sigmoid(z), -z/4 - 1/2)``,
 
 which equal ``hbar(z) - z/4 - 1/2`` and ``hbar(-z) - 1`` exactly (see ``docs/formulation.md``).
+Convex activations (softplus, ReLU) split as ``p = h``, ``q = 0``; ReLU's ``p`` is the maximum of
+the linear pieces ``0`` and ``z``, so its DC inequalities (7) are linear.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import pyomo.environ as pyo
 
 __all__ = [
     "Activation",
+    "ConvexActivation",
     "Identity",
     "Sigmoid",
     "Softplus",
     "Tanh",
+    "ReLU",
     "AutoDCActivation",
     "get_activation",
     "register_activation",
@@ -45,6 +49,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     ez = np.exp(z[~pos])
     out[~pos] = ez / (1.0 + ez)
     return out
+
+
+def softplus_expr(t: Any) -> Any:
+    r""":math:`\log(1 + e^t)` as a Pyomo expression that neither overflows nor loses its derivatives
+    for large :math:`|t|`: :math:`\max(t, 0) + \log(1 + e^{-|t|})`, with the max written
+    :math:`(t + |t|)/2`.  The sum is smooth although its two terms are not."""
+    return 0.5 * (t + abs(t)) + pyo.log(1.0 + pyo.exp(-abs(t)))
 
 
 class Activation:
@@ -109,7 +120,27 @@ class Activation:
         return hash((type(self).__name__, tuple(sorted(self.__dict__.items()))))
 
 
-class Identity(Activation):
+class ConvexActivation(Activation):
+    """A convex activation: ``p = h``, ``q = 0`` (subclasses give ``value``, ``derivative``,
+    ``pyomo_expr`` and the pieces of ``p``)."""
+
+    def p(self, z):
+        return self.value(z)
+
+    def q(self, z):
+        return np.zeros_like(np.asarray(z, dtype=float))
+
+    def p_derivative(self, z):
+        return self.derivative(z)
+
+    def q_derivative(self, z):
+        return np.zeros_like(np.asarray(z, dtype=float))
+
+    def q_pieces(self, z):
+        return [0.0]
+
+
+class Identity(ConvexActivation):
     """``h(z) = z``; the output layer's activation.  Split ``p = z``, ``q = 0``."""
 
     name = "identity"
@@ -122,26 +153,11 @@ class Identity(Activation):
     def derivative(self, z):
         return np.ones_like(np.asarray(z, dtype=float))
 
-    def p(self, z):
-        return np.asarray(z, dtype=float)
-
-    def q(self, z):
-        return np.zeros_like(np.asarray(z, dtype=float))
-
-    def p_derivative(self, z):
-        return np.ones_like(np.asarray(z, dtype=float))
-
-    def q_derivative(self, z):
-        return np.zeros_like(np.asarray(z, dtype=float))
-
     def pyomo_expr(self, z):
         return z
 
     def p_pieces(self, z):
         return [z]
-
-    def q_pieces(self, z):
-        return [0.0]
 
 
 class Sigmoid(Activation):
@@ -195,7 +211,7 @@ class Sigmoid(Activation):
         return [-0.5 - 0.5 * pyo.tanh(0.5 * z), -z / 4.0 - 0.5]
 
 
-class Softplus(Activation):
+class Softplus(ConvexActivation):
     r"""``h(z) = log(1 + exp(tau z)) / tau``, convex itself: ``p = h``, ``q = 0``."""
 
     name = "softplus"
@@ -212,22 +228,8 @@ class Softplus(Activation):
     def derivative(self, z):
         return _sigmoid(self.tau * np.asarray(z, dtype=float))
 
-    def p(self, z):
-        return self.value(z)
-
-    def q(self, z):
-        return np.zeros_like(np.asarray(z, dtype=float))
-
-    def p_derivative(self, z):
-        return self.derivative(z)
-
-    def q_derivative(self, z):
-        return np.zeros_like(np.asarray(z, dtype=float))
-
     def pyomo_expr(self, z):
-        # log(1 + e^t) = max(t, 0) + log(1 + e^-|t|): no overflow for large |t|
-        t = self.tau * z
-        return (0.5 * (t + abs(t)) + pyo.log(1.0 + pyo.exp(-abs(t)))) / self.tau
+        return softplus_expr(self.tau * z) / self.tau
 
     def elementary_expr(self, z):
         return pyo.log(1.0 + pyo.exp(self.tau * z)) / self.tau
@@ -235,11 +237,38 @@ class Softplus(Activation):
     def p_pieces(self, z):
         return [self.pyomo_expr(z)]
 
-    def q_pieces(self, z):
-        return [0.0]
-
     def __repr__(self):
         return f"Softplus(tau={self.tau})"
+
+
+class ReLU(ConvexActivation):
+    r"""``h(z) = max(z, 0)``, convex itself: ``p = h``, ``q = 0``.
+
+    ``p`` is the maximum of the linear pieces ``0`` and ``z``, so the DC inequalities (7) read
+    :math:`(u + x)/2 \ge 0`, :math:`(u + x)/2 \ge z` and :math:`(u - x)/2 \ge 0`: linear, smooth
+    for Ipopt, with no second-derivative bound needed (ReLU has none: it has a kink).  At the
+    kink the derivative is taken as ``0`` (a subgradient, which is all the regularizer (8) needs).
+    For global solvers the exact (2c) is :math:`(z + |z|)/2` (SCIP's NL reader and Gurobi both
+    take ``abs``) or the mixed-integer big-M form of ``convexnn.relu_bigm``.
+    """
+
+    name = "relu"
+
+    def value(self, z):
+        return np.maximum(np.asarray(z, dtype=float), 0.0)
+
+    def derivative(self, z):
+        return (np.asarray(z, dtype=float) > 0).astype(float)
+
+    def pyomo_expr(self, z):
+        return 0.5 * (z + abs(z))
+
+    def p_pieces(self, z):
+        return [0.0, z]
+
+
+#: names whose activation has an exact piecewise-linear convex split (no automatic split)
+_CONVEX_PIECEWISE_LINEAR = ("relu",)
 
 
 class AutoDCActivation(Activation):
@@ -257,6 +286,12 @@ class AutoDCActivation(Activation):
         pyomo_expr: Callable[[Any], Any],
         second_derivative_bound: float | None,
     ):
+        if name.lower() in _CONVEX_PIECEWISE_LINEAR:
+            raise ValueError(
+                f"{name!r} is convex and piecewise linear: it needs no automatic DC split (and has no "
+                f"bound on its second derivative); use get_activation({name.lower()!r}), whose split is "
+                "p = max(0, z), q = 0 with linear pieces"
+            )
         if second_derivative_bound is None or not math.isfinite(second_derivative_bound):
             raise ValueError(
                 f"activation {name!r} has no finite bound on its second derivative, so it has no "
@@ -335,6 +370,7 @@ class Tanh(AutoDCActivation):
 
 
 _REGISTRY: dict[str, Callable[[], Activation]] = {
+    "relu": ReLU,
     "identity": Identity,
     "linear": Identity,
     "sigmoid": Sigmoid,

@@ -14,19 +14,21 @@ r"""The exact training problem (2a)-(2c) as a Pyomo model with one Block per lay
   - ``bilinear[i, j]``: (2b) :math:`z_{ij} = \sum_k w_{ik} x_{kj} + b_i`,
   - ``activation[i, j]``: (2c) :math:`x^{l+1}_{ij} = h^l(z_{ij})` (hidden layers only);
 
-* ``loss`` (Expression) :math:`\sum_{ij} (z^L_{ij} - y_{ij})^2` (divided by ``m`` when
-  ``reduction="mean"``) and ``objective`` minimising it.
+* ``loss`` (Expression) :math:`\sum_j \ell(z^L_{*j}, y_{*j})` (divided by ``m`` when
+  ``reduction="mean"``), by default the squared loss :math:`\sum_{ij} (z^L_{ij} - y_{ij})^2`
+  (:mod:`convexnn_pyomo.losses`), and ``objective`` minimising it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.block import BlockData, declare_custom_block
 
 from .activations import Activation
+from .losses import Loss, SquaredLoss, get_loss
 from .network import Network, check_data
 
 __all__ = [
@@ -44,12 +46,13 @@ __all__ = [
 
 @dataclass
 class TrainingProblem:
-    """What the model was built from: network architecture, data and loss reduction."""
+    """What the model was built from: network architecture, data, loss reduction and loss."""
 
     network: Network
     X: np.ndarray  # (m, n_0)
     Y: np.ndarray  # (m, n_L)
     reduction: str
+    loss: Loss = field(default_factory=SquaredLoss)
 
     @property
     def m(self) -> int:
@@ -113,23 +116,27 @@ def get_training_problem(model) -> TrainingProblem:
 
 
 def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str = "convexnn_training",
-                         elementary: bool = False) -> pyo.ConcreteModel:
+                         elementary: bool = False, loss: str | Loss = "squared") -> pyo.ConcreteModel:
     """Build the exact training problem (2a)-(2c).
 
     ``X`` has shape ``(m, n_0)``, ``Y`` shape ``(m, n_L)`` or ``(m,)``; sizes come from the data
-    and must match ``net.sizes``.  ``reduction="sum"`` is the paper's loss (1); ``"mean"``
-    divides it by ``m``.  When ``net`` has weights, every variable starts at the network's forward
-    pass (a feasible point).  ``elementary=True`` writes (2c) with ``exp``/``log``/division only,
-    the form global solvers accept (see :meth:`Activation.elementary_expr`).
+    and must match ``net.sizes``.  ``loss``: ``"squared"`` (the paper's loss (1)), ``"logistic"``,
+    ``"softmax"`` or a :class:`~convexnn_pyomo.losses.Loss` (recorded on the
+    :class:`TrainingProblem`).  ``reduction="sum"`` sums it over samples; ``"mean"`` divides it by
+    ``m``.  When ``net`` has weights, every variable starts at the network's forward pass (a
+    feasible point).  ``elementary=True`` writes (2c) and the loss with ``exp``/``log``/division
+    only, the form global solvers accept (see :meth:`Activation.elementary_expr`).
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+    loss_fn = get_loss(loss)
+    loss_fn.check_targets(Y)
     m_samples = X.shape[0]
     L = net.n_layers
 
     model = pyo.ConcreteModel(name=name)
-    model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction)
+    model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction, loss_fn)
     model.samples = pyo.Set(initialize=range(m_samples), ordered=True, doc="data points j")
     model.features = pyo.Set(initialize=range(net.sizes[0]), ordered=True)
     model.outputs = pyo.Set(initialize=range(net.sizes[-1]), ordered=True)
@@ -150,9 +157,12 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
         )
     out = model.layer[L]
     scale = 1.0 / m_samples if reduction == "mean" else 1.0
+    sample_loss = loss_fn.elementary_expr if elementary else loss_fn.pyomo_expr
     model.loss = pyo.Expression(
-        expr=scale * sum((out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes for j in model.samples),
-        doc="(2a) squared l2 loss",
+        expr=scale * sum(
+            sample_loss([out.z[i, j] for i in out.nodes], [model.y[i, j] for i in out.nodes]) for j in model.samples
+        ),
+        doc=f"(2a) {loss_fn.name} loss",
     )
     model.objective = pyo.Objective(expr=model.loss, sense=pyo.minimize)
     if net.weights is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .algorithms import HISTORY_COLUMNS, IPOPT_DEFAULTS, RoundStatus, RunStatus, SequentialRelaxation, TrainResult
+from .losses import Loss
 from .network import Network
 
 __all__ = ["train", "TrainResult", "RunStatus", "RoundStatus", "HISTORY_COLUMNS", "IPOPT_DEFAULTS"]
@@ -38,6 +39,7 @@ def train(
     progress: Callable[[dict, Network], None] | bool | None = None,
     relaxation: str = "parabolic",
     loss_fraction: float = 1e-6,
+    loss: str | Loss = "squared",
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
 
@@ -77,6 +79,11 @@ def train(
         row and the best accepted network so far (e.g. to checkpoint it).
     relaxation: ``"parabolic"`` (5a)-(5d) or ``"mccormick"`` (needs weight boxes; it applies
         ``convexnn.bound`` with its defaults): the relaxations the regularizer (8) is defined for.
+    loss: the training loss on the outputs ``z^L`` (:mod:`convexnn_pyomo.losses`): ``"squared"``
+        (the paper's, default), ``"logistic"`` (labels 0/1, one output per binary label; outputs are
+        logits, ``sigmoid(z)`` the probabilities), ``"softmax"`` (one-hot ``Y``, one output per class),
+        or a :class:`~convexnn_pyomo.losses.Loss`.  History losses and ``final_loss`` are this loss,
+        summed over samples.
     """
     if method != "sequential":
         raise ValueError(f"unknown method {method!r}; the only method is 'sequential' (Algorithm 1)")
@@ -85,6 +92,6 @@ def train(
         solver=solver, solver_options=solver_options, time_limit=time_limit, target_loss=target_loss,
         constraint_tol=constraint_tol, patience=patience, exact_tol=exact_tol, warm_start=warm_start,
         round_time_limit=round_time_limit, max_failures=max_failures, progress=progress, relaxation=relaxation,
-        loss_fraction=loss_fraction,
+        loss_fraction=loss_fraction, loss=loss,
     )
     return algorithm.solve(net, X, Y)

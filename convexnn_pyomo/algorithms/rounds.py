@@ -14,6 +14,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
 
+from ..losses import Loss
 from ..model import build_training_model, constraint_gaps, network_from_model
 from ..network import ForwardPass, Network
 from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values, update_reference
@@ -54,8 +55,8 @@ class PyomoRound:
     """Exact model (2a)-(2c), relaxation, hard constraints, lifted start and regularizer (9)."""
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
-                 constraints: list, opt, eta: float, mu: tuple[float, float, float]):
-        model = build_training_model(net, X, Y, reduction=reduction)
+                 constraints: list, opt, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared"):
+        model = build_training_model(net, X, Y, reduction=reduction, loss=loss)
         relax(model, relaxation)
         for c in constraints:
             c.add_to(model)

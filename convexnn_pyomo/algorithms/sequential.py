@@ -19,6 +19,7 @@ import pandas as pd
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..constraints import as_hard_constraints
+from ..losses import SquaredLoss, get_loss
 from ..network import Network, check_data
 from ..solvers.registry import default_nlp_solver, require_solver
 from .progress import RoundPrinter
@@ -103,6 +104,8 @@ class SequentialRelaxation:
                                                 description="adaptive: stop when loss <= loss_fraction * initial loss"))
     CONFIG.declare("mu", ConfigValue(default=None, domain=_mu_triple,
                                      description="(mu_z, mu_p, mu_q) for every layer; default: the schedule's"))
+    CONFIG.declare("loss", ConfigValue(default="squared", domain=get_loss,
+                                       description="'squared', 'logistic', 'softmax' or a convexnn_pyomo.losses.Loss"))
     CONFIG.declare("relaxation", ConfigValue(default="parabolic", domain=str,
                                              description="relaxation of each round: 'parabolic' or 'mccormick'"))
     CONFIG.declare("hard_constraints", ConfigValue(default=None, description="HardConstraint(s) or callable(model)"))
@@ -130,17 +133,21 @@ class SequentialRelaxation:
         if net.weights is None:
             raise ValueError("the network has no initial weights: call net.init_he(seed) first")
         self.X, self.Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        config.loss.check_targets(self.Y)
+        if config.warm_start and config.loss != SquaredLoss():
+            raise ValueError(f"warm_start runs Adam on the squared loss only; drop it for loss={config.loss.name!r}")
         self.schedule = self._make_schedule(config)
-        self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol)
+        self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol,
+                            config.loss)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
         self.solver_name = config.solver or default_nlp_solver()
         self.opt = require_solver(self.solver_name)
         self.cfg = config
         t_start = time.perf_counter()
-        initial_loss = net.loss(self.X, self.Y)
+        initial_loss = self.ev.loss(net)
         net, rows = self._warm_start(net, t_start)
         self.problem = PyomoRound(net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints,
-                                  self.opt, self.schedule.eta, self.schedule.fixed_mu)
+                                  self.opt, self.schedule.eta, self.schedule.fixed_mu, config.loss)
         self.state = _RunState(net.copy(), self.ev.loss(net), self.ev.violation(net), self.schedule.eta, t_start, rows=rows)
         self._recentre(net)
         self._run(initial_loss)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..constraints import HardConstraint
+from ..losses import Loss, SquaredLoss
 from ..network import Network
 
 __all__ = ["Evaluator", "Proposal", "StepProposal", "IdentityStep", "LineSearch", "SubspaceSearch"]
@@ -32,9 +33,14 @@ class Evaluator:
     Y: np.ndarray
     constraints: list[HardConstraint] = field(default_factory=list)
     constraint_tol: float = 1e-6
+    loss_function: Loss = field(default_factory=SquaredLoss)
 
     def loss(self, net: Network) -> float:
-        return net.loss(self.X, self.Y, reduction="sum")
+        return net.loss(self.X, self.Y, reduction="sum", loss=self.loss_function)
+
+    def loss_and_gradient(self, net: Network) -> tuple[float, np.ndarray]:
+        """Summed loss and its gradient in :meth:`Network.get_flat` order."""
+        return net.loss_and_gradient(self.X, self.Y, loss=self.loss_function)
 
     def violation(self, net: Network) -> float:
         return max([c.violation(net, self.X, self.Y) for c in self.constraints], default=0.0)
@@ -155,10 +161,10 @@ class SubspaceSearch(StepProposal):
         theta0 = current.get_flat()
         d = candidate.get_flat() - theta0
         basis, n_parts, limits = self._basis(current, d, previous_steps)
-        loss0 = current.loss(ev.X, ev.Y)
+        loss0 = ev.loss(current)
 
         def fun(a):
-            loss, grad = current.with_flat(theta0 + basis @ a).loss_and_gradient(ev.X, ev.Y)
+            loss, grad = ev.loss_and_gradient(current.with_flat(theta0 + basis @ a))
             return loss, basis.T @ grad
 
         a0 = np.zeros(basis.shape[1])

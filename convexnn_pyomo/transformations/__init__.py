@@ -5,6 +5,7 @@
 * ``convexnn.sdp``        -- SDP relaxation (4) of (2b) (PSD blocks) + tangent cuts for (7)
 * ``convexnn.mccormick``  -- McCormick envelopes of the products in (2b) + (7)
 * ``convexnn.bound``      -- boxes on weights/biases, interval bounds on every other variable
+* ``convexnn.relu_bigm``  -- exact mixed-integer (big-M) form of ReLU layers' (2c), for global solvers
 
 :data:`RELAXATIONS` maps a relaxation's short name to its transformation class; the class
 attributes ``supports_regularization``, ``exact_for_large_eta``, ``requires_bounds`` and
@@ -23,6 +24,7 @@ from .bound import BoundNetwork, get_bounds, interval_bounds
 from .mccormick import McCormickRelaxation
 from .parabolic import ParabolicRelaxation
 from .regularize import Regularize, exactness_weights, get_regularization_block, update_reference
+from .relu import ReLUBigM
 from .sdp import SDPRelaxation
 
 #: short name -> relaxation transformation class (``TransformationFactory(f"convexnn.{name}")``)
@@ -38,6 +40,7 @@ __all__ = [
     "LayerRelaxationTransformation",
     "McCormickRelaxation",
     "ParabolicRelaxation",
+    "ReLUBigM",
     "Regularize",
     "SDPRelaxation",
     "exactness_weights",

@@ -232,8 +232,10 @@ def exactness_weights(
     r"""Per-layer ``mu_z, mu_p, mu_q`` at which eta = 1 makes the relaxation exact to first order.
 
     Each slack of the relaxation lowers the loss at most at the rate of the loss's sensitivity
-    :math:`G^l = \partial\,\mathrm{loss}/\partial z^l` at the reference (numpy backpropagation), and costs
-    ``eta * mu`` per unit in (8).  With ``s`` the per-sample scale (``1/m`` for the averaged loss):
+    :math:`G^l = \partial\,\mathrm{loss}/\partial z^l` at the reference (numpy backpropagation of
+    the model's loss, :attr:`TrainingProblem.loss`: :math:`G^L = s\,\nabla_z \ell`, i.e.
+    :math:`2 s (z^L - y)` squared, :math:`s(\sigma(z^L) - y)` logistic,
+    :math:`s(\mathrm{softmax}(z^L) - y)` softmax), and costs ``eta * mu`` per unit in (8).  With ``s`` the per-sample scale (``1/m`` for the averaged loss):
 
     - ``W_ii`` slack of layer ``l`` loosens (2b) for node ``i`` and every sample by half a unit:
       :math:`\mu_z^l \ge \tfrac12 \max_i \sum_j |G^l_{ij}|`;
@@ -254,7 +256,7 @@ def exactness_weights(
     tp = get_training_problem(model)
     s = tp.loss_scale
     fp = fp if fp is not None else reference.forward_pass(tp.X)
-    G = reference.sensitivities(tp.X, tp.Y, tp.reduction, fp=fp)
+    G = reference.sensitivities(tp.X, tp.Y, tp.reduction, fp=fp, loss=tp.loss)
     blocks = {blk.index_l: blk for blk in layer_blocks(model)}
     mu_z, mu_dc = {}, {}
     for l, blk in blocks.items():
