@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import Activation, Identity, as_activation_list
+from .losses import Loss, get_loss
 
 __all__ = ["Network", "ForwardPass", "check_data"]
 
@@ -208,37 +209,42 @@ class Network:
         """Network output ``f(w, b)`` with shape ``(m, n_L)``."""
         return self.forward_pass(X).output
 
-    def loss(self, X, Y, reduction: str = "sum") -> float:
-        """Squared l2 loss ``||f(w,b) - y||^2`` (``reduction='mean'`` divides by ``m``)."""
+    def loss(self, X, Y, reduction: str = "sum", loss: str | Loss = "squared") -> float:
+        """Training loss of the network's outputs ``z^L`` (default: the squared l2 loss
+        ``||f(w,b) - y||^2``; see :mod:`convexnn_pyomo.losses`); ``reduction='mean'`` divides by ``m``."""
         X, Y = check_data(X, Y, self.sizes[0], self.sizes[-1])
-        r = self.predict(X) - Y
-        total = float(np.sum(r * r))
+        fn = get_loss(loss)
+        fn.check_targets(Y)
+        total = float(np.sum(fn.value(self.forward_pass(X).z[-1], Y)))
         return total / X.shape[0] if reduction == "mean" else total
 
-    def sensitivities(self, X, Y, reduction: str = "sum", sample_weight=None, fp: ForwardPass | None = None) -> list[np.ndarray]:
+    def sensitivities(self, X, Y, reduction: str = "sum", sample_weight=None, fp: ForwardPass | None = None,
+                      loss: str | Loss = "squared") -> list[np.ndarray]:
         """Backpropagated ``d loss / d z^l`` for every layer: ``out[l-1]`` has shape ``(n_l, m)``."""
         X, Y = check_data(X, Y, self.sizes[0], self.sizes[-1])
         fp = fp if fp is not None else self.forward_pass(X)
         wts = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-        delta = 2.0 * scale * (fp.z[-1] - Y.T) * wts  # dloss/dz^L
+        delta = scale * get_loss(loss).gradient(fp.z[-1], Y) * wts  # dloss/dz^L
         deltas = [delta]
         for l in range(self.n_layers, 1, -1):
             delta = (self.weights[l - 1].T @ delta) * self.activation(l - 1).derivative(fp.z[l - 2])
             deltas.append(delta)
         return deltas[::-1]
 
-    def loss_and_gradient(self, X, Y, reduction: str = "sum", sample_weight=None) -> tuple[float, np.ndarray]:
+    def loss_and_gradient(self, X, Y, reduction: str = "sum", sample_weight=None,
+                          loss: str | Loss = "squared") -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to :meth:`get_flat` (backpropagation in numpy)."""
         X, Y = check_data(X, Y, self.sizes[0], self.sizes[-1])
+        fn = get_loss(loss)
+        fn.check_targets(Y)
         fp = self.forward_pass(X)
-        r = fp.z[-1] - Y.T  # (n_L, m)
         wts = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-        loss = scale * float(np.sum(wts * np.sum(r * r, axis=0)))
-        deltas = self.sensitivities(X, Y, reduction, sample_weight, fp=fp)
+        value = scale * float(np.sum(wts * fn.value(fp.z[-1], Y)))
+        deltas = self.sensitivities(X, Y, reduction, sample_weight, fp=fp, loss=fn)
         grads = [np.concatenate([(d @ fp.x[l].T).ravel(), d.sum(axis=1)]) for l, d in enumerate(deltas)]
-        return loss, np.concatenate(grads)
+        return value, np.concatenate(grads)
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -264,3 +270,23 @@ class Network:
                 [data[f"w{l}"] for l in range(1, L + 1)],
                 [data[f"b{l}"] for l in range(1, L + 1)],
             )
+
+    # -- interop (convexnn_pyomo.interop) ------------------------------------------------------------
+    def to_torch(self, dtype=None):
+        """An equal ``torch.nn.Sequential`` (float64 by default): :func:`convexnn_pyomo.interop.to_torch`."""
+        from .interop import to_torch
+
+        return to_torch(self, dtype)
+
+    @classmethod
+    def from_torch(cls, module) -> "Network":
+        """A network from a ``torch.nn.Sequential``: :func:`convexnn_pyomo.interop.from_torch`."""
+        from .interop import from_torch
+
+        return from_torch(module)
+
+    def to_onnx(self, path: str | Path | None = None, **kwds):
+        """The network as an ONNX model, written to ``path``: :func:`convexnn_pyomo.interop.to_onnx`."""
+        from .interop import to_onnx
+
+        return to_onnx(self, path, **kwds)
