@@ -1,4 +1,5 @@
-"""Command line: ``convexnn train``, ``convexnn experiment imbalance``, ``convexnn solvers``,
+"""Command line: ``convexnn train``, ``convexnn experiment imbalance``, ``convexnn experiment
+constraints``, ``convexnn solvers``,
 ``convexnn tightness`` and ``convexnn compare-solvers``.
 
 A mistake on the command line (a bad value, a missing file, an unavailable solver or package, an
@@ -162,13 +163,14 @@ The run stops at --rounds, --time-limit, --target-loss or the schedule's stop ru
 (docs/algorithm.md). It writes OUT/history.csv as it goes, OUT/weights.npz (the best weights,
 after every accepted round) and OUT/summary.json at the end.
 A --data CSV needs --target; its features are min-max scaled to [0, 1] per column, as the bundled
-data sets are, unless --no-scale. Its target must be two classes or real numbers: more classes
-are refused (multi-class training is not implemented yet; train one class against the rest)."""
+data sets are, unless --no-scale. A multi-class column (more than two classes) needs --loss softmax
+(one-hot encoded, one output per class) or --regression; several comma-separated target columns
+train one output per column."""
 
 
 def _train_data(args) -> tuple:
     """The data set of ``convexnn train`` (loaded, target checked, subsampled) and a description."""
-    from .data import DataError, class_labels, load_dataset
+    from .data import DataError, load_dataset
 
     if args.data is None and (args.target or args.no_scale):
         raise CliError("--target and --no-scale apply to a CSV file: give it with --data FILE.csv")
@@ -183,18 +185,7 @@ def _train_data(args) -> tuple:
             ds = load_dataset(args.dataset or "breast_cancer", args.data_path)
     except (DataError, ImportError) as exc:
         raise CliError(str(exc)) from None
-    labels = class_labels(ds.y)
-    if labels is not None and len(labels) > 2 and not args.regression:
-        raise CliError(
-            f"target {ds.target_name!r} has {len(labels)} classes ({', '.join(f'{v:g}' for v in labels[:6])}"
-            f"{', ...' if len(labels) > 6 else ''}); convexnn train fits one output, i.e. two classes, and multi-class "
-            "training is not implemented yet: train one class against the rest with a 0/1 target column, or pass "
-            "--regression to fit the labels as numbers"
-        )
-    if labels is not None and len(labels) <= 2:
-        target = f"{len(labels)} classes ({', '.join(f'{v:g}' for v in labels)})"
-    else:
-        target = "real-valued (regression)"
+    ds.y, target = _prepare_target(ds, args)
     m_all = len(ds.y)
     if args.samples < m_all:
         idx = np.random.default_rng(args.seed).permutation(m_all)[: args.samples]
@@ -203,12 +194,40 @@ def _train_data(args) -> tuple:
     return ds, f"m = {len(ds.y)} of {m_all} samples; features {scaled}; target {ds.target_name!r}: {target}"
 
 
+def _prepare_target(ds, args) -> tuple[np.ndarray, str]:
+    """The training target for ``--loss`` (a class column one-hot encoded for ``softmax``) and its
+    description; a class column with more than two classes is never silently regressed."""
+    from .data import class_labels
+
+    if ds.y.ndim == 2:
+        if args.loss == "softmax":
+            raise CliError("--loss softmax takes one class column as --target, not several columns")
+        return ds.y, f"{ds.y.shape[1]} real-valued columns ({args.loss} loss, one output each)"
+    labels = class_labels(ds.y)
+    shown = "" if labels is None else f"{len(labels)} classes ({', '.join(f'{v:g}' for v in labels[:6])}" + (
+        ", ...)" if len(labels) > 6 else ")")
+    if args.loss == "softmax":
+        if labels is None:
+            raise CliError(f"--loss softmax needs class labels, but target {ds.target_name!r} is real-valued")
+        onehot = (ds.y[:, None] == labels[None, :]).astype(float)
+        return onehot, f"{shown}, one-hot encoded: {len(labels)} outputs, softmax cross-entropy on the logits"
+    if labels is not None and len(labels) > 2 and not args.regression:
+        raise CliError(
+            f"target {ds.target_name!r} has {shown}; a squared or logistic loss fits one output, i.e. two "
+            "classes: pass --loss softmax to train a multi-class classifier (one output per class), or "
+            "--regression to fit the labels as numbers"
+        )
+    if labels is not None and len(labels) <= 2:
+        return ds.y, f"{shown}, {args.loss} loss"
+    return ds.y, f"real-valued (regression), {args.loss} loss"
+
+
 def _cmd_train(args) -> int:
     from .network import Network
     from .training import HISTORY_COLUMNS, train
 
     ds, described = _train_data(args)
-    sizes = [ds.X.shape[1], *args.hidden, 1]
+    sizes = [ds.X.shape[1], *args.hidden, ds.y.shape[1] if ds.y.ndim == 2 else 1]
     try:
         net = Network(sizes, [args.activation] * len(args.hidden) + ["identity"]).init_he(args.seed)
     except ValueError as exc:
@@ -238,6 +257,7 @@ def _cmd_train(args) -> int:
             result = train(
                 net, ds.X, ds.y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
                 time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
+                loss=args.loss,
             )
         except (ValueError, RuntimeError) as exc:
             raise CliError(str(exc)) from None
@@ -290,7 +310,7 @@ def _imbalance_epilog() -> str:
     width = max(map(len, METHOD_DESCRIPTIONS)) + 2
     lines = [f"  {name:<{width}}{text}" for name, text in METHOD_DESCRIPTIONS.items()]
     return (
-        "methods (--methods; all by default):\n" + "\n".join(lines) + "\n"
+        "methods (--methods; all but the opt-in convexnn-balanced by default):\n" + "\n".join(lines) + "\n"
         f"  {'convexnn-constrained-k<f>':<{width}}convexnn-constrained with kappa_j = f * |C_j| (--extra-kappa-factors)\n"
         "Writes OUT/runs.csv (one row per method, rho and run, as they finish; a rerun resumes),\n"
         "OUT/summary.csv, OUT/figure2.png and OUT/config.json. Protocol: docs/experiments.md."
@@ -305,6 +325,7 @@ def _cmd_experiment_imbalance(args) -> int:
         dataset=args.dataset, data_path=args.data_path, ratios=args.ratios, runs=args.runs,
         methods=args.methods or METHODS,
         kappa_factor=args.kappa_factor, extra_kappa_factors=args.extra_kappa_factors, rounds=args.rounds,
+        balanced_bound=args.balanced_bound,
         adam_steps=args.adam_steps, train_majority=args.train_majority, test_per_class=args.test_per_class,
         seed=args.seed, solver=args.solver,
     )
@@ -316,6 +337,50 @@ def _cmd_experiment_imbalance(args) -> int:
     with _output_folder(out, produced=lambda: _data_lines(out / "runs.csv") > 0):
         try:
             summary = run_sweep(cfg, out, jobs=args.jobs)
+        except (DataError, ValueError, ImportError) as exc:
+            raise CliError(str(exc)) from None
+    print(format_summary(summary))
+    return 0
+
+
+# -- convexnn experiment constraints -------------------------------------------------------------
+
+
+def _constraints_epilog() -> str:
+    from .experiments.constraints import METHOD_DESCRIPTIONS, TASKS
+
+    width = max(map(len, [*TASKS, *METHOD_DESCRIPTIONS])) + 2
+    tasks = [textwrap.fill(f"{t.constraint} ({t.metric}): {t.why}", 100, initial_indent=f"  {t.name:<{width}}",
+                           subsequent_indent=" " * (width + 2)) for t in TASKS.values()]
+    methods = [f"  {name:<{width}}{text}" for name, text in METHOD_DESCRIPTIONS.items()]
+    return (
+        "tasks (--tasks; all by default):\n" + "\n".join(tasks) + "\nmethods (--methods; all by default):\n"
+        + "\n".join(methods) + "\n"
+        "Writes OUT/results.csv (one row per task, seed and method, as they finish; a rerun resumes),\n"
+        "OUT/summary.csv, OUT/figure.png and OUT/config.json. --quick: 1 seed, 40 training samples, 3 rounds,\n"
+        "200 Adam steps, penalty weights 1,100, dual lr 0.1 (each overridden by its option). docs/constraints.md."
+    )
+
+
+def _cmd_experiment_constraints(args) -> int:
+    from dataclasses import replace
+
+    from .data import DataError
+    from .experiments.constraints import ConstraintsConfig, format_summary, preflight, run_study
+
+    given = {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "rounds": args.rounds,
+             "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
+             "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path}
+    base = ConstraintsConfig.quick() if args.quick else ConstraintsConfig()
+    cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
+    try:
+        preflight(cfg)  # data, solver, packages: before anything is written
+    except (DataError, ValueError, ImportError, RuntimeError) as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out)
+    with _output_folder(out, produced=lambda: _data_lines(out / "results.csv") > 0):
+        try:
+            summary = run_study(cfg, out, jobs=args.jobs)
         except (DataError, ValueError, ImportError) as exc:
             raise CliError(str(exc)) from None
     print(format_summary(summary))
@@ -377,12 +442,17 @@ def _command(sub, name: str, text: str, func: Callable, epilog: str | None = Non
 
 def _train_parser(sub) -> None:
     from .activations import available_activations
+    from .losses import available_losses
 
     t = _command(sub, "train", "train a network by Algorithm 1 (sequential regularized relaxation)", _cmd_train, TRAIN_EPILOG)
     t.add_argument("--dataset", default=None, choices=["breast_cancer", "yeast"], help="bundled data set (default: breast_cancer)")
     t.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
     t.add_argument("--data", default=None, help="a CSV file with a header, instead of --dataset (default: none)")
-    t.add_argument("--target", default=None, help="label column of --data (default: none; required with --data)")
+    t.add_argument("--target", default=None, help="label column of --data, or several comma-separated columns for a "
+                   "network with one output each (default: none; required with --data)")
+    t.add_argument("--loss", default="squared", choices=available_losses(),
+                   help="training loss: squared; logistic (0/1 labels, on the logit); softmax (a class column, one-hot "
+                   "encoded: one output per class) (default: squared)")
     t.add_argument("--no-scale", action="store_true", help="keep --data features as given (default: min-max scale to [0, 1])")
     t.add_argument("--regression", action="store_true", help="fit a --data target with more than two integer values as numbers "
                    "(default: refuse it as multi-class)")
@@ -403,20 +473,23 @@ def _train_parser(sub) -> None:
 
 
 def _imbalance_parser(sub) -> None:
-    from .experiments.imbalance import METHODS
+    from .experiments.imbalance import ALL_METHODS
 
     e = sub.add_parser("experiment", help="experiments of the paper", formatter_class=_HelpFormatter)
-    im = _command(e.add_subparsers(dest="experiment", required=True), "imbalance",
+    experiments = e.add_subparsers(dest="experiment", required=True)
+    _constraints_parser(experiments)
+    im = _command(experiments, "imbalance",
                   "section V / Figure 2: imbalanced classification with hard constraints", _cmd_experiment_imbalance,
                   _imbalance_epilog())
     im.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "yeast", "synthetic"], help="data set")
     im.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
     im.add_argument("--ratios", type=_float_list, default=[0.5, 0.8, 0.9, 0.95, 0.98], help="majority proportions rho")
     im.add_argument("--runs", type=_positive_int, default=10, help="runs per rho (3 or more for a 95%% interval)")
-    im.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
-                    help="subset of the methods listed below (default: all)")
+    im.add_argument("--methods", nargs="+", default=None, choices=ALL_METHODS, metavar="METHOD",
+                    help="subset of the methods listed below (default: all but convexnn-balanced)")
     im.add_argument("--kappa-factor", type=_positive_float, default=0.5, help="kappa_j = factor * |C_j| in (19)")
     im.add_argument("--extra-kappa-factors", type=_float_list, default=[], help="also run convexnn-constrained-k<f> for these")
+    im.add_argument("--balanced-bound", type=_positive_float, default=0.5, help="t of convexnn-balanced: mean hinge per class <= t")
     im.add_argument("--rounds", type=_positive_int, default=10, help="convex rounds per Convex-NN training")
     im.add_argument("--adam-steps", type=_positive_int, default=2000, help="full-batch Adam steps (lr 0.005)")
     im.add_argument("--train-majority", type=_positive_int, default=100, help="training samples of the majority class")
@@ -425,6 +498,34 @@ def _imbalance_parser(sub) -> None:
     im.add_argument("--solver", default=None, help="Pyomo solver for Convex-NN (default: ipopt on PATH, else ipopt_casadi)")
     im.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     im.add_argument("--out", default="runs/imbalance", help="output folder (a rerun resumes when it holds runs.csv)")
+
+
+def _constraints_parser(experiments) -> None:
+    from .experiments.constraints import METHODS, TASKS
+
+    c = _command(experiments, "constraints", "hard constraints users want (fairness, output bounds, monotone, Lipschitz, "
+                 "balanced) against penalty, Cooper and projected Adam", _cmd_experiment_constraints, _constraints_epilog())
+    c.add_argument("--quick", action="store_true", help="a small run that checks the pipeline (default: the full study)")
+    c.add_argument("--tasks", nargs="+", default=None, choices=list(TASKS), metavar="TASK",
+                   help="subset of the tasks listed below (default: all)")
+    c.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
+                   help="subset of the methods listed below (default: all)")
+    c.add_argument("--seeds", type=_positive_int, default=None, help="seeds (splits and initial weights) per task "
+                   "(default: 10; 1 with --quick)")
+    c.add_argument("--rounds", type=_positive_int, default=None, help="Convex-NN rounds (default: 20; 3 with --quick)")
+    c.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.005, for every "
+                   "gradient method (default: 2000; 200 with --quick)")
+    c.add_argument("--penalty-weights", type=_list_of(_positive_float, "0.1,1,10,100"), default=None,
+                   help="penalty weights tried on the validation split (default: 0.1,1,10,100; 1,100 with --quick)")
+    c.add_argument("--dual-lrs", type=_list_of(_positive_float, "0.01,0.1,1"), default=None,
+                   help="Cooper dual step sizes tried on the validation split (default: 0.01,0.1,1; 0.1 with --quick)")
+    c.add_argument("--train-size", type=_positive_int, default=None, help="training samples (default: each task's own, "
+                   "100 or 200, yeast 100 majority; 40 with --quick)")
+    c.add_argument("--seed", type=int, default=None, help="base seed of the splits and initial weights (default: 0)")
+    c.add_argument("--solver", default=None, help="Pyomo solver for Convex-NN (default: ipopt on PATH, else ipopt_casadi)")
+    c.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
+    c.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    c.add_argument("--out", default="runs/constraints", help="output folder (a rerun resumes when it holds results.csv)")
 
 
 def build_parser() -> argparse.ArgumentParser:

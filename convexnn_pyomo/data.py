@@ -144,9 +144,10 @@ def load_yeast(path: str | Path | None = None, download: bool = True) -> pd.Data
 
 
 def load_csv(path: str | Path, target: str, scale: bool = True) -> Dataset:
-    """A CSV file with a header; ``target`` names the label column, every other column is a
-    numeric feature.  With ``scale`` (default) the features are min-max scaled to [0, 1] per
-    column, as the bundled data sets are; ``scale=False`` keeps them as given."""
+    """A CSV file with a header; ``target`` names the label column (or several, comma-separated:
+    ``y`` then has one column each, for a multi-output network), every other column is a numeric
+    feature.  With ``scale`` (default) the features are min-max scaled to [0, 1] per column, as
+    the bundled data sets are; ``scale=False`` keeps them as given."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"CSV file {p} does not exist")
@@ -158,16 +159,19 @@ def load_csv(path: str | Path, target: str, scale: bool = True) -> Dataset:
         raise DataError(f"{p}: cannot read as CSV ({exc})") from exc
     if df.empty:
         raise DataError(f"{p} has a header but no rows")
-    if target not in df.columns:
-        raise DataError(f"{p} has no target column {target!r}; columns: {', '.join(map(str, df.columns))}")
-    feats = [c for c in df.columns if c != target]
+    targets = [t.strip() for t in str(target).split(",")]
+    missing = [t for t in targets if t not in df.columns]
+    if missing or "" in targets:
+        raise DataError(f"{p} has no target column {', '.join(map(repr, missing or ['']))}; "
+                        f"columns: {', '.join(map(str, df.columns))}")
+    feats = [c for c in df.columns if c not in targets]
     if not feats:
         raise DataError(f"{p} has no feature columns besides {target!r}")
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise DataError(f"{p}: column(s) {', '.join(map(str, bad))} are not numeric")
     X = df[feats].to_numpy(float)
-    y = df[target].to_numpy(float)
+    y = df[targets].to_numpy(float) if len(targets) > 1 else df[targets[0]].to_numpy(float)
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise DataError(f"{p} contains missing, NaN or inf values")
     if scale:

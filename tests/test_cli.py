@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import convexnn_pyomo as cnn
+
 from convexnn_pyomo.cli import CliError, _HelpFormatter, _output_folder, _solver_table, build_parser, main
 from convexnn_pyomo.data import class_labels, load_csv
 from convexnn_pyomo.experiments.imbalance import METHODS, describe_method
@@ -40,7 +42,7 @@ MISTAKES = [
     (["experiment", "imbalance", "--out", "afile"], "afile is a file, not a folder"),
     (["train", "--samples", "0", "--out", "out"], "--samples: expected a positive integer"),
     (["train", "--rounds", "0", "--out", "out"], "--rounds: expected a positive integer"),
-    (["train", "--activation", "relu", "--out", "out"], "invalid choice: 'relu'"),
+    (["train", "--activation", "swish", "--out", "out"], "invalid choice: 'swish'"),
     (["train", "--solver", "no_such_solver", "--out", "out"], "'no_such_solver' is not available"),
     (["train", "--hidden", "6,,6", "--out", "out"], "empty field in '6,,6'"),
     (["train", "--data", "three.csv", "--target", "y", "--out", "out"], "3 classes .* multi-class .* --regression"),
@@ -192,3 +194,22 @@ def test_train_on_a_csv_says_how_it_scaled_and_writes_its_files(workdir):
                     "--rounds", "1", "--out", "run3", cwd=workdir)
     assert unscaled.returncode == 0, unscaled.stderr
     assert "features as given (not scaled)" in unscaled.stdout and "real-valued" in unscaled.stdout
+
+
+def test_train_a_multiclass_column_with_softmax_and_several_target_columns(workdir):
+    """A 3-class column trains with --loss softmax as 3 one-hot outputs; two target columns train a
+    2-output network (issue 11: multi-output networks through the CLI)."""
+    proc = _cli("train", "--data", "three.csv", "--target", "y", "--loss", "softmax", "--hidden", "2", "--rounds", "1",
+                "--out", "soft", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "one-hot encoded: 3 outputs" in proc.stdout
+    assert cnn.Network.load(workdir / "soft" / "weights.npz").sizes[-1] == 3
+    (workdir / "multi.csv").write_text("a,b,y1,y2\n" + "".join(f"{i},{i % 3},{0.1 * i},{1 - 0.05 * i}\n" for i in range(10)))
+    proc = _cli("train", "--data", "multi.csv", "--target", "y1,y2", "--hidden", "3", "--rounds", "1", "--out", "multi",
+                cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 real-valued columns" in proc.stdout
+    net = cnn.Network.load(workdir / "multi" / "weights.npz")
+    assert net.sizes == [2, 3, 2]
+    wrong = _cli("train", "--data", "multi.csv", "--target", "y1,y2", "--loss", "softmax", "--out", "x", cwd=workdir)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: --loss softmax takes one class column")
