@@ -350,6 +350,10 @@ class AutoDCActivation(Activation):
         return f"AutoDCActivation({self.name!r}, c={self.c:.6g})"
 
 
+def _tanh_derivative(z: np.ndarray) -> np.ndarray:
+    return 1.0 - np.tanh(z) ** 2
+
+
 class Tanh(AutoDCActivation):
     """Hyperbolic tangent, ``sup |tanh''| = 4 / (3 sqrt 3)``, with the automatic split."""
 
@@ -357,7 +361,7 @@ class Tanh(AutoDCActivation):
         super().__init__(
             "tanh",
             np.tanh,
-            lambda z: 1.0 - np.tanh(z) ** 2,
+            _tanh_derivative,  # a module-level function: a Tanh network pickles
             pyo.tanh,
             4.0 / (3.0 * math.sqrt(3.0)),
         )

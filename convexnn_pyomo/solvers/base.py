@@ -56,6 +56,7 @@ _INSTALL = {
     "casadi": "pip install casadi (a dependency of convexnn-pyomo: reinstall the package)",
     **{m: 'pip install "convexnn-pyomo[solvers]"' for m in ("clarabel", "gurobipy", "highspy", "pyscipopt", "scs")},
     **{m: 'pip install "convexnn-pyomo[baselines]"' for m in ("torch", "imblearn")},
+    **{m: 'pip install "convexnn-pyomo[interop]"' for m in ("onnx", "onnxruntime", "omlt")},
 }
 
 
