@@ -18,20 +18,15 @@ Losses.  The regressor trains the squared loss.  The classifier trains, on the n
 * ``loss="squared"`` (two classes): one output fitted to 0/1 targets; the decision function is
   :math:`z - 1/2` and the probability :math:`\sigma(s (z - 1/2))` with the slope :math:`s > 0`
   fitted to the training data by maximum likelihood (temperature scaling: strictly increasing in
-  :math:`z`, 1/2 at the decision threshold); this is the default when the installation has no
-  :mod:`convexnn_pyomo.losses`, and more than two classes then need one-vs-rest
-  (``sklearn.multiclass.OneVsRestClassifier``).
+  :math:`z`, 1/2 at the decision threshold).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import inspect
 import numbers
 import warnings
-from types import ModuleType
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -53,13 +48,6 @@ __all__ = ["ConvexNNClassifier", "ConvexNNRegressor"]
 _FAILED = (RunStatus.SOLVER_FAILED, RunStatus.STALLED, RunStatus.INFEASIBLE)
 #: estimator parameters that are ``train`` keywords: ``train_options`` may not repeat them
 _OWN_TRAIN_KEYWORDS = ("rounds", "schedule", "hard_constraints", "solver", "time_limit", "progress", "loss")
-
-
-def _losses_module() -> ModuleType | None:
-    """:mod:`convexnn_pyomo.losses` (logistic and softmax losses) when this installation has it."""
-    if importlib.util.find_spec("convexnn_pyomo.losses") is None:
-        return None
-    return importlib.import_module("convexnn_pyomo.losses")
 
 
 def _seed(random_state) -> int:
@@ -174,9 +162,8 @@ class _ConvexNNBase(BaseEstimator):
             if key not in known:
                 raise ValueError(f"train_options has {key!r}, not a train() keyword; known: {', '.join(sorted(known))}")
         kwargs = {"rounds": int(self.rounds), "schedule": self.schedule, "hard_constraints": self.hard_constraints,
-                  "solver": self.solver, "time_limit": self.time_limit, "progress": bool(self.verbose), **extra}
-        if _losses_module() is not None:
-            kwargs["loss"] = loss
+                  "solver": self.solver, "time_limit": self.time_limit, "progress": bool(self.verbose), "loss": loss,
+                  **extra}
         return kwargs
 
     # -- training --------------------------------------------------------------------------------
@@ -252,7 +239,7 @@ class ConvexNNClassifier(ClassifierMixin, _ConvexNNBase):
     """A network classifier trained by Algorithm 1 (convex relaxation rounds).
 
     Parameters: see :class:`_ConvexNNBase`; ``loss`` is ``None`` (``"logistic"`` for two classes,
-    ``"softmax"`` for more; ``"squared"`` for two classes without :mod:`convexnn_pyomo.losses`),
+    ``"softmax"`` for more),
     ``"logistic"``, ``"softmax"`` or ``"squared"`` (see the module docstring for the probabilities).
 
     Fitted attributes: ``classes_``, ``network_`` (on raw inputs; its outputs are the logits, or the
@@ -264,28 +251,18 @@ class ConvexNNClassifier(ClassifierMixin, _ConvexNNBase):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # more than two classes need the softmax loss (fit says so, naming the fix)
-        tags.classifier_tags.multi_class = _losses_module() is not None and self.loss in (None, "softmax")
+        tags.classifier_tags.multi_class = self.loss in (None, "softmax")
         return tags
 
     def _resolve_loss(self, n_classes: int) -> str:
-        have_losses = _losses_module() is not None
         loss = self.loss
         if loss is None:
-            loss = "softmax" if n_classes > 2 else ("logistic" if have_losses else "squared")
+            loss = "softmax" if n_classes > 2 else "logistic"
         if loss not in ("logistic", "softmax", "squared"):
             raise ValueError(f"loss must be None (automatic), 'logistic', 'softmax' or 'squared'; got {loss!r}")
-        if n_classes > 2 and not have_losses:
-            raise ValueError(
-                f"Only binary classification is supported by this installation: y has {n_classes} classes, and more "
-                "than two need the softmax cross-entropy loss (module convexnn_pyomo.losses), which it lacks; "
-                "meanwhile wrap the estimator: sklearn.multiclass.OneVsRestClassifier(ConvexNNClassifier(...))"
-            )
         if n_classes > 2 and loss != "softmax":
             raise ValueError(f"Only binary classification is supported with loss={loss!r}: y has {n_classes} classes; "
                              "use loss='softmax' (or None, the default)")
-        if loss != "squared" and not have_losses:
-            raise ValueError(f"loss={loss!r} needs the module convexnn_pyomo.losses, which this installation lacks; "
-                             "use loss='squared' (or None)")
         return loss
 
     def _check_targets(self, y) -> None:

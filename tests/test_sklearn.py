@@ -1,5 +1,5 @@
 """scikit-learn estimators: the common estimator checks, Pipeline and GridSearchCV, the scaling folded
-into ``network_``, the classifier's probabilities, the squared-loss fallback and the error paths."""
+into ``network_``, the classifier's probabilities, the squared-loss option and the error paths."""
 
 import os
 import re
@@ -13,16 +13,12 @@ from conftest import requires_module
 from scipy.special import expit, softmax
 from sklearn.datasets import load_iris, make_regression
 from sklearn.model_selection import GridSearchCV
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import (
-    check_classifier_not_supporting_multiclass,
-    check_decision_proba_consistency,
     parametrize_with_checks,
 )
 
-import convexnn_pyomo.sklearn as cnn_sklearn
 from convexnn_pyomo.data import load_breast_cancer
 from convexnn_pyomo.sklearn import ConvexNNClassifier, ConvexNNRegressor, _calibration_slope
 
@@ -99,7 +95,7 @@ def test_binary_classifier_outputs_are_logits(cancer):
     X, y = cancer
     clf = ConvexNNClassifier(rounds=3, random_state=0).fit(X, y)
     proba, d = _check_probabilities(clf, X)
-    assert clf.loss_ == ("logistic" if cnn_sklearn._losses_module() else "squared")
+    assert clf.loss_ == "logistic"
     if clf.loss_ == "logistic":
         np.testing.assert_allclose(d, clf.network_.predict(X)[:, 0], rtol=0, atol=0)
         np.testing.assert_allclose(proba[:, 1], expit(d), rtol=1e-12)
@@ -133,33 +129,6 @@ def test_multiclass_softmax():
     np.testing.assert_allclose(proba, softmax(clf.network_.predict(X), axis=1), rtol=1e-12)
     assert d.shape == (150, 3) and set(clf.predict(X)) <= set(names)
     assert clf.score(X, names) > 0.85
-
-
-def test_without_the_losses_module_binary_uses_the_squared_loss(monkeypatch, cancer):
-    """The installation without convexnn_pyomo.losses: squared loss on 0/1 targets, train() gets no
-    loss keyword, more than two classes are refused naming the fix, and one-vs-rest works."""
-    monkeypatch.setattr(cnn_sklearn, "_losses_module", lambda: None)
-    calls, train = [], cnn_sklearn.train
-
-    def spy(*args, **kwds):
-        calls.append(kwds)
-        return train(*args, **kwds)
-
-    monkeypatch.setattr(cnn_sklearn, "train", spy)
-    X, y = cancer
-    clf = ConvexNNClassifier(rounds=2, random_state=0).fit(X, y)
-    assert clf.loss_ == "squared" and "loss" not in calls[-1]
-    check_decision_proba_consistency("ConvexNNClassifier", ConvexNNClassifier(rounds=2))
-    assert not clf.__sklearn_tags__().classifier_tags.multi_class
-    check_classifier_not_supporting_multiclass("ConvexNNClassifier", ConvexNNClassifier(rounds=2))
-    X3, y3 = load_iris(return_X_y=True)
-    with pytest.raises(ValueError, match=r"Only binary classification.*convexnn_pyomo\.losses.*OneVsRestClassifier"):
-        ConvexNNClassifier(rounds=2).fit(X3, y3)
-    with pytest.raises(ValueError, match="needs the module convexnn_pyomo.losses"):
-        ConvexNNClassifier(loss="logistic").fit(X, y)
-    idx = np.arange(0, 150, 3)
-    ovr = OneVsRestClassifier(ConvexNNClassifier(rounds=2, random_state=0)).fit(X3[idx], y3[idx])
-    assert ovr.score(X3[idx], y3[idx]) > 0.6
 
 
 # -- Pipeline and GridSearchCV -------------------------------------------------------------------
