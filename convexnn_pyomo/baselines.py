@@ -55,11 +55,14 @@ def train_adam(
     reduction: str = "mean",
     seed: int | None = 0,
     random_weights: str | None = None,
+    loss: str = "squared",
 ) -> GradientResult:
-    """Full-batch Adam on the (optionally sample-weighted) squared loss, from ``net``'s weights.
+    """Full-batch Adam on the (optionally sample-weighted) loss, from ``net``'s weights.
 
-    The optimised loss is ``sum_j c_j ||f(x_j) - y_j||^2`` with ``c_j = sample_weight_j / m``
-    (``reduction="mean"``) or ``sample_weight_j``; ``losses`` records the plain summed loss.
+    The optimised loss is ``sum_j c_j l(f(x_j), y_j)`` with ``c_j = sample_weight_j / m``
+    (``reduction="mean"``) or ``sample_weight_j``, and ``l`` the ``loss`` of
+    :mod:`convexnn_pyomo.losses` (squared, logistic or softmax cross-entropy on the network's
+    outputs, written in PyTorch); ``losses`` records the plain summed loss.
     ``random_weights="rectified_gaussian"`` draws new weights every step, ``c_j = max(g_j, 0)``
     with ``g ~ N(0, 1)``, normalised to mean one (the "Random" baseline of Ren et al. 2018).
     """
@@ -76,6 +79,7 @@ def train_adam(
     wts = torch.ones(X.shape[0], dtype=dtype) if sample_weight is None else torch.tensor(np.asarray(sample_weight, float), dtype=dtype)
     scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
     module = to_torch(net, dtype)
+    per_sample_loss = _torch_loss(torch, loss)
     opt = torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
     losses = np.empty(steps)
     t0 = time.perf_counter()
@@ -85,13 +89,26 @@ def train_adam(
             g = torch.clamp(torch.randn(X.shape[0], generator=gen, dtype=dtype), min=0.0)
             wts = g * (X.shape[0] / torch.clamp(g.sum(), min=1e-12))
         opt.zero_grad()
-        r2 = ((module(Xt) - Yt) ** 2).sum(dim=1)
-        loss = scale * (wts * r2).sum()
-        loss.backward()
+        per_sample = per_sample_loss(module(Xt), Yt)
+        (scale * (wts * per_sample).sum()).backward()
         opt.step()
-        losses[s] = float(r2.sum().detach())
+        losses[s] = float(per_sample.sum().detach())
     seconds = time.perf_counter() - t0
     return GradientResult(from_torch(module), losses, seconds, steps)
+
+
+def _torch_loss(torch, name: str):
+    """Per-sample loss ``(outputs (m, n_L), targets (m, n_L)) -> (m,)`` in PyTorch, as in
+    :mod:`convexnn_pyomo.losses`: squared error, logistic ``log(1 + e^z) - y z`` on the logits, or
+    softmax cross-entropy ``logsumexp(z) - y.z`` with one-hot targets."""
+    functions = {
+        "squared": lambda z, y: ((z - y) ** 2).sum(dim=1),
+        "logistic": lambda z, y: (torch.nn.functional.softplus(z) - y * z).sum(dim=1),
+        "softmax": lambda z, y: torch.logsumexp(z, dim=1) - (y * z).sum(dim=1),
+    }
+    if name not in functions:
+        raise ValueError(f"loss must be one of {sorted(functions)}, got {name!r}")
+    return functions[name]
 
 
 def train_lbfgs(net: Network, X, Y, max_iter: int = 2000) -> GradientResult:

@@ -19,7 +19,7 @@ import pandas as pd
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..constraints import as_hard_constraints
-from ..losses import SquaredLoss, get_loss
+from ..losses import get_loss
 from ..network import Network, check_data
 from ..solvers.registry import default_nlp_solver, require_solver
 from .progress import RoundPrinter
@@ -134,8 +134,6 @@ class SequentialRelaxation:
             raise ValueError("the network has no initial weights: call net.init_he(seed) first")
         self.X, self.Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         config.loss.check_targets(self.Y)
-        if config.warm_start and config.loss != SquaredLoss():
-            raise ValueError(f"warm_start runs Adam on the squared loss only; drop it for loss={config.loss.name!r}")
         self.schedule = self._make_schedule(config)
         self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol,
                             config.loss)
@@ -169,8 +167,8 @@ class SequentialRelaxation:
             return net, []
         from ..baselines import train_adam
 
-        net = train_adam(net, self.X, self.Y, steps=int(self.cfg.warm_start), lr=0.01).network
-        row = {"round": 0, "true_loss": net.loss(self.X, self.Y), "relaxed_objective": math.nan, "bilinear_gap": math.nan,
+        net = train_adam(net, self.X, self.Y, steps=int(self.cfg.warm_start), lr=0.01, loss=self.cfg.loss.name).network
+        row = {"round": 0, "true_loss": self.ev.loss(net), "relaxed_objective": math.nan, "bilinear_gap": math.nan,
                "activation_gap": math.nan, "eta": math.nan, "solve_seconds": time.perf_counter() - t_start,
                "status": RoundStatus.WARM_START.value, "step": math.nan, "violation": self.ev.violation(net),
                "iterations": int(self.cfg.warm_start), "termination": ""}
