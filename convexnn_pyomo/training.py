@@ -40,6 +40,8 @@ def train(
     relaxation: str = "parabolic",
     loss_fraction: float = 1e-6,
     loss: str | Loss = "squared",
+    shards: int = 1,
+    backend: str = "auto",
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
 
@@ -84,6 +86,14 @@ def train(
         logits, ``sigmoid(z)`` the probabilities), ``"softmax"`` (one-hot ``Y``, one output per class),
         or a :class:`~convexnn_pyomo.losses.Loss`.  History losses and ``final_loss`` are this loss,
         summed over samples.
+    backend: ``"auto"`` (default), ``"pyomo"`` or ``"direct"``: the round's convex program as the
+        Pyomo model (``result.model``), or built directly in CasADi per sample (the same problem,
+        proven by ``tests/test_casadi_direct.py``; build and translation in well under a second at any
+        ``m``).  ``auto`` takes ``direct`` when it applies (parabolic relaxation, no hard
+        constraints, the embedded ``ipopt_casadi``), else the Pyomo model.
+    shards: split the samples into this many shards; each round is then solved by mpi-sppy's
+        Progressive Hedging over the shards (:mod:`convexnn_pyomo.algorithms.sharded`; needs the
+        ``[mpi]`` extra), in one process or, under ``mpiexec -n K``, one rank per shard group.
     """
     if method != "sequential":
         raise ValueError(f"unknown method {method!r}; the only method is 'sequential' (Algorithm 1)")
@@ -92,6 +102,6 @@ def train(
         solver=solver, solver_options=solver_options, time_limit=time_limit, target_loss=target_loss,
         constraint_tol=constraint_tol, patience=patience, exact_tol=exact_tol, warm_start=warm_start,
         round_time_limit=round_time_limit, max_failures=max_failures, progress=progress, relaxation=relaxation,
-        loss_fraction=loss_fraction, loss=loss,
+        loss_fraction=loss_fraction, loss=loss, shards=shards, backend=backend,
     )
     return algorithm.solve(net, X, Y)

@@ -325,3 +325,18 @@ def test_mccormick_rounds_train_inside_the_weight_box(small_problem):
     assert max(np.abs(w).max() for w in res.network.weights) <= 5.0 + 1e-6
     with pytest.raises(ValueError, match="relaxation"):
         train(net, X, Y, rounds=1, relaxation="sdp")
+
+
+def test_pyomo_and_direct_backends_train_alike(small_problem):
+    """Two paths to the same rounds: the Pyomo model and the direct CasADi program (backend='auto'
+    picks it without hard constraints) give the same accepted losses and eta schedule."""
+    net, X, Y = small_problem
+    a = train(net, X, Y, rounds=4, solver=SOLVER, backend="pyomo")
+    b = train(net, X, Y, rounds=4, solver=SOLVER, backend="direct")
+    assert a.model is not None and b.model is None
+    cols = ["round", "status", "eta"]
+    pd.testing.assert_frame_equal(a.history[cols], b.history[cols])
+    np.testing.assert_allclose(a.history.true_loss, b.history.true_loss, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(a.network.get_flat(), b.network.get_flat(), rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="backend='direct' is not available here: hard constraints"):
+        train(net, X, Y, rounds=1, solver=SOLVER, backend="direct", hard_constraints=ClasswiseMisfitBounds(0.5))

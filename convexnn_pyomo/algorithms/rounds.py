@@ -20,7 +20,13 @@ from ..network import ForwardPass, Network
 from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values, update_reference
 from .diagnosis import smallest_kappa_factor
 
-__all__ = ["RoundSolve", "PyomoRound", "TRAINABLE_RELAXATIONS"]
+__all__ = ["RoundSolve", "PyomoRound", "DirectRound", "TRAINABLE_RELAXATIONS", "direct_unsupported"]
+
+# mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py);
+# max_iter: a few rounds (large eta after rejections) otherwise ran thousands of iterations;
+# bound_relax_factor 0: Ipopt's default (1e-8) relaxes W, X >= 0 and let the reported relaxed
+# objective fall *below* the true loss of the same exact solution (25.1375 < 25.1628, m = 100)
+IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5, "max_iter": 1000, "bound_relax_factor": 0.0}
 
 _INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible}
 
@@ -80,6 +86,8 @@ class PyomoRound:
 
     def solve(self, time_limit: float, options: dict) -> RoundSolve:
         """One convex solve; a solver exception is a failed round, not a crash (the weights survive)."""
+        if str(getattr(self.opt, "name", "")).startswith("ipopt"):
+            options = {**IPOPT_DEFAULTS, **options}
         t0 = time.perf_counter()
         try:
             res = self.opt.solve(self.model, time_limit=time_limit, solver_options=options, load_solutions=False,
@@ -105,3 +113,66 @@ class PyomoRound:
 
     def smallest_kappa_factor(self) -> float | None:
         return smallest_kappa_factor(self.model, self.constraints, self.opt)
+
+
+def direct_unsupported(relaxation: str, constraints: list, solver_name: str) -> str:
+    """Why :class:`DirectRound` cannot replace :class:`PyomoRound` here ('' when it can)."""
+    if relaxation != "parabolic":
+        return f"it builds the parabolic relaxation only (relaxation={relaxation!r})"
+    if constraints:
+        return "hard constraints are Pyomo constraints"
+    if solver_name != "ipopt_casadi":
+        return f"it runs the embedded Ipopt (solver 'ipopt_casadi'), not {solver_name!r}"
+    return ""
+
+
+class DirectRound:
+    """The parabolic round built directly in CasADi (:class:`~convexnn_pyomo.solvers.casadi_direct.DirectParabolicRound`).
+
+    The same problem as :class:`PyomoRound` with the parabolic relaxation and no hard constraints
+    (tested variable by variable and constraint by constraint, ``tests/test_casadi_direct.py``),
+    built per sample and mapped over the samples, so its build and translation cost does not grow
+    with ``m``.  From ``m >= 1000`` it orders MUMPS by AMD with a 5 % workspace margin: 27-30 % less
+    CPU per Ipopt iteration and 12-17 % less memory than METIS at m = 1,000-3,000
+    (``python benchmarks/scale.py --options-study``); the margin keeps MUMPS's reservation for
+    m = 10^5 within the machine.
+    """
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, eta: float,
+                 mu: tuple[float, float, float], loss="squared"):
+        from ..solvers.casadi_direct import DirectParabolicRound
+
+        large = {"mumps_pivot_order": 0, "mumps_mem_percent": 5} if X.shape[0] >= 1000 else {}
+        self.round = DirectParabolicRound(net, X, Y, reduction=reduction, eta=eta, mu=mu, loss=loss,
+                                          ipopt_options=large)
+        self.model = None  # no Pyomo model: use backend="pyomo" to keep one
+
+    @property
+    def eta(self) -> float:
+        return self.round.eta
+
+    def exactness_weights(self, reference: Network, fp: ForwardPass) -> dict:
+        return self.round.exactness_weights(reference, fp=fp)
+
+    def recentre(self, reference: Network, eta: float, fp: ForwardPass, **mu_weights) -> None:
+        self.round.recentre(reference, eta, fp=fp, **mu_weights)
+
+    def solve(self, time_limit: float, options: dict) -> RoundSolve:
+        from ..solvers.base import map_status
+        from ..solvers.casadi_ipopt import IPOPT_STATUS
+
+        d = self.round.solve(time_limit=time_limit, options=options)
+        term = map_status(IPOPT_STATUS, d["return_status"])[0]  # the same names as the Pyomo path's
+        return RoundSolve(d["ok"], term.name, d["infeasible"], d["time_limit"], d["iterations"], d["seconds"])
+
+    def solution(self) -> Network:
+        return self.round.solution()
+
+    def gaps(self) -> tuple[float, float]:
+        return self.round.gaps()
+
+    def relaxed_objective(self) -> float:
+        return self.round.relaxed_objective()
+
+    def smallest_kappa_factor(self) -> None:
+        return None  # no hard constraints on this path

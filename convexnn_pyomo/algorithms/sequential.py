@@ -16,25 +16,20 @@ import time
 from dataclasses import dataclass, field
 
 import pandas as pd
-from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..constraints import as_hard_constraints
 from ..losses import get_loss
 from ..network import Network, check_data
 from ..solvers.registry import default_nlp_solver, require_solver
 from .progress import RoundPrinter
-from .rounds import PyomoRound, RoundSolve
+from .rounds import IPOPT_DEFAULTS, DirectRound, PyomoRound, RoundSolve, direct_unsupported
 from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
 from .schedules import RoundOutcome, Schedule, get_schedule
 from .steps import Evaluator
 
 __all__ = ["SequentialRelaxation", "IPOPT_DEFAULTS"]
 
-# mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py);
-# max_iter: a few rounds (large eta after rejections) otherwise ran thousands of iterations;
-# bound_relax_factor 0: Ipopt's default (1e-8) relaxes W, X >= 0 and let the reported relaxed
-# objective fall *below* the true loss of the same exact solution (25.1375 < 25.1628, m = 100)
-IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5, "max_iter": 1000, "bound_relax_factor": 0.0}
 
 def _mu_triple(v):
     if v is None:
@@ -122,6 +117,12 @@ class SequentialRelaxation:
     CONFIG.declare("progress", ConfigValue(default=None, domain=_progress,
                                            description="True: print a line per round; or callable(row, best_network)"))
     CONFIG.declare("keep_model", ConfigValue(default=True, domain=Bool, description="return the Pyomo model in the result"))
+    CONFIG.declare("backend", ConfigValue(default="auto", domain=In(["auto", "pyomo", "direct"]),
+                                          description="round program: 'pyomo' model, 'direct' CasADi, or 'auto'",
+                                          doc="auto: direct when it can (parabolic, no hard constraints, ipopt_casadi), "
+                                              "else the Pyomo model (which result.model then holds)"))
+    CONFIG.declare("shards", ConfigValue(default=1, domain=PositiveInt,
+                                         description="data shards of each round; > 1: solved by mpi-sppy PH (.sharded)"))
 
     def __init__(self, **kwds):
         self.config = self.CONFIG(kwds)
@@ -144,12 +145,28 @@ class SequentialRelaxation:
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)
         net, rows = self._warm_start(net, t_start)
-        self.problem = PyomoRound(net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints,
-                                  self.opt, self.schedule.eta, self.schedule.fixed_mu, config.loss)
+        self.problem = self._make_problem(net, config)
         self.state = _RunState(net.copy(), self.ev.loss(net), self.ev.violation(net), self.schedule.eta, t_start, rows=rows)
         self._recentre(net)
         self._run(initial_loss)
         return self._result(initial_loss)
+
+    def _make_problem(self, net: Network, config):
+        """The round's convex program: Pyomo (the reference), direct CasADi (the same problem built
+        per sample, for large m) or sharded over mpi-sppy."""
+        args = (net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints)
+        if config.shards > 1:
+            from .sharded import ShardedRound
+
+            return ShardedRound(*args, self.solver_name, self.schedule.eta, self.schedule.fixed_mu, config.loss,
+                                shards=config.shards)
+        reason = direct_unsupported(config.relaxation, self.ev.constraints, self.solver_name)
+        if config.backend == "direct" and reason:
+            raise ValueError(f"backend='direct' is not available here: {reason}; use backend='pyomo'")
+        if config.backend == "pyomo" or reason:
+            return PyomoRound(*args, self.opt, self.schedule.eta, self.schedule.fixed_mu, config.loss)
+        return DirectRound(net, self.X, self.Y, self.schedule.reduction, self.schedule.eta, self.schedule.fixed_mu,
+                           config.loss)
 
     @staticmethod
     def _make_schedule(config) -> Schedule:
@@ -209,9 +226,7 @@ class SequentialRelaxation:
     def _round_limits(self) -> tuple[float, dict]:
         """Time limit (seconds) and solver options of the next solve."""
         cfg, st = self.cfg, self.state
-        options = dict(cfg.solver_options or {})
-        if self.solver_name.startswith("ipopt"):
-            options = {**IPOPT_DEFAULTS, **options}
+        options = dict(cfg.solver_options or {})  # the round program adds its solver's defaults
         cap = cfg.round_time_limit
         if cfg.time_limit is not None:  # the run's limit also bounds the solve in progress
             left = cfg.time_limit - (time.perf_counter() - st.t_start)

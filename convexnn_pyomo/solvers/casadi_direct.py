@@ -22,10 +22,12 @@ variables :math:`v_j` of sample ``j`` (``z``, ``x``, ``u``, :math:`X_{jj}`), the
     \nabla g = \begin{pmatrix} \nabla_s g_0 & 0\\ [\nabla_s g_j]_j & \operatorname{diag}_j \nabla_{v_j} g_j\end{pmatrix}
 
 with every per-sample block the output of one small symbolic derivative, evaluated for all samples
-by one mapped call (CasADi's own colouring of the whole problem would cost one sweep over all
-samples per colour, and ~150 colours).  Parameters (reference weights and inputs, DC tangents,
-``eta``, ``mu``) are CasADi parameters: :meth:`DirectParabolicRound.recentre` changes numbers
-only.
+by one mapped call.  (CasADi's own derivatives of the mapped graph colour the whole problem, one
+sweep over all samples per colour: at m = 1,000 no solve within 12 minutes; of the expanded SX
+graph: an ``nlpsol`` setup of 14 s at m = 1,000 and 60 s at m = 3,000, against 0.1 s and 0.3 s
+here -- ``benchmarks/scale.py --options-study``.)  Parameters (reference weights and inputs, DC
+tangents, ``eta``, ``mu``) are CasADi parameters: :meth:`DirectParabolicRound.recentre` changes
+numbers only.
 
 Layout: ``x = [s; v_0; v_1; ...; v_{m-1}]``; ``g = [g_0; g_1(\cdot); ...]`` (``g_0``: (5c));
 :meth:`~DirectParabolicRound.variable_index` and :meth:`~DirectParabolicRound.constraint_index`
@@ -40,96 +42,127 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..activations import Activation
+from ..losses import Loss, get_loss
 from ..network import ForwardPass, Network, check_data
-from .casadi_translator import Translator, casadi as ca
+from ..transformations.regularize import dc_tangents, exactness_weights_from
+from .casadi_translator import Translator
+from .casadi_translator import casadi as ca
 
-__all__ = ["DirectParabolicRound", "PARALLELIZATIONS"]
+__all__ = ["PARALLELIZATIONS", "DirectParabolicRound"]
 
 #: ``Function.map`` modes this module accepts ("openmp" needs a CasADi built with OpenMP)
 PARALLELIZATIONS = ("serial", "thread", "openmp")
 _OK = ("Solve_Succeeded", "Solved_To_Acceptable_Level")
+_TIME_LIMIT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")
 
 
 class _Layout:
-    """Named blocks of a vector (all of one kind: shared, or one sample's), in insertion order.
+    """Named blocks of one vector (the shared one, or one sample's), in insertion order.
 
-    Each block has a shape; its entries are stored column-major (``ravel(order="F")``), like
-    ``casadi.vec``.  ``symbol(key, shape)`` adds a block and returns its SX symbol.
+    A block has a shape and is stored column-major (``ravel(order="F")``), like ``casadi.vec``;
+    :meth:`symbol` also creates its SX symbol, :meth:`vector` stacks the symbols.
     """
 
     def __init__(self, prefix: str):
-        self.prefix, self.blocks, self.size = prefix, {}, 0
+        self.prefix, self.blocks, self.size, self.symbols = prefix, {}, 0, {}
+
+    def add(self, key: tuple, shape: tuple[int, ...]) -> None:
+        self.blocks[key] = (self.size, tuple(shape))
+        self.size += int(np.prod(shape, dtype=int))
 
     def symbol(self, key: tuple, shape: tuple[int, ...]):
-        n = int(np.prod(shape))
-        self.blocks[key] = (self.size, tuple(shape))
-        self.size += n
-        rows, cols = (shape + (1,))[:2] if len(shape) < 2 else shape
-        return ca.SX.sym(f"{self.prefix}_{'_'.join(map(str, key))}", rows, cols)
+        self.add(key, shape)
+        rows, cols = (tuple(shape) + (1, 1))[:2]
+        self.symbols[key] = ca.SX.sym(f"{self.prefix}_{'_'.join(map(str, key))}", rows, cols)
+        return self.symbols[key]
+
+    def vector(self):
+        return ca.vertcat(*[ca.vec(self.symbols[k]) for k in self.blocks]) if self.blocks else ca.SX(0, 1)
 
     def offset(self, key: tuple, index: tuple = ()) -> int:
-        """Position of ``block[index]`` (``index`` in the block's shape) inside the vector."""
+        """Position of ``block[index]`` inside the vector."""
+        if key not in self.blocks:
+            raise KeyError(f"no block {key}; blocks: {list(self.blocks)}")
         start, shape = self.blocks[key]
         if len(index) != len(shape) or any(not 0 <= i < n for i, n in zip(index, shape)):
             raise IndexError(f"index {index} out of range for {key} with shape {shape}")
         return start + (int(np.ravel_multi_index(index, shape, order="F")) if shape else 0)
 
     def flat(self, values: Mapping) -> np.ndarray:
-        """One vector from ``{key: array of the block's shape}`` (every block must be given)."""
-        return np.concatenate([np.asarray(values[k], float).reshape(s, order="F").ravel(order="F")
-                               for k, (_, s) in self.blocks.items()]) if self.blocks else np.zeros(0)
+        """One vector from ``{key: array of the block's shape}``."""
+        parts = [np.asarray(values[k], float).reshape(shape, order="F").ravel(order="F")
+                 for k, (_, shape) in self.blocks.items()]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def stacked(self, values: Mapping, m: int) -> np.ndarray:
         """The ``(size, m)`` matrix of ``{key: array of shape block_shape + (m,)}``, one column per sample."""
-        return np.vstack([np.asarray(values[k], float).reshape(-1, m) for k in self.blocks]) if self.blocks \
-            else np.zeros((0, m))
+        parts = [np.asarray(values[k], float).reshape(-1, m) for k in self.blocks]
+        return np.vstack(parts) if parts else np.zeros((0, m))
 
-    def split(self, vector: np.ndarray, m: int | None = None) -> dict:
-        """Inverse of :meth:`flat` (``m`` None) or :meth:`stacked` (``vector`` of shape ``(size, m)``)."""
-        out = {}
-        for k, (start, shape) in self.blocks.items():
-            n = int(np.prod(shape))
-            part = vector[start:start + n]
-            out[k] = part.reshape(shape, order="F") if m is None else part.reshape(shape + (m,))
-        return out
+    def split(self, columns: np.ndarray) -> dict:
+        """Inverse of :meth:`stacked`: ``{key: array of shape block_shape + (m,)}``."""
+        return {k: columns[start:start + int(np.prod(shape, dtype=int))].reshape(shape + (columns.shape[1],), order="F")
+                for k, (start, shape) in self.blocks.items()}
+
+
+def _translated(name: str, build, n_vars: int, n_params: int = 0):
+    """A CasADi Function ``(v, q) -> vertcat(build(v, q))`` from Pyomo expressions: ``build`` gets
+    ``n_vars`` Pyomo Vars and ``n_params`` mutable Params and returns a list of expressions, which
+    :class:`~.casadi_translator.Translator` (the ``ipopt_casadi`` translation) turns into SX."""
+    import pyomo.environ as pyo
+
+    holder = pyo.ConcreteModel()
+    holder.v = pyo.Var(range(n_vars))
+    holder.q = pyo.Param(range(n_params), mutable=True, initialize=0.0)
+    tr = Translator()
+    out = [tr.walk(e) for e in build([holder.v[i] for i in range(n_vars)], [holder.q[i] for i in range(n_params)])]
+    syms = {id(c): sym for c, sym in zip(tr.vars + tr.params, tr.var_syms + tr.par_syms)}
+    v = [syms.get(id(holder.v[i]), ca.SX.sym(f"v{i}")) for i in range(n_vars)]
+    q = [syms.get(id(holder.q[i]), ca.SX.sym(f"q{i}")) for i in range(n_params)]
+    ins = [ca.vertcat(*v)] + ([ca.vertcat(*q)] if n_params else [])
+    return ca.Function(name, ins, [ca.vertcat(*[ca.SX(e) if isinstance(e, float) else e for e in out])])
 
 
 def _pieces_function(act: Activation, which: str):
-    """``z -> [pieces of p]`` (``which="p"``), ``[pieces of q]`` or ``[h(z)]`` (``"h"``) as a CasADi
-    Function, translated from the activation's own Pyomo expressions."""
-    import pyomo.environ as pyo  # the formulation's source: the Pyomo expressions themselves
-
-    blk = pyo.ConcreteModel()
-    blk.z = pyo.Var()
-    exprs = {"p": act.p_pieces, "q": act.q_pieces, "h": lambda z: [act.pyomo_expr(z)]}[which](blk.z)
-    tr = Translator()
-    out = [tr.walk(e) for e in exprs]
-    z = tr.var_syms[0] if tr.var_syms else ca.SX.sym("z")
-    return ca.Function(f"{act.name}_{which}", [z], [ca.vertcat(*[ca.SX(e) if isinstance(e, float) else e for e in out])])
+    """``z -> [p_k(z)]_k`` (``which="p"``), ``[q_k(z)]_k`` or ``[h(z)]`` (``"h"``), from the
+    activation's Pyomo expressions."""
+    build = {"p": act.p_pieces, "q": act.q_pieces, "h": lambda z: [act.pyomo_expr(z)]}[which]
+    return _translated(f"{act.name}_{which}", lambda v, q: build(v[0]), 1)
 
 
-def _dc_tangents(act: Activation, z: np.ndarray) -> dict:
-    """Tangents of ``p`` and ``q`` at ``z``: slopes ``dp``, ``dq`` and intercepts ``cp``, ``cq``."""
-    dp, dq = act.p_derivative(z), act.q_derivative(z)
-    return {"dp": dp, "cp": act.p(z) - dp * z, "dq": dq, "cq": act.q(z) - dq * z}
+def _loss_function(loss: Loss, n_out: int):
+    """``(z, y) -> loss of one sample``, from the loss's Pyomo expression."""
+    return _translated(loss.name, lambda v, q: [loss.pyomo_expr(v, q)], n_out, n_out)
+
+
+def _dc_tangents(act: Activation, z: np.ndarray, l: int) -> dict:
+    """:func:`~convexnn_pyomo.transformations.regularize.dc_tangents` keyed ``(name, l)``."""
+    return {(name, l): arr for name, arr in dc_tangents(act, z).items()}
 
 
 class _Formulation:
-    r"""Symbols and expressions of (9) for one sample and for the shared variables."""
+    r"""Symbols and expressions of (9) for one sample (``g``, ``f``) and for the shared variables (``gs``, ``fs``).
 
-    def __init__(self, net: Network, m: int, scale: float):
+    Keys follow the Pyomo model: variables ``("w", l)`` ``[i, k]``, ``("b", l)``, ``("W", l)``
+    (shared), ``("z", l)``, ``("x", l)`` (``layer[l].x``), ``("u", l)``, ``("X", l)`` (one
+    sample's); rows ``("bilinear", 1)`` ``[i]``, ``("dc_p", l)`` ``[i, k]``, ``("dc_q", l)``,
+    ``("activation", l)``, ``("parabolic_plus", l)``, ``("parabolic_minus", l)``,
+    ``("input_norm", l)`` ``[]`` (one sample's) and ``("weight_norm", l)`` (shared).
+    """
+
+    def __init__(self, net: Network, scale: float, loss: Loss):
         self.sizes, self.L = list(net.sizes), net.n_layers
-        self.acts = [net.activation(l) for l in range(1, self.L + 1)]
+        self.acts = {l: net.activation(l) for l in range(1, self.L + 1)}
+        self.dc_layers = [l for l in range(1, self.L) if not self.acts[l].linear]
         self.S, self.V = _Layout("s"), _Layout("v")  # shared / per-sample variables
         self.PS, self.PV = _Layout("ps"), _Layout("pv")  # shared / per-sample parameters
-        self.GS, self.G = _Layout("gs"), _Layout("g")  # shared / per-sample constraints
-        self.inequality_s, self.inequality = [], []  # per row: True for <= 0, False for == 0
-        self.dc_layers = [l for l in range(1, self.L) if not self.acts[l - 1].linear]
+        self.GS, self.G = _Layout("gs"), _Layout("g")  # shared / per-sample rows
+        self.rows = {"shared": [], "sample": []}  # (expression, is_inequality) in row order
         self._symbols()
-        self._expressions(scale)
+        self._rows_and_objective(scale, loss)
 
     def _symbols(self) -> None:
-        n, L, S, V = self.sizes, self.L, self.S, self.V
+        n, L, S, V, PS, PV = self.sizes, self.L, self.S, self.V, self.PS, self.PV
         self.w = {l: S.symbol(("w", l), (n[l], n[l - 1])) for l in range(1, L + 1)}
         self.b = {l: S.symbol(("b", l), (n[l],)) for l in range(1, L + 1)}
         self.W = {l: S.symbol(("W", l), (n[l],)) for l in range(2, L + 1)}
@@ -138,69 +171,397 @@ class _Formulation:
             self.z[l] = V.symbol(("z", l), (n[l],))
             if l < L:
                 self.x[l] = V.symbol(("x", l), (n[l],))
-                if l in self.dc_layers:
-                    self.u[l] = V.symbol(("u", l), (n[l],))
+            if l in self.dc_layers:
+                self.u[l] = V.symbol(("u", l), (n[l],))
         self.X = {l: V.symbol(("X", l), ()) for l in range(2, L + 1)}
-        PS, PV = self.PS, self.PV
         self.w_ref = {l: PS.symbol(("w_ref", l), (n[l], n[l - 1])) for l in range(1, L + 1)}
         self.eta = PS.symbol(("eta",), ())
-        self.mu = {(name, l): PS.symbol((name, l), ()) for l in range(1, L + 1) for name in ("mu_z", "mu_p", "mu_q")
-                   if name == "mu_z" or l in self.dc_layers}
+        self.mu = {(nm, l): PS.symbol((nm, l), ()) for l in range(1, L + 1) for nm in ("mu_z", "mu_p", "mu_q")
+                   if nm == "mu_z" or l in self.dc_layers}
         self.x_data, self.y = PV.symbol(("x_data",), (n[0],)), PV.symbol(("y",), (n[L],))
         self.x_ref = {l: PV.symbol(("x_ref", l), (n[l - 1],)) for l in range(2, L + 1)}
         self.tangent = {(nm, l): PV.symbol((nm, l), (n[l],)) for l in self.dc_layers for nm in ("dp", "cp", "dq", "cq")}
 
-    def _row(self, key, expr, inequality: bool, shared: bool = False) -> None:
-        layout, kinds = (self.GS, self.inequality_s) if shared else (self.G, self.inequality)
-        layout.symbol(key, (expr.numel(),) if expr.numel() > 1 or key[0] != "input_norm" else ())
-        kinds.extend([inequality] * expr.numel())
-        (self._gs if shared else self._g).append(expr)
+    def _row(self, key: tuple, shape: tuple, expr, inequality: bool, shared: bool = False) -> None:
+        """Rows ``expr <= 0`` (``inequality``) or ``expr == 0``; ``expr`` is ``vec`` of a ``shape`` block."""
+        (self.GS if shared else self.G).add(key, shape)
+        self.rows["shared" if shared else "sample"].append((expr, inequality))
 
-    def _expressions(self, scale: float) -> None:
-        r"""Per-sample rows ``g_j``, objective ``f_j``; shared rows (5c) and weight terms of (8)."""
-        self._g, self._gs = [], []
-        L, n = self.L, self.sizes
-        self._row(("bilinear", 1), self.z[1] - (ca.mtimes(self.w[1], self.x_data) + self.b[1]), False)
+    def _rows_and_objective(self, scale: float, loss: Loss) -> None:
+        n, L = self.sizes, self.L
+        self._row(("bilinear", 1), (n[1],), self.z[1] - (ca.mtimes(self.w[1], self.x_data) + self.b[1]), False)
         r_sample, r_shared = 0, self.mu["mu_z", 1] * ca.sumsqr(self.w[1] - self.w_ref[1])
         for l in range(1, L + 1):
-            z = self.z[l]
-            if l < L:
-                act, x = self.acts[l - 1], self.x[l]
-                if l in self.dc_layers:
-                    u, t = self.u[l], {k: v for (k, ll), v in self.tangent.items() if ll == l}
-                    for nm, half in (("p", (u + x) / 2), ("q", (u - x) / 2)):
-                        pieces = _pieces_function(act, nm).map(n[l])(z.T)  # (k, n_l): piece k of node i
-                        self._row((f"dc_{nm}", l), ca.vec((pieces - ca.repmat(half.T, pieces.size1(), 1)).T), True)
-                        r_sample += self.mu[f"mu_{nm}", l] * ca.sum1(half - t[f"d{nm}"] * z - t[f"c{nm}"])
-                else:  # a linear activation stays exact (2c)
-                    self._row(("activation", l), x - _pieces_function(act, "h").map(n[l])(z.T).T, False)
+            if l in self.dc_layers:
+                r_sample += self._dc_rows(l)
+            elif l < L:  # a linear activation stays the exact equality (2c)
+                h = _pieces_function(self.acts[l], "h").map(n[l])(self.z[l].T).T
+                self._row(("activation", l), (n[l],), self.x[l] - h, False)
             if l >= 2:
-                xin, W, X = self.x[l - 1], self.W[l], self.X[l]
-                rows = ca.repmat(xin.T, n[l], 1)
-                self._row(("parabolic_plus", l), ca.sum2((self.w[l] + rows) ** 2) - W - X - 2 * (z - self.b[l]), True)
-                self._row(("parabolic_minus", l), ca.sum2((self.w[l] - rows) ** 2) - W - X + 2 * (z - self.b[l]), True)
-                self._row(("input_norm", l), ca.sumsqr(xin) - X, True)
-                self._row(("weight_norm", l), ca.sum2(self.w[l] ** 2) - W, True, shared=True)
-                mu = self.mu["mu_z", l]
-                r_sample += mu * (X - 2 * ca.dot(xin, self.x_ref[l]) + ca.sumsqr(self.x_ref[l]))
-                r_shared += mu * (ca.sum1(W) - 2 * ca.dot(self.w[l], self.w_ref[l]) + ca.sumsqr(self.w_ref[l]))
-        self.g, self.gs = ca.vertcat(*self._g), ca.vertcat(*self._gs) if self._gs else ca.SX(0, 1)
-        self.f = scale * ca.sumsqr(self.z[L] - self.y) + self.eta * scale * r_sample
+                r_sample += self._parabolic_rows(l)
+                r_shared += self.mu["mu_z", l] * (
+                    ca.sum1(self.W[l]) - 2 * ca.dot(self.w[l], self.w_ref[l]) + ca.sumsqr(self.w_ref[l]))
+        self.g = ca.vertcat(*[e for e, _ in self.rows["sample"]])
+        self.gs = ca.vertcat(*[e for e, _ in self.rows["shared"]]) if self.rows["shared"] else ca.SX(0, 1)
+        self.f = scale * _loss_function(loss, n[L])(self.z[L], self.y) + self.eta * scale * r_sample
         self.fs = self.eta * r_shared
 
-    # ------------------------------------------------------------------ symbols as vectors
-    def vectors(self):
-        """``(s, ps, v, pv)``: the four SX input vectors, in their layouts' order."""
-        def cat(layout, groups):
-            syms = {}
-            for g in groups:
-                syms.update({k: v for k, v in g.items()})
-            return ca.vertcat(*[ca.vec(syms[k]) for k in layout.blocks])
-        s = cat(self.S, [{("w", l): v for l, v in self.w.items()}, {("b", l): v for l, v in self.b.items()},
-                         {("W", l): v for l, v in self.W.items()}])
-        v = cat(self.V, [{("z", l): a for l, a in self.z.items()}, {("x", l): a for l, a in self.x.items()},
-                         {("u", l): a for l, a in self.u.items()}, {("X", l): a for l, a in self.X.items()}])
-        ps = cat(self.PS, [{("w_ref", l): a for l, a in self.w_ref.items()}, {("eta",): self.eta}, self.mu])
-        pv = cat(self.PV, [{("x_data",): self.x_data, ("y",): self.y}, {("x_ref", l): a for l, a in self.x_ref.items()},
-                           self.tangent])
-        return s, ps, v, pv
+    def _dc_rows(self, l: int):
+        r"""(7) :math:`p_k(z) \le (u+x)/2`, :math:`q_k(z) \le (u-x)/2`; returns the DC terms of (8)."""
+        z, u, x, n_l = self.z[l], self.u[l], self.x[l], self.sizes[l]
+        r = 0
+        for nm, half in (("p", (u + x) / 2), ("q", (u - x) / 2)):
+            pieces = _pieces_function(self.acts[l], nm).map(n_l)(z.T).T  # (n_l, k): piece k of node i
+            k = pieces.size2()
+            self._row((f"dc_{nm}", l), (n_l, k), ca.vec(pieces - ca.repmat(half, 1, k)), True)
+            r += self.mu[f"mu_{nm}", l] * ca.sum1(half - self.tangent[f"d{nm}", l] * z - self.tangent[f"c{nm}", l])
+        return r
+
+    def _parabolic_rows(self, l: int):
+        r"""(5a), (5b), (5d) of one sample and (5c) (shared); returns the sample's input term of (8)."""
+        n_l, xin, W, X, w = self.sizes[l], self.x[l - 1], self.W[l], self.X[l], self.w[l]
+        rows, zb = ca.repmat(xin.T, n_l, 1), 2 * (self.z[l] - self.b[l])
+        self._row(("parabolic_plus", l), (n_l,), ca.sum2((w + rows) ** 2) - W - X - zb, True)
+        self._row(("parabolic_minus", l), (n_l,), ca.sum2((w - rows) ** 2) - W - X + zb, True)
+        self._row(("input_norm", l), (), ca.sumsqr(xin) - X, True)
+        self._row(("weight_norm", l), (n_l,), ca.sum2(w**2) - W, True, shared=True)
+        return self.mu["mu_z", l] * (X - 2 * ca.dot(xin, self.x_ref[l]) + ca.sumsqr(self.x_ref[l]))
+
+    def inequality_mask(self, shared: bool) -> np.ndarray:
+        rows = self.rows["shared" if shared else "sample"]
+        return np.concatenate([np.full(e.numel(), ineq) for e, ineq in rows]) if rows else np.zeros(0, bool)
+
+
+def _nonzeros(a):
+    """The nonzeros of ``a`` as a dense column (sparsity dropped)."""
+    return ca.sparsity_cast(a, ca.Sparsity.dense(a.nnz(), 1))
+
+
+def _block_diagonal(blocks, block, m: int):
+    """``diag(B_0, ..., B_{m-1})`` from a map's output ``[B_0, ..., B_{m-1}]`` (each of sparsity
+    ``block``): both list the same nonzeros in the same (column-major) order."""
+    return ca.sparsity_cast(blocks, ca.diagcat(*[block] * m))
+
+
+class _Derivatives:
+    r"""Per-sample and shared CasADi Functions: values, gradient, Jacobian and Lagrangian Hessian blocks."""
+
+    def __init__(self, fm: _Formulation):
+        s, ps, v, pv = fm.S.vector(), fm.PS.vector(), fm.V.vector(), fm.PV.vector()
+        ns = s.numel()
+        sig, lam, lam0 = ca.SX.sym("lam_f"), ca.SX.sym("lam_g", fm.g.numel()), ca.SX.sym("lam_g0", fm.gs.numel())
+        ins = [s, ps, v, pv]
+        self.fg = ca.Function("sample_fg", ins, [fm.g, fm.f])
+        self.grad = ca.Function("sample_grad", ins, [fm.f, ca.gradient(fm.f, s), ca.gradient(fm.f, v)])
+        self.jac = ca.Function("sample_jac", ins, [fm.g, ca.jacobian(fm.g, s).T, ca.jacobian(fm.g, v)])
+        H = ca.hessian(sig * fm.f + ca.dot(lam, fm.g), ca.vertcat(s, v))[0]
+        hss = ca.triu(H[:ns, :ns])
+        self.hss_sparsity = hss.sparsity()
+        self.hess = ca.Function("sample_hess", ins + [sig, lam], [_nonzeros(hss), H[:ns, ns:], ca.triu(H[ns:, ns:])])
+        self.fg0 = ca.Function("shared_fg", [s, ps], [fm.gs, fm.fs])
+        self.grad0 = ca.Function("shared_grad", [s, ps], [fm.fs, ca.gradient(fm.fs, s)])
+        self.jac0 = ca.Function("shared_jac", [s, ps], [fm.gs, ca.jacobian(fm.gs, s)])
+        self.hess0 = ca.Function("shared_hess", [s, ps, sig, lam0],
+                                 [ca.triu(ca.hessian(sig * fm.fs + ca.dot(lam0, fm.gs), s)[0])])
+
+
+def _ipopt_defaults() -> dict:
+    from ..algorithms import IPOPT_DEFAULTS  # the algorithm's options (imported late: the algorithm imports us)
+
+    return dict(IPOPT_DEFAULTS)
+
+
+def _positive(name: str, value) -> float:
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+class DirectParabolicRound:
+    r"""The regularized parabolic relaxation (9) of one round, built once in CasADi, re-solved by Ipopt.
+
+    ``net`` gives the architecture and the first reference; ``X`` ``(m, n_0)``, ``Y`` ``(m, n_L)``;
+    ``reduction`` and ``loss`` as in :func:`~convexnn_pyomo.build_training_model`; ``eta`` and
+    ``mu = (mu_z, mu_p, mu_q)`` (the same for every layer) start the regularizer (8).
+    ``ipopt_options`` update the algorithm's defaults.  ``parallelization`` is the
+    ``casadi.Function.map`` mode of the per-sample functions (``"serial"``, ``"thread"``,
+    ``"openmp"``), with ``n_threads`` threads.  ``mapped_derivatives=False`` lets CasADi derive the
+    whole problem itself and ``nlpsol_options`` (e.g. ``{"expand": True}``) go to ``casadi.nlpsol``:
+    both for measurements.  Every round after the first changes numbers only (:meth:`recentre`);
+    :meth:`solve` never raises on a failed solve.  Hard constraints are not supported.
+    """
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str = "mean", eta: float = 1.0,
+                 mu=(1.0, 1.0, 1.0), ipopt_options: dict | None = None, parallelization: str = "serial",
+                 n_threads: int = 2, loss: str | Loss = "squared", mapped_derivatives: bool = True,
+                 nlpsol_options: dict | None = None):
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        if parallelization not in PARALLELIZATIONS:
+            raise ValueError(f"parallelization must be one of {PARALLELIZATIONS}, got {parallelization!r}")
+        if net.weights is None:
+            raise ValueError("the network has no weights: it is the first reference (call net.init_he(seed))")
+        mu = tuple(mu)
+        if len(mu) != 3:
+            raise ValueError(f"mu must be (mu_z, mu_p, mu_q), got {mu!r}")
+        self._X, self._Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        self.loss, self.reduction, self.m = get_loss(loss), reduction, self._X.shape[0]
+        self.loss.check_targets(self._Y)
+        self._net, self._map = net.copy(), (parallelization, int(n_threads))
+        t0 = time.perf_counter()
+        self._fm = fm = _Formulation(self._net, 1.0 / self.m if reduction == "mean" else 1.0, self.loss)
+        self._nlp, derivatives = self._assemble(_Derivatives(fm))
+        self._nlpsol_options = {**(derivatives if mapped_derivatives else {}), **(nlpsol_options or {})}
+        self.timings = {"build": time.perf_counter() - t0, "nlpsol": 0.0}
+        self._derivatives = derivatives
+        self._lbg = np.concatenate([np.where(fm.inequality_mask(True), -np.inf, 0.0),
+                                    np.tile(np.where(fm.inequality_mask(False), -np.inf, 0.0), self.m)])
+        self._lbx = self._lower_bounds()
+        self._ipopt = {**_ipopt_defaults(), **(ipopt_options or {})}
+        self._nlpsol, self._solver_key = None, None
+        self._mu = {"mu_z": {l: mu[0] for l in range(1, fm.L + 1)},
+                    "mu_p": {l: mu[1] for l in fm.dc_layers}, "mu_q": {l: mu[2] for l in fm.dc_layers}}
+        self._static = {("x_data",): self._X.T, ("y",): self._Y.T}
+        self._x_sol, self._f_sol, self._lam = None, None, None
+        self.recentre(self._net, eta)
+
+    def _lower_bounds(self) -> np.ndarray:
+        """``lbx``: ``W, X >= 0`` (the Pyomo model's NonNegativeReals), ``-inf`` elsewhere."""
+        fm, lbx = self._fm, np.full(self.n_variables, -np.inf)
+        for blocks, start, stride, count in ((fm.S.blocks, 0, 0, 1), (fm.V.blocks, fm.S.size, fm.V.size, self.m)):
+            for key, (off, shape) in blocks.items():
+                if key[0] in ("W", "X"):
+                    idx = start + off + np.arange(int(np.prod(shape, dtype=int)))[:, None] + stride * np.arange(count)
+                    lbx[idx.ravel()] = 0.0
+        return lbx
+
+    # ------------------------------------------------------------------ the NLP and its derivatives
+    def _mapped(self, fn):
+        mode, threads = self._map
+        return fn.map(self.m, "serial") if mode == "serial" else fn.map(self.m, mode, threads)
+
+    def _assemble(self, d: _Derivatives):
+        """The MX problem and its ``grad_f``, ``jac_g``, ``hess_lag`` Functions (graph size independent of ``m``)."""
+        fm, m = self._fm, self.m
+        ns, nv, ng, ng0 = fm.S.size, fm.V.size, fm.G.size, fm.GS.size
+        x, p = ca.MX.sym("x", ns + nv * m), ca.MX.sym("p", fm.PS.size + fm.PV.size * m)
+        lam_f, lam_g = ca.MX.sym("lam_f"), ca.MX.sym("lam_g", ng0 + ng * m)
+        ins = [x[:ns], p[:fm.PS.size], ca.reshape(x[ns:], nv, m), ca.reshape(p[fm.PS.size:], fm.PV.size, m)]
+        g_j, f_j = self._mapped(d.fg)(*ins)
+        g0, f0 = d.fg0(*ins[:2])
+        nlp = {"x": x, "p": p, "f": f0 + ca.sum2(f_j), "g": ca.vertcat(g0, ca.vec(g_j))}
+        f_j, gs_j, gv_j = self._mapped(d.grad)(*ins)
+        f0, gs0 = d.grad0(*ins[:2])
+        grad_f = ca.Function("nlp_grad_f", [x, p], [f0 + ca.sum2(f_j), ca.vertcat(gs0 + ca.sum2(gs_j), ca.vec(gv_j))],
+                             ["x", "p"], ["f", "grad_f_x"])
+        g_j, js_t, jv = self._mapped(d.jac)(*ins)
+        g0, j0 = d.jac0(*ins[:2])
+        jac = ca.vertcat(ca.horzcat(j0, ca.MX(ng0, nv * m)),
+                         ca.horzcat(js_t.T, _block_diagonal(jv, d.jac.sparsity_out(2), m)))
+        jac_g = ca.Function("nlp_jac_g", [x, p], [ca.vertcat(g0, ca.vec(g_j)), jac], ["x", "p"], ["g", "jac_g_x"])
+        hss, hsv, hvv = self._mapped(d.hess)(*ins, lam_f, ca.reshape(lam_g[ng0:], ng, m))
+        h00 = d.hess0(*ins[:2], lam_f, lam_g[:ng0]) + ca.sparsity_cast(ca.sum2(hss), d.hss_sparsity)
+        hvv = _block_diagonal(hvv, d.hess.sparsity_out(2), m)
+        hess = ca.vertcat(ca.horzcat(h00, hsv), ca.horzcat(ca.MX(nv * m, ns), hvv))
+        hess_lag = ca.Function("nlp_hess_l", [x, p, lam_f, lam_g], [hess],
+                               ["x", "p", "lam_f", "lam_g"], ["triu_hess_gamma_x_x"])
+        return nlp, {"grad_f": grad_f, "jac_g": jac_g, "hess_lag": hess_lag}
+
+    def _solver(self, ipopt: dict):
+        """The ``nlpsol`` for these Ipopt options; only the last one is kept (each holds Ipopt's and
+        MUMPS's memory, as large as the problem), so new options cost a new (cheap) ``nlpsol``."""
+        key = repr(sorted(ipopt.items()))
+        if self._solver_key != key:
+            self._nlpsol = None  # free the previous instance before building the next
+            t0 = time.perf_counter()
+            opts = {"ipopt": {"print_level": 0, "sb": "yes", **ipopt}, "print_time": False, "error_on_fail": False,
+                    "calc_lam_p": False, **self._nlpsol_options}
+            self._nlpsol, self._solver_key = ca.nlpsol("convexnn_direct", "ipopt", self._nlp, opts), key
+            self.timings["nlpsol"] += time.perf_counter() - t0
+        return self._nlpsol
+
+    # ------------------------------------------------------------------ sizes and names
+    @property
+    def eta(self) -> float:
+        """The current regularization weight."""
+        return self._eta
+
+    @property
+    def n_variables(self) -> int:
+        return self._fm.S.size + self._fm.V.size * self.m
+
+    @property
+    def n_constraints(self) -> int:
+        return self._fm.GS.size + self._fm.G.size * self.m
+
+    def variable_index(self, name: str, l: int, index: tuple, sample: int | None = None) -> int:
+        """Position in ``x`` of the Pyomo variable ``name`` of layer ``l`` (``w``, ``b``, ``W``: shared,
+        ``index`` as in Pyomo; ``z``, ``x``, ``u``, ``X``: of ``sample``, ``index`` without the sample)."""
+        return self._position(self._fm.S, self._fm.V, (name, l), tuple(index), sample)
+
+    def constraint_index(self, name: str, l: int, index: tuple, sample: int | None = None) -> int:
+        """Row of ``g`` of the Pyomo constraint ``name`` of layer ``l`` (``weight_norm``: shared; the
+        others of ``sample``, ``index`` without the sample: ``dc_p[i, j, k]`` is ``index=(i, k)``)."""
+        return self._position(self._fm.GS, self._fm.G, (name, l), tuple(index), sample)
+
+    def _position(self, shared, per_sample, key, index, sample) -> int:
+        if key in shared.blocks:
+            return shared.offset(key, index)
+        if sample is None or not 0 <= sample < self.m:
+            raise IndexError(f"{key} is indexed by sample: give 0 <= sample < {self.m}, got {sample}")
+        return shared.size + sample * per_sample.size + per_sample.offset(key, index)
+
+    @property
+    def nlp(self) -> dict:
+        """The problem as CasADi MX expressions ``{"x", "p", "f", "g"}`` (one mapped call each)."""
+        return dict(self._nlp)
+
+    @property
+    def derivatives(self) -> dict:
+        """The ``grad_f``, ``jac_g``, ``hess_lag`` Functions given to ``casadi.nlpsol``."""
+        return dict(self._derivatives)
+
+    @property
+    def equality_rows(self) -> np.ndarray:
+        """Mask of the rows of ``g`` that are equalities ``g == 0`` (the others are ``g <= 0``)."""
+        return self._lbg == 0.0
+
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        """``lbx``: 0 for ``W`` and ``X``, ``-inf`` elsewhere (no upper bounds)."""
+        return self._lbx.copy()
+
+    # ------------------------------------------------------------------ rounds
+    def recentre(self, reference: Network, eta: float, mu_z: dict[int, float] | None = None,
+                 mu_p: dict[int, float] | None = None, mu_q: dict[int, float] | None = None,
+                 fp: ForwardPass | None = None) -> None:
+        """Centre (8) at ``reference`` with ``eta`` and the given ``mu``'s (``None`` keeps the
+        current ones), like :func:`~convexnn_pyomo.update_reference`; the next solve starts from
+        the reference's lifted point.  ``fp``: the reference's forward pass on ``X``, if known."""
+        fm = self._fm
+        if list(reference.sizes) != fm.sizes or reference.weights is None:
+            raise ValueError(f"reference network must have sizes {fm.sizes} and weights")
+        eta, mu = _positive("eta", eta), dict(self._mu)  # check everything before changing anything
+        for name, value in (("mu_z", mu_z), ("mu_p", mu_p), ("mu_q", mu_q)):
+            if value is not None:
+                if set(value) != set(self._mu[name]):
+                    raise ValueError(
+                        f"{name} needs a value for exactly the layers {sorted(self._mu[name])}, got {sorted(value)}")
+                mu[name] = {l: _positive(f"{name}[{l}]", v) for l, v in value.items()}
+        self._eta, self._mu = eta, mu
+        fp = fp if fp is not None else reference.forward_pass(self._X)
+        shared = {("w_ref", l): w for l, w in enumerate(reference.weights, 1)}
+        shared[("eta",)] = self._eta
+        shared.update({(name, l): v for name, d in self._mu.items() for l, v in d.items()})
+        sample = dict(self._static)
+        sample.update({("x_ref", l): fp.x[l - 1] for l in range(2, fm.L + 1)})
+        for l in fm.dc_layers:
+            sample.update(_dc_tangents(fm.acts[l], fp.z[l - 1], l))
+        self._p = np.concatenate([fm.PS.flat(shared), fm.PV.stacked(sample, self.m).ravel(order="F")])
+        self._x0 = self.lifted_point(reference, fp)
+
+    def exactness_weights(self, reference: Network, fp: ForwardPass | None = None, floor: float = 1e-8) -> dict:
+        """Per-layer ``mu_z, mu_p, mu_q`` of :func:`~convexnn_pyomo.exactness_weights` for this problem."""
+        fm = self._fm
+        return exactness_weights_from(reference, self._X, self._Y, self.reduction, self.loss, fm.dc_layers,
+                                      list(fm.X), floor=floor, fp=fp)
+
+    def lifted_point(self, net: Network, fp: ForwardPass | None = None) -> np.ndarray:
+        r"""``x`` at ``net``'s exact forward pass: :math:`W_{ii} = \|w_i\|^2`, :math:`X_{jj} = \|x_j\|^2`,
+        ``u = p(z) + q(z)`` (as :func:`~convexnn_pyomo.set_lifted_values`)."""
+        fm = self._fm
+        fp = fp if fp is not None else net.forward_pass(self._X)
+        shared = {("w", l): w for l, w in enumerate(net.weights, 1)}
+        shared.update({("b", l): b for l, b in enumerate(net.biases, 1)})
+        shared.update({("W", l): np.sum(net.weights[l - 1] ** 2, axis=1) for l in range(2, fm.L + 1)})
+        sample = {("z", l): fp.z[l - 1] for l in range(1, fm.L + 1)}
+        sample.update({("x", l): fp.x[l] for l in range(1, fm.L)})
+        sample.update({("u", l): fm.acts[l].p(fp.z[l - 1]) + fm.acts[l].q(fp.z[l - 1]) for l in fm.dc_layers})
+        sample.update({("X", l): np.sum(fp.x[l - 1] ** 2, axis=0) for l in range(2, fm.L + 1)})
+        return np.concatenate([fm.S.flat(shared), fm.V.stacked(sample, self.m).ravel(order="F")])
+
+    @property
+    def parameters(self) -> np.ndarray:
+        """The current parameter vector ``p`` (reference, tangents, ``eta``, ``mu``, data)."""
+        return self._p.copy()
+
+    @property
+    def start(self) -> np.ndarray:
+        """The warm start of the next solve (the lifted point of the last reference)."""
+        return self._x0.copy()
+
+    def evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(f(x), g(x))`` at the current parameters; ``g <= 0`` (``== 0`` on :attr:`equality_rows`)."""
+        f = ca.Function("nlp_fg", [self._nlp["x"], self._nlp["p"]], [self._nlp["f"], self._nlp["g"]])
+        fv, gv = f(np.asarray(x, float), self._p)
+        return float(fv), np.asarray(gv).ravel()
+
+    def solve(self, time_limit: float | None = None, options: dict | None = None) -> dict:
+        """Solve the current round from :attr:`start`; ``time_limit`` (seconds) is Ipopt's
+        ``max_wall_time``, ``options`` update the Ipopt options for this call.  Returns ``ok``
+        (``Solve_Succeeded`` or ``Solved_To_Acceptable_Level``), ``return_status``,
+        ``iterations``, ``seconds`` (wall, including a new ``nlpsol`` for new options),
+        ``objective``, ``infeasible`` and ``time_limit`` (bools from the status), ``cpu_seconds``
+        (process CPU time of the Ipopt call alone) and ``timings`` (wall seconds in Ipopt's
+        callbacks).  With the Ipopt option ``warm_start_init_point="yes"`` the last solution's
+        multipliers are the starting ones (the primal start is always :attr:`start`)."""
+        ipopt = {**self._ipopt, **(options or {})}
+        if time_limit is not None:
+            ipopt["max_wall_time"] = _positive("time_limit", time_limit)
+        t0, stats, objective, cpu = time.perf_counter(), {}, float("nan"), float("nan")
+        try:
+            solver, cpu0 = self._solver(ipopt), time.process_time()
+            warm = self._lam if ipopt.get("warm_start_init_point") == "yes" and self._lam is not None else {}
+            sol = solver(x0=self._x0, p=self._p, lbx=self._lbx, ubx=np.inf, lbg=self._lbg, ubg=0.0, **warm)
+        except RuntimeError as err:  # CasADi's evaluation errors: a failed round, not a crash
+            status = f"error: {err}"
+        else:
+            stats, objective = solver.stats(), float(sol["f"])
+            self._x_sol, self._f_sol = np.asarray(sol["x"]).ravel(), objective
+            self._lam = {"lam_x0": sol["lam_x"], "lam_g0": sol["lam_g"]}
+            status = str(stats.get("return_status", "unknown"))
+            cpu = time.process_time() - cpu0
+        return {"ok": status in _OK, "return_status": status, "iterations": int(stats.get("iter_count", 0)),
+                "seconds": time.perf_counter() - t0, "objective": objective, "cpu_seconds": cpu,
+                "infeasible": status == "Infeasible_Problem_Detected", "time_limit": status in _TIME_LIMIT,
+                "timings": {k[len("t_wall_"):]: float(v) for k, v in stats.items() if k.startswith("t_wall_")}}
+
+    # ------------------------------------------------------------------ the last solution
+    def _solution_blocks(self) -> tuple[dict, dict]:
+        if self._x_sol is None:
+            raise ValueError("no solution yet: call solve() first")
+        fm = self._fm
+        shared = {k: self._x_sol[o:o + int(np.prod(s, dtype=int))].reshape(s, order="F")
+                  for k, (o, s) in fm.S.blocks.items()}
+        return shared, fm.V.split(self._x_sol[fm.S.size:].reshape(fm.V.size, self.m, order="F"))
+
+    def solution(self) -> Network:
+        """A network with the weights and biases of the last solution."""
+        shared, _ = self._solution_blocks()
+        L = self._fm.L
+        return Network(list(self._net.sizes), list(self._net.activations),
+                       [shared["w", l] for l in range(1, L + 1)], [shared["b", l] for l in range(1, L + 1)])
+
+    def gaps(self) -> tuple[float, float]:
+        """``(bilinear_gap, activation_gap)`` of the last solution, as :func:`~convexnn_pyomo.constraint_gaps`:
+        largest ``|z - (w x + b)|`` (2b) and ``|x - h(z)|`` (2c)."""
+        shared, sample = self._solution_blocks()
+        bil, act, x_in = 0.0, 0.0, self._X.T
+        for l in range(1, self._fm.L + 1):
+            z = sample["z", l]
+            bil = max(bil, float(np.max(np.abs(z - (shared["w", l] @ x_in + shared["b", l][:, None])))))
+            if l < self._fm.L:
+                x_in = sample["x", l]
+                act = max(act, float(np.max(np.abs(x_in - self._fm.acts[l].value(z)))))
+        return bil, act
+
+    def smallest_kappa_factor(self) -> float | None:
+        """``None``: no hard constraints here, so no kappa factor to diagnose (the algorithm's protocol)."""
+        return None
+
+    def relaxed_objective(self) -> float:
+        """Objective of (9), loss + eta * r, at the last solution."""
+        if self._f_sol is None:
+            raise ValueError("no solution yet: call solve() first")
+        return self._f_sol

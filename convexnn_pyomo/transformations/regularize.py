@@ -217,13 +217,15 @@ def update_reference(
         if not blk.input_is_data:
             _store(rb.x, fp.x[l - 1])
         if l in reg.dc_layers:
-            act = blk.activation_function
-            z = fp.z[l - 1]
-            dp, dq = act.p_derivative(z), act.q_derivative(z)
-            _store(rb.dp, dp)
-            _store(rb.cp, act.p(z) - dp * z)
-            _store(rb.dq, dq)
-            _store(rb.cq, act.q(z) - dq * z)
+            for name, arr in dc_tangents(blk.activation_function, fp.z[l - 1]).items():
+                _store(getattr(rb, name), arr)
+
+
+def dc_tangents(act, z: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Tangents of the DC parts at ``z``: slopes ``dp``, ``dq`` and intercepts ``cp``, ``cq`` with
+    :math:`p(z') \approx c_p + d_p z'` (the linearisation in the DC terms of (8))."""
+    dp, dq = act.p_derivative(z), act.q_derivative(z)
+    return {"dp": dp, "cp": act.p(z) - dp * z, "dq": dq, "cq": act.q(z) - dq * z}
 
 
 def exactness_weights(
@@ -254,18 +256,27 @@ def exactness_weights(
     """
     reg = get_regularization_block(model)
     tp = get_training_problem(model)
-    s = tp.loss_scale
-    fp = fp if fp is not None else reference.forward_pass(tp.X)
-    G = reference.sensitivities(tp.X, tp.Y, tp.reduction, fp=fp, loss=tp.loss)
     blocks = {blk.index_l: blk for blk in layer_blocks(model)}
+    slack = [l for l, blk in blocks.items() if _relaxation_or_exact(blk).has_input_slack(blk, get_relaxation_block(blk))]
+    dc_layers = list(reg.dc_layers) if reg is not None else [l for l, b in blocks.items() if _relaxes_activation(b)]
+    return exactness_weights_from(reference, tp.X, tp.Y, tp.reduction, tp.loss, dc_layers, slack, floor=floor, fp=fp)
+
+
+def exactness_weights_from(reference: Network, X, Y, reduction: str, loss, dc_layers, input_slack_layers,
+                           floor: float = 1e-8, fp: ForwardPass | None = None) -> dict[str, dict[int, float]]:
+    """The formulas of :func:`exactness_weights` without a Pyomo model: ``dc_layers`` are the layers
+    with the DC relaxation (7), ``input_slack_layers`` those with a lifted ``X_jj`` (used by the
+    direct CasADi round, :mod:`convexnn_pyomo.solvers.casadi_direct`)."""
+    s = 1.0 / X.shape[0] if reduction == "mean" else 1.0
+    fp = fp if fp is not None else reference.forward_pass(X)
+    G = reference.sensitivities(X, Y, reduction, fp=fp, loss=loss)
     mu_z, mu_dc = {}, {}
-    for l, blk in blocks.items():
+    for l in range(1, reference.n_layers + 1):
         a = np.abs(G[l - 1])
         tau = 0.5 * a.sum(axis=1).max()
-        if _relaxation_or_exact(blk).has_input_slack(blk, get_relaxation_block(blk)):
+        if l in input_slack_layers:
             tau = max(tau, 0.5 * a.sum(axis=0).max() / s)
         mu_z[l] = max(float(tau), floor)
-    dc_layers = list(reg.dc_layers) if reg is not None else [l for l, b in blocks.items() if _relaxes_activation(b)]
     for l in dc_layers:
         A = np.abs(reference.weights[l].T @ G[l])  # d loss / d x^{l+1}
         mu_dc[l] = max(float(A.max()) / s, floor)

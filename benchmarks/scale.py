@@ -1,0 +1,352 @@
+"""Scale benchmark (issue 10): one convex round of the default schedule from m = 10^3 to 10^5 samples.
+
+    python benchmarks/scale.py --sizes 1000,3000,10000,30000,100000 --out DIR [--hidden 6,6] [--path direct|pyomo|both]
+    python benchmarks/scale.py --options-study --sizes 1000,3000 --out DIR [--variants serial,thread,...]
+
+Data: ``X ~ N(0, I_8)``; labels from a random 8-6-6-1 sigmoid *teacher* (He initialisation, seed
+100, biases ``N(0, 0.5^2)``) plus Gaussian noise of standard deviation ``--noise`` (0.1): the
+teacher's own mean squared loss is ``noise^2 = 0.01`` in expectation; the teacher is a student of
+the same architecture, so that is the optimum loss (up to O(parameters / m) of overfitting).
+Student: the same architecture, He initialisation seed 0, averaged loss (``reduction="mean"``).
+
+Round 1 is the adaptive schedule's first round (eta 2, per-layer mu = the exactness weights at the
+initial network, warm start at its lift); round 2 is re-centred at round 1's solution (eta 2, mu =
+the exactness weights there) and re-solved without any rebuild.  Paths: ``direct``
+(:class:`~convexnn_pyomo.solvers.casadi_direct.DirectParabolicRound`) and ``pyomo``
+(``build_training_model`` + ``convexnn.parabolic`` + ``convexnn.regularize`` + ``ipopt_casadi``).
+
+Each (m, path) runs in a subprocess (so ``peak_rss_mb`` -- the child's VmHWM -- is that run's own)
+and its row is appended to ``DIR/scale.csv`` as soon as it is measured.  A size whose peak memory,
+extrapolated linearly from the rows already in the file for the same path and architecture,
+exceeds ``--memory-limit-mb`` (default: 16 GiB, the issue's goal, or 90% of MemAvailable if less)
+is skipped with that status.  Both paths use the algorithm's Ipopt options updated by ``--ipopt``
+(default :data:`SCALE_IPOPT`; recorded in the ``ipopt_options`` column).
+Columns: ``build_s`` (model or CasADi graph), ``transform_s`` (Pyomo transformations + reference;
+direct: exactness weights + re-centring), ``translate_s`` (Pyomo -> CasADi incl. ``nlpsol``;
+direct: ``nlpsol`` only), ``first_solve_s`` (Ipopt, round 1), ``resolve_s`` (round 2: new
+reference and solve), ``seconds_per_iteration`` (round 1), ``*_cpu_s`` (process CPU seconds of the
+Ipopt calls: robust when other jobs share the cores), ``eval_s`` (CasADi callbacks, direct path),
+``round1_loss``/``round2_loss`` (true loss of each round's network).  At the end the fitted exponent
+``b`` of ``round_s ~ m^b`` (round_s = build + transform + translate + first solve) is printed.
+
+``--options-study`` times round 1 of the direct path under CasADi/Ipopt variants
+(:data:`VARIANTS`) into ``DIR/scale_options.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = ["m", "path", "variables", "constraints", "build_s", "transform_s", "translate_s", "first_solve_s",
+           "resolve_s", "ipopt_iterations", "seconds_per_iteration", "peak_rss_mb", "status",
+           "resolve_iterations", "first_solve_cpu_s", "resolve_cpu_s", "eval_s", "initial_loss", "round1_loss",
+           "round2_loss", "noise_floor", "hidden", "variant", "ipopt_options"]
+#: Ipopt options over the algorithm's defaults for the scale runs: AMD ordering (the fastest and
+#: leanest in the --options-study, 30% less time per iteration than METIS at m = 3000) and MUMPS's
+#: default 1000% workspace relaxation cut to 5% (at m = 10^5 the relaxed workspace, ~60 GB of
+#: address space, would be refused by the kernel's overcommit heuristic on a 24 GB machine)
+SCALE_IPOPT = {"mumps_pivot_order": 0, "mumps_mem_percent": 5}
+
+#: --options-study variants: DirectParabolicRound arguments, Ipopt options, environment, rounds
+_WARM = {"warm_start_init_point": "yes", "mu_init": 1e-4}
+VARIANTS = {
+    "serial": {},  # map "serial", mapped derivatives (MX), the algorithm's Ipopt options (MUMPS METIS, mem 1000%)
+    "thread": {"round": {"parallelization": "thread", "n_threads": 2}},
+    "openmp": {"round": {"parallelization": "openmp"}},  # this CasADi wheel has no OpenMP: runs serially
+    "amd": {"ipopt": {"mumps_pivot_order": 0}},
+    "amf": {"ipopt": {"mumps_pivot_order": 2}},
+    "qamd": {"ipopt": {"mumps_pivot_order": 6}},
+    "auto-order": {"ipopt": {"mumps_pivot_order": 7}},
+    "mem5": {"ipopt": {"mumps_mem_percent": 5}},
+    "amd-mem5": {"ipopt": {"mumps_pivot_order": 0, "mumps_mem_percent": 5}},
+    "expand": {"round": {"nlpsol_options": {"expand": True}}},
+    "casadi-ad-sx": {"round": {"mapped_derivatives": False, "nlpsol_options": {"expand": True}}},
+    "monotone": {"ipopt": {"mu_strategy": "monotone"}},
+    "blas2": {"env": {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}},
+    # two rounds, the second cold or warm (round 1's multipliers, mu_init 1e-4)
+    "amd-2rounds": {"ipopt": {"mumps_pivot_order": 0}, "rounds": 2},
+    "amd-2rounds-warm": {"ipopt": {"mumps_pivot_order": 0}, "rounds": 2, "resolve_ipopt": _WARM},
+}
+DEFAULT_VARIANTS = ",".join(k for k in VARIANTS if k != "openmp")
+
+
+# ---------------------------------------------------------------------------------------- worker
+def teacher_data(m: int, hidden: list[int], noise: float, seed: int = 0):
+    """``(X, Y, clean)``: 8 Gaussian features, a random sigmoid teacher's outputs plus noise."""
+    import convexnn_pyomo as cnn
+
+    rng = np.random.default_rng(seed)
+    teacher = cnn.Network([8, *hidden, 1], "sigmoid").init_he(100)
+    teacher.set_parameters(teacher.weights, [np.random.default_rng(101 + l).normal(0.0, 0.5, b.shape)
+                                             for l, b in enumerate(teacher.biases)])
+    X = rng.normal(size=(m, 8))
+    clean = teacher.predict(X)
+    return X, clean + noise * rng.normal(size=clean.shape), clean
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _direct_rounds(net, X, Y, spec: dict, row: dict) -> None:
+    from convexnn_pyomo.solvers.casadi_direct import DirectParabolicRound
+
+    t0 = time.perf_counter()
+    rnd = DirectParabolicRound(net, X, Y, reduction="mean", eta=2.0, ipopt_options=spec.get("ipopt"),
+                               **spec.get("round", {}))
+    row.update(build_s=time.perf_counter() - t0, variables=rnd.n_variables, constraints=rnd.n_constraints)
+    t0 = time.perf_counter()
+    rnd.recentre(net, 2.0, **rnd.exactness_weights(net))
+    row["transform_s"] = time.perf_counter() - t0
+    out = rnd.solve()
+    row.update(translate_s=rnd.timings["nlpsol"], first_solve_s=out["seconds"] - rnd.timings["nlpsol"],
+               ipopt_iterations=out["iterations"], status=out["return_status"], first_solve_cpu_s=out["cpu_seconds"],
+               eval_s=sum(v for k, v in out["timings"].items() if k.startswith("nlp_")))
+    row["round1_loss"] = rnd.solution().loss(X, Y, "mean")
+    if spec.get("rounds", 2) < 2:
+        return
+    t0 = time.perf_counter()
+    ref = rnd.solution()
+    rnd.recentre(ref, 2.0, **rnd.exactness_weights(ref))
+    out = rnd.solve(options=spec.get("resolve_ipopt"))
+    row.update(resolve_s=time.perf_counter() - t0, resolve_iterations=out["iterations"],
+               resolve_cpu_s=out["cpu_seconds"],
+               status=f"{row['status']}; {out['return_status']}", round2_loss=rnd.solution().loss(X, Y, "mean"))
+
+
+def _pyomo_rounds(net, X, Y, spec: dict, row: dict) -> None:
+    import pyomo.environ as pyo
+
+    import convexnn_pyomo as cnn
+    from convexnn_pyomo.algorithms import IPOPT_DEFAULTS
+    from convexnn_pyomo.solvers import require_solver
+
+    t0 = time.perf_counter()
+    model = cnn.build_training_model(net, X, Y, reduction="mean")
+    row["build_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
+    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=2.0, reference=net)
+    cnn.update_reference(model, net, eta=2.0, **cnn.exactness_weights(model, net))
+    cnn.set_lifted_values(model, net)
+    row["transform_s"] = time.perf_counter() - t0
+    row["variables"] = sum(1 for _ in model.component_data_objects(pyo.Var))
+    row["constraints"] = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True))
+    opt, options = require_solver("ipopt_casadi"), {**IPOPT_DEFAULTS, **spec.get("ipopt", {})}
+
+    def solve(extra=None):
+        cpu = time.process_time()
+        res = opt.solve(model, solver_options={**options, **(extra or {})}, load_solutions=False,
+                        raise_exception_on_nonoptimal_result=False)
+        if pyo.check_optimal_termination(res):
+            res.solution_loader.load_vars()
+        return res.extra_info, time.process_time() - cpu
+
+    info, _ = solve()  # its CPU time includes the translation's
+    row.update(translate_s=info.build_time, first_solve_s=info.solve_time, ipopt_iterations=info.iteration_count,
+               status=info.return_status, round1_loss=cnn.network_from_model(model).loss(X, Y, "mean"))
+    if spec.get("rounds", 2) < 2:
+        return
+    t0 = time.perf_counter()
+    ref = cnn.network_from_model(model)
+    cnn.update_reference(model, ref, eta=2.0, **cnn.exactness_weights(model, ref))
+    cnn.set_lifted_values(model, ref)
+    info, cpu = solve(spec.get("resolve_ipopt"))
+    row.update(resolve_s=time.perf_counter() - t0, resolve_iterations=info.iteration_count, resolve_cpu_s=cpu,
+               status=f"{row['status']}; {info.return_status}",
+               round2_loss=cnn.network_from_model(model).loss(X, Y, "mean"))
+
+
+def worker(spec: dict) -> dict:
+    """Measure one (m, path) in this process; returns the CSV row."""
+    import convexnn_pyomo as cnn
+
+    X, Y, _ = teacher_data(spec["m"], spec["hidden"], spec["noise"])
+    net = cnn.Network([8, *spec["hidden"], 1], "sigmoid").init_he(0)
+    row = {"m": spec["m"], "path": spec["path"], "hidden": "-".join(map(str, spec["hidden"])),
+           "variant": spec.get("variant", ""), "noise_floor": spec["noise"] ** 2,
+           "initial_loss": net.loss(X, Y, "mean")}
+    (_direct_rounds if spec["path"] == "direct" else _pyomo_rounds)(net, X, Y, spec, row)
+    row["seconds_per_iteration"] = row["first_solve_s"] / max(row["ipopt_iterations"], 1)
+    row["peak_rss_mb"] = _peak_rss_mb()
+    return row
+
+
+# ---------------------------------------------------------------------------------------- parent
+def run_child(spec: dict, timeout: float, env: dict | None = None) -> dict:
+    """Run :func:`worker` in a subprocess; a crash or timeout becomes the row's status."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    try:
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return {"m": spec["m"], "path": spec["path"], "status": f"timeout after {timeout:.0f} s"}
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"m": spec["m"], "path": spec["path"], "status": f"crashed (exit {out.returncode}): {tail}"[:300]}
+    return json.loads(lines[-1])
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` under the file's own header (a file from an older version keeps its columns)."""
+    new = not path.exists()
+    columns = COLUMNS
+    if not new:
+        with path.open() as fh:
+            columns = next(csv.reader(fh), COLUMNS)
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _number(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def predicted_peak_mb(rows: list[dict], path: str, hidden: str, options: str, m: int) -> float | None:
+    """Peak RSS at ``m``, linear in m through the measured rows of the same path, architecture and options."""
+    pts = [(_number(r["m"]), _number(r["peak_rss_mb"])) for r in rows
+           if r.get("path") == path and r.get("hidden") == hidden and r.get("ipopt_options") == options]
+    pts = [(a, b) for a, b in pts if np.isfinite(a) and np.isfinite(b)]
+    if not pts:
+        return None
+    ms, mb = np.array(pts).T
+    if len(set(ms)) < 2:
+        return float(mb.max() * m / ms[np.argmax(mb)])
+    slope, intercept = np.polyfit(ms, mb, 1)
+    return float(max(intercept, 0.0) + max(slope, 0.0) * m)
+
+
+def memory_available_mb() -> float:
+    with open("/proc/meminfo") as fh:
+        info = {ln.split(":")[0]: int(ln.split()[1]) for ln in fh}
+    return info.get("MemAvailable", info["MemTotal"]) / 1024.0
+
+
+def fitted_exponent(rows: list[dict], path: str, column) -> float | None:
+    """Least-squares slope of log(column) against log(m) over the successful rows of ``path``."""
+    pts = [(_number(r["m"]), column(r)) for r in rows
+           if r.get("path") == path and str(r.get("status", "")).startswith("Solve")]
+    pts = [(a, b) for a, b in pts if np.isfinite(a) and np.isfinite(b) and b > 0]
+    if len({a for a, _ in pts}) < 2:
+        return None
+    return float(np.polyfit(np.log([a for a, _ in pts]), np.log([b for _, b in pts]), 1)[0])
+
+
+def round_seconds(r: dict) -> float:
+    return sum(_number(r[k]) for k in ("build_s", "transform_s", "translate_s", "first_solve_s"))
+
+
+def scale_run(args, sizes: list[int], hidden: list[int]) -> None:
+    out = Path(args.out) / "scale.csv"
+    limit = args.memory_limit_mb or min(16384.0, 0.9 * memory_available_mb())
+    paths = ["direct", "pyomo"] if args.path == "both" else [args.path]
+    tag = "-".join(map(str, hidden))
+    for m in sizes:
+        for path in paths:
+            row = {"m": m, "path": path, "hidden": tag, "ipopt_options": args.ipopt}
+            guess = predicted_peak_mb(read_rows(out), path, tag, args.ipopt, m)
+            if path == "pyomo" and m > args.pyomo_max_m:
+                row["status"] = f"skipped: m > --pyomo-max-m {args.pyomo_max_m}"
+            elif guess is not None and guess > limit:
+                row["status"] = f"skipped: predicted peak {guess:.0f} MB > limit {limit:.0f} MB"
+            else:
+                spec = {"m": m, "path": path, "hidden": hidden, "noise": args.noise, "ipopt": json.loads(args.ipopt),
+                        "resolve_ipopt": json.loads(args.resolve_ipopt)}
+                row = {**row, **run_child(spec, args.timeout)}
+            append_row(out, row)
+            print(", ".join(f"{k}={row[k]}" for k in COLUMNS if k in row), flush=True)
+    rows = read_rows(out)
+    for path in paths:
+        mine = [r for r in rows if r.get("hidden") == tag and r.get("ipopt_options") == args.ipopt]
+        b = fitted_exponent(mine, path, round_seconds)
+        bi = fitted_exponent(mine, path, lambda r: _number(r["seconds_per_iteration"]))
+        bc = fitted_exponent(mine, path, lambda r: _number(r["first_solve_cpu_s"]) / _number(r["ipopt_iterations"]))
+        print(f"{path}: round time ~ m^{b:.2f}" if b is not None else f"{path}: too few sizes for an exponent",
+              f"(seconds per Ipopt iteration ~ m^{bi:.2f})" if bi is not None else "",
+              f"(CPU seconds per iteration ~ m^{bc:.2f})" if bc is not None else "", flush=True)
+
+
+def options_study(args, sizes: list[int], hidden: list[int]) -> None:
+    out = Path(args.out) / "scale_options.csv"
+    for m in [m for m in sizes for _ in range(args.repeat)]:
+        for name in args.variants.split(","):
+            v = VARIANTS[name]
+            spec = {"m": m, "path": "direct", "hidden": hidden, "noise": args.noise, "rounds": v.get("rounds", 1),
+                    "variant": name, "ipopt": v.get("ipopt", {}), "round": v.get("round", {}),
+                    "resolve_ipopt": v.get("resolve_ipopt", {})}
+            row = {"m": m, "path": "direct", "variant": name, **run_child(spec, args.timeout, v.get("env"))}
+            append_row(out, row)
+            cpu_it = _number(row.get("first_solve_cpu_s")) / max(_number(row.get("ipopt_iterations")), 1)
+            print(f"m={m:6d} {name:14s} iterations={row.get('ipopt_iterations', '-')!s:>4} "
+                  f"s/iteration={_number(row.get('seconds_per_iteration')):.4f} cpu s/iteration={cpu_it:.4f} "
+                  f"first_solve_s={_number(row.get('first_solve_s')):.2f} "
+                  f"translate_s={_number(row.get('translate_s')):.2f} eval_s={_number(row.get('eval_s')):.2f} "
+                  f"peak_rss_mb={_number(row.get('peak_rss_mb')):.0f} status={row.get('status')}"
+                  + (f" resolve_iterations={row['resolve_iterations']} resolve_s={_number(row['resolve_s']):.2f}"
+                     if "resolve_iterations" in row else ""), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--hidden", default="6,6", help="hidden layer sizes of teacher and student")
+    ap.add_argument("--path", choices=["direct", "pyomo", "both"], default="both")
+    ap.add_argument("--pyomo-max-m", type=int, default=10000, help="largest m for the Pyomo path")
+    ap.add_argument("--noise", type=float, default=0.1, help="standard deviation of the label noise")
+    ap.add_argument("--memory-limit-mb", type=float, default=None,
+                    help="skip sizes predicted to need more (default: 16 GiB, or 90%% of MemAvailable if less)")
+    ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per (m, path) subprocess")
+    ap.add_argument("--ipopt", default=json.dumps(SCALE_IPOPT),
+                    help="JSON: Ipopt options over the algorithm's defaults, both rounds (default: %(default)s)")
+    ap.add_argument("--resolve-ipopt", default="{}",
+                    help="JSON: extra Ipopt options for round 2, e.g. "
+                         '\'{"warm_start_init_point": "yes", "mu_init": 1e-4}\' '
+                         "(the direct path then starts from round 1's multipliers)")
+    ap.add_argument("--options-study", action="store_true", help="time CasADi/Ipopt variants instead")
+    ap.add_argument("--repeat", type=int, default=1, help="for --options-study: runs per (m, variant)")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"for --options-study, from {','.join(VARIANTS)}")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))), flush=True)
+        return
+    sizes, hidden = [int(s) for s in args.sizes.split(",") if s], [int(h) for h in args.hidden.split(",") if h]
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        ap.error(f"unknown variants {sorted(unknown)}; choose from {','.join(VARIANTS)}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    print(f"8-{args.hidden.replace(',', '-')}-1 sigmoid teacher, noise sd {args.noise} "
+          f"(optimum mean loss ~ {args.noise ** 2:g})", flush=True)
+    (options_study if args.options_study else scale_run)(args, sizes, hidden)
+
+
+if __name__ == "__main__":
+    main()
