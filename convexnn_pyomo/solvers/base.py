@@ -57,6 +57,7 @@ _INSTALL = {
     **{m: 'pip install "convexnn-pyomo[solvers]"' for m in ("clarabel", "gurobipy", "highspy", "pyscipopt", "scs")},
     **{m: 'pip install "convexnn-pyomo[baselines]"' for m in ("torch", "imblearn")},
     **{m: 'pip install "convexnn-pyomo[interop]"' for m in ("onnx", "onnxruntime", "omlt")},
+    **{m: 'pip install "convexnn-pyomo[mpi]"' for m in ("mpisppy", "mpi4py")},
 }
 
 

@@ -1,0 +1,251 @@
+"""Data-sharded rounds (mpi-sppy PH): the sharded round is the single model's round."""
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+from conftest import requires_module, requires_solver
+
+import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms.rounds import IPOPT_DEFAULTS, PyomoRound
+from convexnn_pyomo.constraints import ClasswiseMisfitBounds
+from convexnn_pyomo.solvers.registry import require_solver
+from convexnn_pyomo.transformations import set_lifted_values
+from convexnn_pyomo.transformations.regularize import get_regularization_block
+
+pytestmark = [requires_module("mpisppy"), requires_solver("ipopt_casadi")]
+
+
+
+def _rounds(problem, reduction, constraints=(), shards=2, eta=2.0, tol=1e-6):
+    """The single model's round and the sharded round, centred at the same reference with the same mu."""
+    from convexnn_pyomo.algorithms.sharded import ShardedRound
+
+    net, X, Y = problem
+    args = (net, X, Y, reduction, "parabolic", list(constraints))
+    single = PyomoRound(*args, require_solver("ipopt_casadi"), eta, (1.0, 1.0, 1.0))
+    sharded = ShardedRound(*args, "ipopt_casadi", eta, (1.0, 1.0, 1.0), shards=shards, ph_options={"tol": tol})
+    fp = net.forward_pass(X)
+    mu = single.exactness_weights(net, fp)
+    for rnd in (single, sharded):
+        rnd.recentre(net, eta, fp, **mu)
+    return single, sharded, mu
+
+
+def _objective(rnd) -> float:
+    return float(pyo.value(get_regularization_block(rnd.model).objective))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_scenario_objectives_sum_to_the_single_objective(small_problem, reduction):
+    """sum_k p_k f_k equals (9a) at a point that is not the reference (every term of (8) nonzero)."""
+    single, sharded, mu = _rounds(small_problem, reduction, shards=3)
+    assert mu == sharded.exactness_weights(small_problem[0], small_problem[0].forward_pass(small_problem[1]))
+    other = small_problem[0].copy().init_he(7)
+    set_lifted_values(single.model, other)
+    for rnd in sharded.rounds.values():
+        set_lifted_values(rnd.model, other)
+    assert sharded.relaxed_objective() == pytest.approx(_objective(single), rel=1e-10)
+    assert sum(r.probability for r in sharded.rounds.values()) == pytest.approx(1.0)
+
+
+def _solve_both(single, sharded):
+    options = dict(IPOPT_DEFAULTS)
+    assert single.solve(60, options).ok
+    solve = sharded.solve(120, options)
+    assert solve.ok, solve.termination
+    assert solve.iterations > 1  # the shards disagree after PH's iteration 0: the coupling is tested
+    return single.solution(), sharded.solution()
+
+
+def test_sharded_round_equals_the_single_round(small_problem):
+    """The default (adaptive) schedule's round; the summed loss's scaling is checked exactly above."""
+    single, sharded, _ = _rounds(small_problem, "mean")
+    a, b = _solve_both(single, sharded)
+    np.testing.assert_allclose(b.get_flat(), a.get_flat(), atol=1e-4)
+    assert sharded.relaxed_objective() == pytest.approx(single.relaxed_objective(), rel=1e-4)
+
+
+def test_sharded_round_keeps_classwise_bounds_exact(small_problem):
+    """(19) sums over the samples of all shards: with budgets per shard the round is the single round."""
+    _, X, Y = small_problem
+    free, _, _ = _rounds(small_problem, "mean", eta=2.0)
+    assert free.solve(60, dict(IPOPT_DEFAULTS)).ok
+    unconstrained = free.solution()
+    bound = ClasswiseMisfitBounds(kappa_factor=0.3)
+    assert max(bound.misfits(unconstrained, X, Y)[c] - k for c, k in bound.kappas(Y).items()) > 0.5
+    single, sharded, _ = _rounds(small_problem, "mean", constraints=[bound], shards=2, tol=1e-5)
+    a, b = _solve_both(single, sharded)
+    # the bound binds: it moves the round's solution away from the unconstrained one
+    assert np.abs(a.get_flat() - unconstrained.get_flat()).max() > 1e-2
+    np.testing.assert_allclose(b.get_flat(), a.get_flat(), atol=1e-4)
+    budgets = next(iter(sharded.rounds.values())).budgets[0]
+    kappas = bound.kappas(Y)
+    for c, key in enumerate(kappas):
+        assert sum(pyo.value(budgets[k, c]) for k in range(2)) == pytest.approx(kappas[key], abs=1e-6)
+
+
+def test_constraints_that_couple_shards_are_refused(small_problem):
+    from convexnn_pyomo.algorithms.sharded import ShardedRound
+    from convexnn_pyomo.constraints import BalancedMisfitBounds
+
+    net, X, Y = small_problem
+    with pytest.raises(ValueError, match="BalancedMisfitBounds may couple samples of several shards"):
+        ShardedRound(net, X, Y, "mean", "parabolic", [BalancedMisfitBounds()], "ipopt_casadi", 2.0, (1.0, 1.0, 1.0))
+
+
+def test_shard_indices_cover_the_samples_once():
+    from convexnn_pyomo.algorithms.sharded import shard_indices
+
+    parts = shard_indices(10, 3)
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(10))
+    for bad in (0, 11, 2.5):
+        with pytest.raises(ValueError, match="shards must be"):
+            shard_indices(10, bad)
+
+
+def test_train_with_shards_matches_one_shard(small_problem):
+    net, X, Y = small_problem
+    runs = {k: cnn.train(net, X, Y, rounds=2, shards=k) for k in (1, 2)}
+    hist = runs[2].history
+    accepted = hist[hist.status == "accepted"].true_loss.to_numpy()
+    assert len(accepted) >= 1 and np.all(np.diff(accepted) <= 1e-12)
+    first = {k: r.history[r.history.status == "accepted"].iloc[0] for k, r in runs.items()}
+    assert first[2]["round"] == first[1]["round"]
+    assert first[2].true_loss == pytest.approx(first[1].true_loss, rel=1e-3)
+    assert runs[2].final_loss <= runs[2].initial_loss
+    assert (hist.iterations > 1).all()  # PH iterations per round
+
+
+def test_cli_rejects_bad_shards(tmp_path, capsys):
+    from convexnn_pyomo.cli import main
+
+    assert main(["train", "--samples", "4", "--shards", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "--shards" in capsys.readouterr().err
+    assert main(["train", "--samples", "4", "--shards", "5", "--out", str(tmp_path / "b")]) == 2
+    assert "shards must be an integer between 1 and the number of samples (4)" in capsys.readouterr().err
+
+
+# -- several processes ----------------------------------------------------------------------------
+MPI_HINT = "needs mpiexec and mpi4py: pip install 'convexnn-pyomo[mpi]' (mpi4py + mpich)"
+
+
+def _mpiexec():
+    import shutil
+
+    exe = shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        exe = None
+    return exe
+
+
+requires_mpiexec = pytest.mark.skipif(_mpiexec() is None, reason=MPI_HINT)
+
+
+def _mpi_train(out, *extra, launcher=()):
+    import subprocess
+    import sys
+
+    cmd = [_mpiexec(), *launcher, "-n", "2", sys.executable, "-m", "convexnn_pyomo.cli", "train", "--shards", "2", "--samples", "20",
+           "--hidden", "4", "--seed", "1", "--out", str(out), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@requires_mpiexec
+def test_two_rank_mpiexec_run_equals_the_one_process_run(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from convexnn_pyomo.cli import main
+
+    proc = _mpi_train(tmp_path / "mpi", "--rounds", "2")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert stdout.count("done:") == 1  # rank 0 prints, rank 1 only solves
+    assert main(["train", "--shards", "2", "--samples", "20", "--hidden", "4", "--seed", "1", "--rounds", "2",
+                 "--out", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("mpi", "one"))
+    assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-6)
+    hist = pd.read_csv(tmp_path / "mpi" / "history.csv")
+    assert list(hist.iterations) == list(pd.read_csv(tmp_path / "one" / "history.csv").iterations)
+
+
+def _rank_pid(marker: str, rank: int) -> int | None:
+    """The pid of our process with ``PMI_RANK=rank`` whose command line contains ``marker``."""
+    import os
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().decode(errors="replace")
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if marker in cmd and "convexnn_pyomo.cli" in cmd and f"PMI_RANK={rank}" in env:
+            return int(pid)
+    return None
+
+
+@requires_mpiexec
+def test_a_killed_rank_ends_the_run_with_an_error_and_the_best_weights_saved(tmp_path):
+    """mpich's mpiexec ends the other ranks itself (with -disable-auto-cleanup too: the survivor's
+    MPI reports the lost peer); the watchdog below covers launchers or failures that leave it waiting."""
+    import os
+    import signal
+    import time
+
+    import pandas as pd
+
+    out = tmp_path / "killed"
+    proc = _mpi_train(out, "--rounds", "200", "--time-limit", "600")
+    deadline = time.time() + 120
+    while not (out / "weights.npz").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    pid = _rank_pid(str(out), 1)
+    assert pid is not None and proc.poll() is None, "the run ended before a round was accepted"
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=150)  # the surviving rank must not hang
+    assert proc.returncode != 0
+    assert "BAD TERMINATION" in stdout + stderr or "Killed" in stdout + stderr, stdout + stderr
+    assert "done:" not in stdout
+    hist = pd.read_csv(out / "history.csv")
+    accepted = hist[hist.status == "accepted"]
+    assert len(accepted) >= 1
+    net = cnn.Network.load(out / "weights.npz")  # the best accepted weights, written after each accepted round
+    assert net.sizes == [8, 4, 1]
+
+
+class _FakeComm:
+    def __init__(self):
+        self.aborted = None
+
+    def Get_size(self):
+        return 2
+
+    def Get_rank(self):
+        return 1
+
+    def Abort(self, code):
+        self.aborted = code
+
+
+def test_watchdog_aborts_a_round_that_outlives_its_limit(capsys):
+    """A rank waiting forever for a dead one: the watchdog calls MPI Abort with a clear message."""
+    import time
+
+    from convexnn_pyomo.algorithms.sharded import _watchdog
+
+    comm = _FakeComm()
+    with _watchdog(0.2, comm):
+        time.sleep(0.6)
+    assert comm.aborted == 3
+    assert "another rank has probably died" in capsys.readouterr().err
+    quick = _FakeComm()
+    with _watchdog(5.0, quick):
+        pass
+    time.sleep(0.1)
+    assert quick.aborted is None  # a round that ends in time cancels it
