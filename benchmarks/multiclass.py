@@ -17,7 +17,8 @@ Each (dataset, method, seed) is appended to ``OUT/multiclass.csv`` as it finishe
 what is there); the summary (mean +- std over seeds) is printed and written to
 ``OUT/multiclass_summary.csv``.  Nothing is asserted: these are measurements.
 
-    python benchmarks/multiclass.py [--datasets yeast,iris,wine] [--seeds 0,1,2,3,4] [--rounds 20] [--out benchmarks/results]
+    python benchmarks/multiclass.py [--datasets yeast,iris,wine] [--seeds 0,1,2,3,4] [--rounds 20]
+        [--round-time-limit 120] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -63,12 +64,15 @@ def split(X, y, seed: int):
 
 def fit_convexnn(Xtr, ytr, Xte, seed: int, args) -> tuple[np.ndarray, float, int, str]:
     clf = ConvexNNClassifier(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, loss="softmax",
-                             rounds=args.rounds, random_state=seed, scale=False)
+                             rounds=args.rounds, random_state=seed, scale=False,
+                             train_options={"round_time_limit": args.round_time_limit})
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(Xtr, ytr)
-    return clf.predict(Xte), time.perf_counter() - t0, clf.n_iter_, str(clf.train_result_.status)
+    res = clf.train_result_
+    status = str(res.status) + (f" ({res.termination})" if res.termination else "")
+    return clf.predict(Xte), time.perf_counter() - t0, clf.n_iter_, status
 
 
 def fit_mlp(Xtr, ytr, Xte, seed: int, args) -> tuple[np.ndarray, float, int, str]:
@@ -143,6 +147,7 @@ def main() -> None:
     ap.add_argument("--hidden", default="8", type=lambda s: [int(t) for t in s.split(",")])
     ap.add_argument("--activation", default="sigmoid", choices=sorted(SKLEARN_ACTIVATION))
     ap.add_argument("--rounds", type=int, default=20, help="Convex-NN rounds at most")
+    ap.add_argument("--round-time-limit", type=float, default=120.0, help="seconds per convex solve (train's cap)")
     ap.add_argument("--adam-steps", type=int, default=2000)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args()

@@ -293,6 +293,35 @@ def scale_run(args, sizes: list[int], hidden: list[int]) -> None:
               f"(CPU seconds per iteration ~ m^{bc:.2f})" if bc is not None else "", flush=True)
 
 
+def plot_scale(csv: Path, png: Path) -> None:
+    """Log-log figure of ``scale.csv``: round time (first round) and peak memory against m, per path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in read_rows(csv) if str(r.get("status", "")).startswith("Solve_Succeeded")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for path, marker in (("direct", "o"), ("pyomo", "s")):
+        mine = sorted((int(r["m"]), r) for r in rows if r["path"] == path)
+        if not mine:
+            continue
+        ms = [m for m, _ in mine]
+        axes[0].loglog(ms, [round_seconds(r) for _, r in mine], marker=marker, label=f"{path}: build + translate + solve")
+        axes[0].loglog(ms, [_number(r["first_solve_s"]) for _, r in mine], marker=marker, ls=":", label=f"{path}: solve")
+        axes[1].loglog(ms, [_number(r["peak_rss_mb"]) for _, r in mine], marker=marker, label=path)
+    ref = sorted(int(r["m"]) for r in rows)
+    if ref:
+        axes[0].loglog(ref, [12.4 * m / 1000 for m in ref], color="grey", lw=0.8, label="slope 1 (linear in m)")
+    axes[0].set(xlabel="samples m", ylabel="seconds, first round", title="one convex round, 8-6-6-1 sigmoid")
+    axes[1].set(xlabel="samples m", ylabel="peak RSS, MB", title="memory of the round's process")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def options_study(args, sizes: list[int], hidden: list[int]) -> None:
     out = Path(args.out) / "scale_options.csv"
     for m in [m for m in sizes for _ in range(args.repeat)]:
@@ -333,10 +362,14 @@ def main() -> None:
     ap.add_argument("--options-study", action="store_true", help="time CasADi/Ipopt variants instead")
     ap.add_argument("--repeat", type=int, default=1, help="for --options-study: runs per (m, variant)")
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"for --options-study, from {','.join(VARIANTS)}")
+    ap.add_argument("--plot", action="store_true", help="only draw OUT/scale.png from OUT/scale.csv")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))), flush=True)
+        return
+    if args.plot:
+        plot_scale(Path(args.out) / "scale.csv", Path(args.out) / "scale.png")
         return
     sizes, hidden = [int(s) for s in args.sizes.split(",") if s], [int(h) for h in args.hidden.split(",") if h]
     unknown = set(args.variants.split(",")) - set(VARIANTS)
