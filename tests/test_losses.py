@@ -259,7 +259,7 @@ def test_multi_output_training_agrees_with_the_numpy_forward_pass():
             z_sol = cnn.network_from_model(model).forward_pass(X).z[-1]
             checked.append(np.abs(var_matrix(out.z, (3, len(Y))) - z_sol).max())
 
-    algorithm = SequentialRelaxation(rounds=4, solver=SOLVER, progress=check)
+    algorithm = SequentialRelaxation(rounds=4, solver=SOLVER, progress=check, backend="pyomo")  # reads the model
     res = algorithm.solve(net, X, Y)
     _accepted_losses(res, X, Y, "squared")
     assert res.final_loss < 0.5 * res.initial_loss
