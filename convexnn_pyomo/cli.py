@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -234,6 +235,8 @@ def _cmd_train(args) -> int:
         raise CliError(str(exc)) from None
     _check_solver(args.solver)
     out = Path(args.out)
+    if args.shards > 1 and _mpi_rank() > 0:  # under mpiexec: rank 0 prints and writes OUT, the others only solve
+        out, sys.stdout = Path(tempfile.mkdtemp(prefix=f"convexnn-rank{_mpi_rank()}-")), open(os.devnull, "w")  # noqa: SIM115
     hist_path = out / "history.csv"
     with _output_folder(out, produced=lambda: _data_lines(hist_path) > 0):
         with open(hist_path, "w", newline="") as fh:
@@ -257,9 +260,9 @@ def _cmd_train(args) -> int:
             result = train(
                 net, ds.X, ds.y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
                 time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
-                loss=args.loss,
+                loss=args.loss, shards=args.shards,
             )
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError, ImportError) as exc:
             raise CliError(str(exc)) from None
     result.network.save(out / "weights.npz")
     summary = result.summary()
@@ -440,6 +443,14 @@ def _command(sub, name: str, text: str, func: Callable, epilog: str | None = Non
     return p
 
 
+def _mpi_rank() -> int:
+    try:
+        from .algorithms.sharded import mpi_rank
+    except ImportError:
+        return 0
+    return mpi_rank()
+
+
 def _train_parser(sub) -> None:
     from .activations import available_activations
     from .losses import available_losses
@@ -469,6 +480,8 @@ def _train_parser(sub) -> None:
     t.add_argument("--target-loss", type=_finite_float, default=None, help="stop when the training loss reaches this (default: none)")
     t.add_argument("--warm-start", type=_nonnegative_int, default=0, help="full-batch Adam steps before the first round")
     t.add_argument("--seed", type=int, default=0, help="seed of the sample subset and the He initial weights")
+    t.add_argument("--shards", type=_positive_int, default=1, help="data shards per round, solved by mpi-sppy PH "
+                   "(pip install 'convexnn-pyomo[mpi]'); run with mpiexec -n K for K processes (default: 1)")
     t.add_argument("--out", required=True, help="output folder (created if missing)")
 
 

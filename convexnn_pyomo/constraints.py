@@ -1,4 +1,21 @@
-"""Hard convex constraints for training: a small protocol and the class-wise misfit bounds (19)."""
+r"""Hard convex constraints for training: the :class:`HardConstraint` protocol and a library.
+
+Each constraint has ``add_to(model)`` (convex Pyomo constraints on the outputs
+:math:`z^L` = ``model.layer[L].z`` or on the weights ``model.layer[l].w``) and
+``violation(net, X, Y)`` (numpy, the *real* network; ``0`` when it holds).  The library's classes
+also state their maths once more as a residual vector, ``residuals(outputs, weights, X, Y)``
+(:class:`ResidualConstraint`): :math:`g \le 0` (or :math:`h = 0` for an equality), written with
+array operations that numpy arrays and PyTorch tensors share, so that the gradient baselines
+(:mod:`convexnn_pyomo.baselines`: penalty, projection, Cooper's Lagrangian) optimise exactly what
+``violation`` measures.
+
+On the outputs: :class:`ClasswiseMisfitBounds` (paper eq. 19), :class:`BalancedMisfitBounds`,
+:class:`GroupLossBounds`, :class:`DemographicParity`, :class:`OutputBounds`,
+:class:`LinearOutputEquality`.  On the weights (exact for the real network, for every input):
+:class:`MonotoneInputs`, :class:`WeightNormBounds` (and ``LinearOutputEquality(every_input=True)``).
+A constraint on :math:`z^L` holds for the real network when the round that produced it is exact;
+Algorithm 1 measures ``violation`` on the real network and accepts a round only if it does not grow.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +30,21 @@ from pyomo.common.modeling import unique_component_name
 from .model import get_training_problem, layer_blocks
 from .network import Network, check_data
 
-__all__ = ["HardConstraint", "ClasswiseMisfitBounds", "CallableConstraint", "as_hard_constraint"]
+__all__ = [
+    "BalancedMisfitBounds",
+    "CallableConstraint",
+    "ClasswiseMisfitBounds",
+    "DemographicParity",
+    "GroupLossBounds",
+    "HardConstraint",
+    "LinearOutputEquality",
+    "MonotoneInputs",
+    "OutputBounds",
+    "ResidualConstraint",
+    "WeightNormBounds",
+    "as_hard_constraint",
+    "lipschitz_bound",
+]
 
 
 @runtime_checkable
@@ -30,12 +61,48 @@ class HardConstraint(Protocol):
     def violation(self, net: Network, X: np.ndarray, Y: np.ndarray) -> float: ...
 
 
-class ClasswiseMisfitBounds:
+class ResidualConstraint:
+    r"""A hard constraint whose maths is one residual vector of the outputs and weights.
+
+    ``residuals(outputs, weights, X, Y)`` returns :math:`g` with :math:`g \le 0` when the
+    constraint holds (``equality = False``) or :math:`h` with :math:`h = 0` (``equality = True``);
+    ``outputs`` is :math:`f(X)` with shape ``(m, n_L)`` and ``weights`` lists :math:`w^1, \dots, w^L`.
+    The same code runs on numpy arrays (``violation``) and on PyTorch tensors (the gradient
+    baselines).  ``violation`` is :math:`\max(0, \max_k g_k)` (or :math:`\max_k |h_k|`) on the real
+    network, in the units of the residuals.
+    """
+
+    equality: bool = False
+
+    def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
+        raise NotImplementedError
+
+    def violation(self, net: Network, X, Y) -> float:
+        X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        self._check_network(net.activations)
+        g = np.asarray(self.residuals(net.predict(X), net.weights, X, Y), dtype=float).ravel()
+        if g.size == 0:
+            return 0.0
+        return max(0.0, float(np.max(np.abs(g)) if self.equality else np.max(g)))
+
+    def _check_network(self, activations) -> None:
+        """Raise ``ValueError`` when the constraint means nothing for this network (default: never)."""
+
+    def _block(self, model, name: str, doc: str) -> pyo.Block:
+        """A new Block on ``model`` holding this constraint (also kept as ``self.block``)."""
+        blk = pyo.Block(doc=doc)
+        model.add_component(unique_component_name(model, name), blk)
+        self.block = blk
+        return blk
+
+
+class ClasswiseMisfitBounds(ResidualConstraint):
     r"""Paper eq. (19): for every class ``j``, :math:`\sum_{i \in C_j} \|z^L_{*i} - y_i\|_1 \le \kappa_j`.
 
     ``kappa_j = kappa_factor * |C_j|`` unless ``kappa`` gives one value per class (a dict keyed by
-    label value).  Classes are the distinct rows of ``Y`` (labels for one output).  The absolute
-    values are modelled with one auxiliary variable per output and sample:
+    class).  Classes are the distinct rows of ``Y``, keyed by the label value for one output, by
+    the class index (``argmax``, as a float) for one-hot rows, and by the row as a tuple of floats
+    otherwise.  The absolute values are modelled with one auxiliary variable per output and sample:
     ``t >= z - y``, ``t >= y - z``.
     """
 
@@ -43,18 +110,19 @@ class ClasswiseMisfitBounds:
         if not (np.isfinite(kappa_factor) and kappa_factor > 0):
             raise ValueError(f"kappa_factor must be positive, got {kappa_factor!r}")
         self.kappa_factor = float(kappa_factor)
-        self.kappa = None if kappa is None else {float(k): float(v) for k, v in kappa.items()}
+        self.kappa = None if kappa is None else {_class_key(k): float(v) for k, v in kappa.items()}
 
-    def classes(self, Y: np.ndarray) -> dict[float, np.ndarray]:
-        """Label value -> sample indices (one output column)."""
+    def classes(self, Y: np.ndarray) -> dict:
+        """Class key -> sample indices (keys: label values, one-hot class indices, or row tuples)."""
         Y = np.asarray(Y, dtype=float)
-        y = Y[:, 0] if Y.ndim == 2 else Y
-        if Y.ndim == 2 and Y.shape[1] != 1:
-            raise ValueError("ClasswiseMisfitBounds needs a single output column (class labels)")
-        labels = np.unique(y)
-        return {float(c): np.flatnonzero(y == c) for c in labels}
+        Y = Y[:, None] if Y.ndim == 1 else Y
+        one_hot = Y.shape[1] > 1 and np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1)
+        rows = Y.argmax(axis=1).astype(float)[:, None] if one_hot else Y
+        labels, inverse = np.unique(rows, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        return {_class_key(label): np.flatnonzero(inverse == k) for k, label in enumerate(labels)}
 
-    def kappas(self, Y: np.ndarray) -> dict[float, float]:
+    def kappas(self, Y: np.ndarray) -> dict:
         classes = self.classes(Y)
         if self.kappa is not None:
             missing = set(classes) - set(self.kappa)
@@ -81,11 +149,11 @@ class ClasswiseMisfitBounds:
         for o in objs:
             o.deactivate()
         blk.bound.deactivate()
-        classes = self.classes(get_training_problem(model).Y)
+        members = list(self.classes(get_training_problem(model).Y).values())
         out = layer_blocks(model)[-1]
         blk.factor = pyo.Var(domain=pyo.NonNegativeReals)
         blk.scaled_bound = pyo.Constraint(
-            blk.classes, rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in classes[c]) <= b.factor * len(classes[c])
+            blk.classes, rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in members[c]) <= b.factor * len(members[c])
         )
         blk.min_factor = pyo.Objective(expr=blk.factor)
         try:
@@ -103,19 +171,19 @@ class ClasswiseMisfitBounds:
         out = layer_blocks(model)[-1]
         classes = self.classes(tp.Y)
         kappas = self.kappas(tp.Y)
-        blk = pyo.Block(doc="class-wise misfit bounds (19)")
-        model.add_component(unique_component_name(model, "classwise_misfit"), blk)
-        blk.classes = pyo.Set(initialize=sorted(classes), ordered=True)
-        blk.kappa = pyo.Param(blk.classes, mutable=True, initialize=kappas)
-        blk.t = pyo.Var(out.nodes, model.samples, domain=pyo.NonNegativeReals, doc="t >= |z^L - y|")
+        keys, members = list(classes), list(classes.values())
+        blk = self._block(model, "classwise_misfit", "class-wise misfit bounds (19)")
+        blk.classes = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each class in self.classes(Y)")
+        blk.kappa = pyo.Param(blk.classes, mutable=True, initialize={c: kappas[k] for c, k in enumerate(keys)})
+        blk.t = pyo.Var(out.nodes, model.samples, domain=pyo.NonNegativeReals, doc="t >= |z^L - y|",
+                        initialize=lambda b, i, j: abs(pyo.value(out.z[i, j]) - pyo.value(model.y[i, j])))
         blk.abs_pos = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= out.z[i, j] - model.y[i, j])
         blk.abs_neg = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= model.y[i, j] - out.z[i, j])
         blk.bound = pyo.Constraint(
             blk.classes,
-            rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in classes[c]) <= b.kappa[c],
+            rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in members[c]) <= b.kappa[c],
             doc="(19)",
         )
-        self.block = blk
 
     def misfits(self, net: Network, X, Y) -> dict[float, float]:
         """``sum_{i in C_j} |f_i - y_i|_1`` per class for the real network."""
@@ -127,8 +195,487 @@ class ClasswiseMisfitBounds:
         kappas = self.kappas(Y)
         return max(0.0, *(v - kappas[c] for c, v in self.misfits(net, X, Y).items()))
 
+    def residuals(self, outputs, weights, X, Y):
+        r""":math:`\sum_{i \in C_j} \|f(x_i) - y_i\|_1 - \kappa_j`, one per class."""
+        kappas = self.kappas(Y)
+        target = _like(np.asarray(Y, dtype=float).reshape(len(Y), -1), outputs)
+        r = abs(outputs - target).sum(1)
+        return _cat([r[idx].sum().reshape(1) - kappas[c] for c, idx in self.classes(Y).items()], r)
+
     def __repr__(self):
         return f"ClasswiseMisfitBounds(kappa_factor={self.kappa_factor}, kappa={self.kappa})"
+
+
+def _class_key(label):
+    """A class's dict key: a float for a label value, a tuple of floats for a row of several outputs."""
+    values = np.atleast_1d(np.asarray(label, dtype=float)).ravel()
+    return float(values[0]) if values.size == 1 else tuple(float(v) for v in values)
+
+
+# -- array helpers shared by numpy and PyTorch --------------------------------------------------
+
+
+def _is_torch(a) -> bool:
+    return type(a).__module__.split(".")[0] == "torch"
+
+
+def _like(values, ref):
+    """``values`` (numpy) as an array of ``ref``'s kind: a tensor of its dtype when ``ref`` is one."""
+    if _is_torch(ref):
+        import torch
+
+        return torch.as_tensor(np.asarray(values), dtype=ref.dtype)
+    return np.asarray(values, dtype=float)
+
+
+def _cat(parts: list, ref):
+    """The parts, flattened and concatenated, in ``ref``'s kind (an empty vector when none)."""
+    parts = [p.reshape(-1) for p in parts]
+    if _is_torch(ref):
+        import torch
+
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=ref.dtype)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _members(labels: np.ndarray) -> dict:
+    """Label value -> sample indices, in sorted label order."""
+    labels = np.asarray(labels, dtype=float).ravel()
+    return {float(v): np.flatnonzero(labels == v) for v in np.unique(labels)}
+
+
+def _group_labels(groups, X: np.ndarray) -> np.ndarray:
+    """Group label of every row of ``X``: ``groups`` is a feature column index or a callable ``X -> labels``."""
+    if callable(groups):
+        labels = np.asarray(groups(X), dtype=float).ravel()
+    elif isinstance(groups, (int, np.integer)) and 0 <= groups < X.shape[1]:
+        labels = X[:, int(groups)]
+    else:
+        raise ValueError(f"groups must be a feature column index in [0, {X.shape[1]}) or a callable(X) -> labels, got {groups!r}")
+    if labels.shape != (X.shape[0],):
+        raise ValueError(f"groups(X) must give one label per sample ({X.shape[0]}), got shape {labels.shape}")
+    return labels
+
+
+def _positive(value, what: str) -> float:
+    value = float(value)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+#: per activation name: Lipschitz constant sup |h'| (every one listed is non-decreasing)
+ACTIVATION_LIPSCHITZ = {"identity": 1.0, "linear": 1.0, "sigmoid": 0.25, "tanh": 1.0, "softplus": 1.0, "relu": 1.0}
+
+
+def _lipschitz_of(act) -> float:
+    """sup |h'| of a known monotone activation; ``ValueError`` for others."""
+    if act.name not in ACTIVATION_LIPSCHITZ:
+        raise ValueError(
+            f"activation {act.name!r} has no known Lipschitz constant / monotonicity here; "
+            f"known: {', '.join(sorted(ACTIVATION_LIPSCHITZ))}"
+        )
+    return ACTIVATION_LIPSCHITZ[act.name]
+
+
+def lipschitz_bound(net: Network) -> float:
+    r"""Upper bound on the network's Lipschitz constant in the 2-norms:
+    :math:`\prod_l L_{h^l} \|w^l\|_2` (spectral norms, :math:`L_h = \sup |h'|`)."""
+    net._require_parameters()
+    return float(np.prod([_lipschitz_of(net.activation(l)) * np.linalg.norm(w, 2) for l, w in enumerate(net.weights, 1)]))
+
+
+# -- constraints on the outputs z^L -----------------------------------------------------------
+
+
+class BalancedMisfitBounds(ResidualConstraint):
+    r"""Balanced class-wise bounds: the *mean* hinge misfit of every class is at most a common ``t``.
+
+    Binary labels :math:`a < b` (one output), threshold :math:`\theta = (a + b)/2`, half gap
+    :math:`\delta = (b - a)/2`, sign :math:`s_j = +1` for label :math:`b`, :math:`-1` for :math:`a`:
+
+    .. math::
+        \frac{1}{|C|} \sum_{j \in C} \max\Big(0,\ 1 - s_j \frac{z^L_j - \theta}{\delta}\Big) \le t
+        \qquad \text{for each class } C.
+
+    The hinge is at least 1 on a misclassified sample (:math:`s_j (z_j - \theta) \le 0`), so the
+    constraint guarantees a training error of at most ``t`` in *every* class (a balanced training
+    error :math:`\le t`), which (19) with :math:`\kappa_j = f |C_j|` does not: there outputs at the
+    threshold meet :math:`f = 0.5`.  Outputs beyond their label are not penalised (one-sided).
+    Modelled with one variable :math:`h_j \ge 0`, :math:`h_j \ge 1 - s_j (z_j - \theta)/\delta` per sample.
+    """
+
+    def __init__(self, bound: float = 0.5, labels: tuple[float, float] | None = None):
+        self.bound = _positive(bound, "bound")
+        self.labels = None if labels is None else tuple(sorted(float(v) for v in labels))
+        if self.labels is not None and (len(self.labels) != 2 or self.labels[0] == self.labels[1]):
+            raise ValueError(f"labels must be two different values, got {labels!r}")
+
+    def _labels(self, Y) -> tuple[float, float]:
+        Y = np.asarray(Y, dtype=float)
+        if Y.ndim == 2 and Y.shape[1] != 1:
+            raise ValueError("BalancedMisfitBounds needs one output column (binary labels)")
+        values = tuple(np.unique(Y))
+        labels = self.labels or values
+        if len(labels) != 2 or not set(values) <= set(labels):
+            raise ValueError(f"BalancedMisfitBounds needs binary labels, got {values[:10]}")
+        return labels
+
+    def signs(self, Y) -> tuple[np.ndarray, float, float]:
+        """``(s, theta, delta)``: +1/-1 per sample, the threshold and the half gap."""
+        a, b = self._labels(Y)
+        y = np.asarray(Y, dtype=float).ravel()
+        return np.where(y == b, 1.0, -1.0), (a + b) / 2.0, (b - a) / 2.0
+
+    def residuals(self, outputs, weights, X, Y):
+        s, theta, delta = self.signs(Y)
+        hinge = (1.0 - _like(s, outputs) * (outputs[:, 0] - theta) / delta).clip(min=0.0)
+        return _cat([hinge[idx].mean().reshape(1) - self.bound for idx in _members(s).values()], outputs)
+
+    def add_to(self, model) -> None:
+        tp, out = get_training_problem(model), layer_blocks(model)[-1]
+        s, theta, delta = self.signs(tp.Y)
+        members = list(_members(s).values())
+        blk = self._block(model, "balanced_misfit", "balanced class-wise hinge bounds")
+        blk.classes = pyo.Set(initialize=range(len(members)), ordered=True)
+        blk.t = pyo.Param(mutable=True, initialize=self.bound, doc="common bound t")
+
+        def margin(j):
+            return 1.0 - s[j] * (out.z[0, j] - theta) / delta
+
+        blk.h = pyo.Var(model.samples, domain=pyo.NonNegativeReals, doc="hinge h >= 1 - s (z - theta) / delta",
+                        initialize=lambda b, j: max(0.0, pyo.value(margin(j))))
+        blk.hinge = pyo.Constraint(model.samples, rule=lambda b, j: b.h[j] >= margin(j))
+        blk.bound = pyo.Constraint(blk.classes, rule=lambda b, c: sum(b.h[j] for j in members[c]) <= b.t * len(members[c]))
+
+    def __repr__(self):
+        return f"BalancedMisfitBounds(bound={self.bound}, labels={self.labels})"
+
+
+class GroupLossBounds(ResidualConstraint):
+    r"""Fairness across groups of samples: the mean squared loss of every group is bounded,
+
+    .. math:: \frac{1}{|G_g|} \sum_{j \in G_g} \|z^L_{*j} - y_j\|_2^2 \le \kappa_g \quad \text{for every group } g,
+
+    a convex quadratic constraint in :math:`z^L`.  ``groups`` is a feature column (its values are
+    the groups, e.g. a 0/1 attribute) or a callable ``X -> labels``; ``kappa`` one bound for every
+    group or a dict ``group -> bound``.  Groups with no sample in the data are skipped.
+    """
+
+    def __init__(self, groups, kappa: float | dict):
+        self.groups = groups
+        if isinstance(kappa, dict):
+            self.kappa = {float(k): _positive(v, "kappa") for k, v in kappa.items()}
+        else:
+            self.kappa = _positive(kappa, "kappa")
+
+    def kappa_of(self, g: float) -> float:
+        if isinstance(self.kappa, dict):
+            if g not in self.kappa:
+                raise ValueError(f"kappa has no value for group {g:g}; groups in the data need one each")
+            return self.kappa[g]
+        return self.kappa
+
+    def residuals(self, outputs, weights, X, Y):
+        r = ((outputs - _like(Y, outputs)) ** 2).sum(1)
+        groups = _members(_group_labels(self.groups, X))
+        return _cat([r[idx].mean().reshape(1) - self.kappa_of(g) for g, idx in groups.items()], outputs)
+
+    def add_to(self, model) -> None:
+        tp, out = get_training_problem(model), layer_blocks(model)[-1]
+        groups = _members(_group_labels(self.groups, tp.X))
+        keys, members = list(groups), list(groups.values())
+        blk = self._block(model, "group_loss", "group loss bounds")
+        blk.groups = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each group")
+        blk.kappa = pyo.Param(blk.groups, mutable=True, initialize={c: self.kappa_of(g) for c, g in enumerate(keys)})
+        blk.bound = pyo.Constraint(blk.groups, rule=lambda b, c: sum(
+            (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes for j in members[c]) <= b.kappa[c] * len(members[c]))
+
+    def __repr__(self):
+        return f"GroupLossBounds(groups={self.groups!r}, kappa={self.kappa})"
+
+
+class DemographicParity(ResidualConstraint):
+    r"""Demographic parity of one output across groups, linear in :math:`z^L`:
+
+    .. math:: \Big| \frac{1}{|G_g|} \sum_{j \in G_g} z^L_{oj} - \frac{1}{|G_{g'}|} \sum_{j \in G_{g'}} z^L_{oj} \Big|
+              \le \varepsilon \quad \text{for every pair of groups } g < g',
+
+    written as two linear inequalities per pair.  ``groups`` as in :class:`GroupLossBounds`.
+    """
+
+    def __init__(self, groups, epsilon: float, output: int = 0):
+        self.groups = groups
+        self.epsilon = _positive(epsilon, "epsilon")
+        self.output = int(output)
+
+    def _pairs(self, X) -> list[tuple[np.ndarray, np.ndarray]]:
+        members = list(_members(_group_labels(self.groups, X)).values())
+        return [(members[a], members[b]) for a in range(len(members)) for b in range(a + 1, len(members))]
+
+    def residuals(self, outputs, weights, X, Y):
+        f = outputs[:, self.output]
+        parts = []
+        for ga, gb in self._pairs(X):
+            d = (f[ga].mean() - f[gb].mean()).reshape(1)
+            parts += [d - self.epsilon, -d - self.epsilon]
+        return _cat(parts, outputs)
+
+    def add_to(self, model) -> None:
+        tp, out = get_training_problem(model), layer_blocks(model)[-1]
+        if not 0 <= self.output < len(out.nodes):
+            raise ValueError(f"output {self.output} does not exist: the network has {len(out.nodes)} output(s)")
+        pairs, o = self._pairs(tp.X), self.output
+        blk = self._block(model, "demographic_parity", "demographic parity")
+        blk.pairs = pyo.Set(initialize=range(len(pairs)), ordered=True)
+        blk.epsilon = pyo.Param(mutable=True, initialize=self.epsilon)
+
+        def gap(p):
+            ga, gb = pairs[p]
+            return sum(out.z[o, j] for j in ga) / len(ga) - sum(out.z[o, j] for j in gb) / len(gb)
+
+        blk.upper = pyo.Constraint(blk.pairs, rule=lambda b, p: gap(p) <= b.epsilon)
+        blk.lower = pyo.Constraint(blk.pairs, rule=lambda b, p: gap(p) >= -b.epsilon)
+
+    def __repr__(self):
+        return f"DemographicParity(groups={self.groups!r}, epsilon={self.epsilon}, output={self.output})"
+
+
+def _per_point(spec, X: np.ndarray, n_cols: int, what: str) -> np.ndarray | None:
+    """``spec`` as an ``(m, n_cols)`` array: a number, one value per column (``(n_cols,)``), or a
+    callable ``X -> (m, n_cols)`` or ``(m,)`` array (one value per point)."""
+    if spec is None:
+        return None
+    values = np.asarray(spec(X) if callable(spec) else spec, dtype=float)
+    if callable(spec) and values.ndim == 1:
+        values = values[:, None]
+    try:
+        return np.broadcast_to(values, (X.shape[0], n_cols)).copy()
+    except ValueError:
+        raise ValueError(f"{what} must broadcast to {(X.shape[0], n_cols)} (points, columns), got shape {values.shape}") from None
+
+
+class OutputBounds(ResidualConstraint):
+    r"""Output bounds on given points: :math:`lo_{ij} \le z^L_{ij} \le hi_{ij}` (physical ranges,
+    non-negativity, probabilities in [0, 1]).
+
+    ``lower`` / ``upper``: a number, one value per output, or a callable ``X -> array`` giving a
+    bound per point (so that the bound of any point, e.g. of a test set, is known); ``None`` or
+    ``±inf`` entries leave that side free.  The Pyomo constraints hold at the training points;
+    ``violation`` measures the points it is given.
+    """
+
+    def __init__(self, lower=None, upper=None):
+        if lower is None and upper is None:
+            raise ValueError("OutputBounds needs a lower or an upper bound")
+        self.lower, self.upper = lower, upper
+
+    def limits(self, X, n_out: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        lo, hi = (_per_point(b, X, n_out, "an output bound") for b in (self.lower, self.upper))
+        if lo is not None and hi is not None and np.any(lo > hi):
+            raise ValueError("OutputBounds: a lower bound exceeds its upper bound")
+        return lo, hi
+
+    def residuals(self, outputs, weights, X, Y):
+        lo, hi = self.limits(X, outputs.shape[1])
+        parts = []
+        for bound, sign in ((lo, -1.0), (hi, 1.0)):
+            if bound is not None:
+                finite = np.isfinite(bound)
+                parts.append(sign * (outputs[finite] - _like(bound[finite], outputs)))
+        return _cat(parts, outputs)
+
+    def add_to(self, model) -> None:
+        tp, out = get_training_problem(model), layer_blocks(model)[-1]
+        lo, hi = self.limits(tp.X, len(out.nodes))
+        blk = self._block(model, "output_bounds", "output bounds lo <= z^L <= hi at the training points")
+        for name, bound, sense in (("lower", lo, 1.0), ("upper", hi, -1.0)):
+            if bound is None:
+                continue
+            index = [(i, j) for j, i in zip(*np.nonzero(np.isfinite(bound)))]
+            blk.add_component(name, pyo.Constraint(
+                index, rule=lambda b, i, j, bound=bound, sense=sense: sense * (out.z[i, j] - float(bound[j, i])) >= 0))
+
+    def __repr__(self):
+        return f"OutputBounds(lower={self.lower!r}, upper={self.upper!r})"
+
+
+class LinearOutputEquality(ResidualConstraint):
+    r"""Linear equalities across outputs, :math:`A z^L_{*j} = c_j` (e.g. outputs that sum to a total).
+
+    ``A`` has shape ``(r, n_L)``; ``rhs`` is one value per row (``(r,)``) or a callable
+    ``X -> (m, r)`` (a total known for each point).  By default the equalities are imposed on the
+    outputs at the training points.  With ``every_input=True`` (constant ``rhs`` only) they are
+    imposed on the last layer's weights instead, :math:`A w^L = 0`, :math:`A b^L = c`, so that
+    :math:`A f(x) = A w^L x^L + A b^L = c` holds exactly for *every* input.
+    """
+
+    equality = True
+
+    def __init__(self, A, rhs, every_input: bool = False):
+        self.A = np.atleast_2d(np.asarray(A, dtype=float))
+        self.rhs = rhs
+        self.every_input = bool(every_input)
+        if every_input and callable(rhs):
+            raise ValueError("every_input=True needs a constant right-hand side (one value per row of A)")
+
+    def targets(self, X, n_out: int) -> np.ndarray:
+        """:math:`c_j` for every point, shape ``(m, r)``."""
+        if self.A.shape[1] != n_out:
+            raise ValueError(f"A has {self.A.shape[1]} columns but the network has {n_out} outputs")
+        return _per_point(self.rhs, X, self.A.shape[0], "rhs")
+
+    def residuals(self, outputs, weights, X, Y):
+        c = self.targets(X, outputs.shape[1])
+        return outputs @ _like(self.A.T, outputs) - _like(c, outputs)
+
+    def add_to(self, model) -> None:
+        tp, out = get_training_problem(model), layer_blocks(model)[-1]
+        c, A = self.targets(tp.X, len(out.nodes)), self.A
+        blk = self._block(model, "output_equality", "A z^L = c")
+        blk.rows = pyo.Set(initialize=range(A.shape[0]), ordered=True)
+        if self.every_input:
+            blk.weights = pyo.Constraint(blk.rows, out.inputs, rule=lambda b, r, k: sum(
+                A[r, i] * out.w[i, k] for i in out.nodes) == 0.0)
+            blk.biases = pyo.Constraint(blk.rows, rule=lambda b, r: sum(A[r, i] * out.b[i] for i in out.nodes) == c[0, r])
+        else:
+            blk.outputs = pyo.Constraint(blk.rows, model.samples, rule=lambda b, r, j: sum(
+                A[r, i] * out.z[i, j] for i in out.nodes) == c[j, r])
+
+    def __repr__(self):
+        return f"LinearOutputEquality(A={self.A.tolist()}, rhs={self.rhs!r}, every_input={self.every_input})"
+
+
+# -- constraints on the weights (exact for the real network) ----------------------------------
+
+
+class MonotoneInputs(ResidualConstraint):
+    r"""A network monotone in chosen inputs, for *every* input, by weight signs:
+
+    .. math:: w^1_{ik} \ge 0 \ (k \in \text{increasing}),\quad w^1_{ik} \le 0 \ (k \in \text{decreasing}),
+              \quad w^l \ge 0 \ (l \ge 2).
+
+    With non-decreasing activations every hidden unit is then non-decreasing in :math:`x_k` for
+    ``k`` increasing (non-increasing for ``k`` decreasing), and so is every output: a sum with
+    non-negative weights of non-decreasing functions, composed with non-decreasing activations.
+    The other inputs are unconstrained.  Linear constraints on the weights, so they hold exactly
+    for the real network.  :meth:`project` is the (cheap) Euclidean projection: clamp.
+    """
+
+    def __init__(self, increasing=(), decreasing=()):
+        self.increasing = sorted(int(k) for k in increasing)
+        self.decreasing = sorted(int(k) for k in decreasing)
+        if not self.increasing and not self.decreasing:
+            raise ValueError("MonotoneInputs needs at least one increasing or decreasing input")
+        if set(self.increasing) & set(self.decreasing):
+            raise ValueError(f"inputs {sorted(set(self.increasing) & set(self.decreasing))} cannot be both increasing and decreasing")
+
+    def _check_network(self, activations) -> None:
+        for act in activations:
+            _lipschitz_of(act)  # raises for an activation not known to be non-decreasing
+
+    def _check_inputs(self, n_in: int) -> None:
+        bad = [k for k in self.increasing + self.decreasing if not 0 <= k < n_in]
+        if bad:
+            raise ValueError(f"inputs {bad} do not exist: the network has {n_in} inputs")
+
+    def residuals(self, outputs, weights, X, Y):
+        self._check_inputs(weights[0].shape[1])
+        parts = [-weights[0][:, self.increasing]] if self.increasing else []
+        parts += [weights[0][:, self.decreasing]] if self.decreasing else []
+        return _cat(parts + [-w for w in weights[1:]], weights[0])
+
+    def project(self, weights: list) -> list:
+        """The nearest weights that satisfy the signs (numpy arrays or tensors; new objects)."""
+        first = weights[0] * 1.0
+        first[:, self.increasing] = first[:, self.increasing].clip(min=0.0)
+        first[:, self.decreasing] = first[:, self.decreasing].clip(max=0.0)
+        return [first] + [w.clip(min=0.0) for w in weights[1:]]
+
+    def add_to(self, model) -> None:
+        blocks = layer_blocks(model)
+        self._check_network([b.activation_function for b in blocks])
+        first = blocks[0]
+        self._check_inputs(len(first.inputs))
+        signs = {**{k: 1.0 for k in self.increasing}, **{k: -1.0 for k in self.decreasing}}
+        blk = self._block(model, "monotone_inputs", "weight signs: monotone in chosen inputs")
+        blk.first = pyo.Constraint(list(first.nodes), sorted(signs), rule=lambda b, i, k: signs[k] * first.w[i, k] >= 0)
+        later = [(l, i, k) for l, lb in enumerate(blocks[1:], 1) for i in lb.nodes for k in lb.inputs]
+        blk.later = pyo.Constraint(later, rule=lambda b, l, i, k: blocks[l].w[i, k] >= 0)
+
+    def __repr__(self):
+        return f"MonotoneInputs(increasing={self.increasing}, decreasing={self.decreasing})"
+
+
+class WeightNormBounds(ResidualConstraint):
+    r"""Weight-norm bounds, :math:`\|w^l\|_F \le c_l` (or every row :math:`\|w^l_{i*}\|_2 \le c_l`
+    with ``rows=True``), convex quadratic constraints :math:`\sum_{ik} (w^l_{ik})^2 \le c_l^2`.
+
+    They bound the network's Lipschitz constant in the 2-norms for every input:
+
+    .. math:: \|f(x) - f(x')\|_2 \le \prod_l L_{h^l} \|w^l\|_2 \, \|x - x'\|_2
+              \le \prod_l L_{h^l} c_l \sqrt{n_l}^{\,[\text{rows}]} \, \|x - x'\|_2,
+
+    with :math:`L_h = \sup |h'|` (1/4 for the sigmoid) and :math:`\|w\|_2 \le \|w\|_F \le \sqrt{n_l}
+    \max_i \|w_{i*}\|_2`.  ``bounds``: one :math:`c` for every layer or one per layer (``None``:
+    that layer is free).  Exact for the real network; :meth:`project` rescales (cheap).
+    """
+
+    def __init__(self, bounds, rows: bool = False):
+        self.bounds = bounds
+        self.rows = bool(rows)
+        for c in self._as_list(1 if not isinstance(bounds, (list, tuple)) else len(bounds)):
+            if c is not None:
+                _positive(c, "a norm bound")
+
+    def _as_list(self, n_layers: int) -> list[float | None]:
+        if isinstance(self.bounds, (list, tuple)):
+            if len(self.bounds) != n_layers:
+                raise ValueError(f"{len(self.bounds)} norm bounds given for a network of {n_layers} layers")
+            return [None if c is None else float(c) for c in self.bounds]
+        return [float(self.bounds)] * n_layers
+
+    def _norms(self, w):
+        return ((w ** 2).sum(1) if self.rows else (w ** 2).sum().reshape(1)) ** 0.5
+
+    def residuals(self, outputs, weights, X, Y):
+        return _cat([self._norms(w) - c for w, c in zip(weights, self._as_list(len(weights))) if c is not None], weights[0])
+
+    def project(self, weights: list) -> list:
+        """Each bounded layer (or row) rescaled onto its ball (numpy arrays or tensors; new objects)."""
+        out = []
+        for w, c in zip(weights, self._as_list(len(weights))):
+            if c is None:
+                out.append(w * 1.0)
+                continue
+            n = self._norms(w)
+            scale = (c / n.clip(min=c)).reshape(-1, 1) if self.rows else c / n.clip(min=c)
+            out.append(w * scale)
+        return out
+
+    def lipschitz_constant(self, net: Network) -> float:
+        r"""The bound :math:`\prod_l L_{h^l} c_l` (times :math:`\sqrt{n_l}` for row bounds) that holds for
+        every network meeting the constraint; ``ValueError`` if a layer is unbounded."""
+        bounds = self._as_list(net.n_layers)
+        if any(c is None for c in bounds):
+            raise ValueError("a Lipschitz bound needs a norm bound on every layer")
+        return float(np.prod([_lipschitz_of(net.activation(l)) * c * (np.sqrt(net.sizes[l]) if self.rows else 1.0)
+                              for l, c in enumerate(bounds, 1)]))
+
+    def add_to(self, model) -> None:
+        blocks = layer_blocks(model)
+        bounds = self._as_list(len(blocks))
+        blk = self._block(model, "weight_norms", "weight-norm bounds")
+        if self.rows:
+            index = [(l, i) for l, b in enumerate(blocks) if bounds[l] is not None for i in b.nodes]
+            rule = lambda b, l, i: sum(blocks[l].w[i, k] ** 2 for k in blocks[l].inputs) <= bounds[l] ** 2
+        else:
+            index = [l for l in range(len(blocks)) if bounds[l] is not None]
+            rule = lambda b, l: sum(v ** 2 for v in blocks[l].w.values()) <= bounds[l] ** 2
+        blk.bound = pyo.Constraint(index, rule=rule)
+
+    def __repr__(self):
+        return f"WeightNormBounds(bounds={self.bounds!r}, rows={self.rows})"
 
 
 class CallableConstraint:

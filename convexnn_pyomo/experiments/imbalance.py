@@ -10,18 +10,12 @@ line, flushed and fsynced) so an interrupted sweep resumes.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
 import json
 import math
-import multiprocessing
-import os
-import queue as _queue
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -29,11 +23,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..constraints import ClasswiseMisfitBounds
+from ..constraints import BalancedMisfitBounds, ClasswiseMisfitBounds
 from ..data import Dataset, load_dataset
 from ..network import Network
+from .sweep import (
+    MIN_RUNS_FOR_INTERVAL,
+    SweepProgress,
+    append_rows,
+    execute,
+    interval_stats,
+    read_rows,
+    write_atomic_csv,
+)
 
 __all__ = [
+    "ALL_METHODS",
     "METHODS",
     "METHOD_DESCRIPTIONS",
     "MIN_RUNS_FOR_INTERVAL",
@@ -60,8 +64,13 @@ METHOD_DESCRIPTIONS = {
     "adam": "Adam, unweighted",
     "logreg-balanced": "logistic regression with class_weight='balanced' (scikit-learn)",
     "smote-adam": "SMOTE oversampling of the minority class, then unweighted Adam",
+    "convexnn-balanced": "Convex-NN with the balanced bounds: mean hinge of every class <= t = --balanced-bound (0.5) "
+                         "(training error <= t in each class; opt-in)",
 }
-METHODS = list(METHOD_DESCRIPTIONS)
+#: methods run only when asked for (``--methods``): not part of the paper's Figure 2
+OPTIONAL_METHODS = ("convexnn-balanced",)
+METHODS = [m for m in METHOD_DESCRIPTIONS if m not in OPTIONAL_METHODS]
+ALL_METHODS = list(METHOD_DESCRIPTIONS)
 RUN_COLUMNS = [
     "dataset", "rho", "run", "seed", "method", "test_error", "balanced_error", "minority_recall",
     "train_loss", "constraint_violation", "seconds", "n_train", "n_minority", "status",
@@ -69,8 +78,6 @@ RUN_COLUMNS = [
 #: Metrics summarised per (rho, method); the rates lie in [0, 1], the others in [0, inf).
 METRICS = ["test_error", "balanced_error", "minority_recall", "train_loss", "constraint_violation", "seconds"]
 RATES = ("test_error", "balanced_error", "minority_recall")
-#: Below this many runs a 95% t-interval is not informative (t = 12.7 with 2 runs): none is given.
-MIN_RUNS_FOR_INTERVAL = 3
 _ADAM_METHODS = ("proportion", "random", "adam", "smote-adam")
 
 
@@ -95,6 +102,7 @@ class ImbalanceConfig:
     train_majority: int = 100
     test_per_class: int = 50
     kappa_factor: float = 0.5
+    balanced_bound: float = 0.5
     extra_kappa_factors: Sequence[float] = ()
     rounds: int = 10
     adam_steps: int = 2000
@@ -114,9 +122,9 @@ class ImbalanceConfig:
         return float(method.rsplit("-k", 1)[1]) if method.startswith("convexnn-constrained-k") else self.kappa_factor
 
     def validate(self) -> None:
-        unknown = set(self.methods) - set(METHODS)
+        unknown = set(self.methods) - set(ALL_METHODS)
         if unknown:
-            raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+            raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(ALL_METHODS)}")
         for r in self.ratios:
             if not 0.5 <= r < 1:
                 raise ValueError(f"majority proportions must be in [0.5, 1), got {r}")
@@ -125,6 +133,8 @@ class ImbalanceConfig:
         for k in (self.kappa_factor, *self.extra_kappa_factors):
             if not k > 0:
                 raise ValueError(f"kappa factors must be positive, got {k}")
+        if not self.balanced_bound > 0:
+            raise ValueError(f"the balanced bound must be positive, got {self.balanced_bound}")
 
 
 def preflight(cfg: ImbalanceConfig) -> None:
@@ -245,6 +255,7 @@ def _fit(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int, 
         from ..training import train
 
         cons = ClasswiseMisfitBounds(cfg.kappa_factor_of(method)) if method.startswith("convexnn-constrained") else None
+        cons = BalancedMisfitBounds(cfg.balanced_bound) if method == "convexnn-balanced" else cons
         on_round = (lambda row, best: report(row["round"])) if report else None
         res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, solver=cfg.solver, progress=on_round)
         net, status = res.network, str(res.summary()["status"])
@@ -284,33 +295,13 @@ def _violation_of_scores(check: ClasswiseMisfitBounds, scores, y) -> float:
 
 
 def _append_rows(path: Path, rows: list[dict]) -> None:
-    """Append whole lines and fsync: a killed sweep never leaves a half-written row."""
-    new = not path.exists() or path.stat().st_size == 0
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    if new:
-        w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, buf.getvalue().encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append whole lines and fsync (:func:`.sweep.append_rows`)."""
+    append_rows(path, rows, RUN_COLUMNS)
 
 
 def read_runs(path: Path) -> pd.DataFrame:
-    """``runs.csv`` without a possibly torn last line (a crash between write and fsync)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=RUN_COLUMNS)
-    text = path.read_text()
-    if not text.endswith("\n"):  # torn tail: drop it (and rewrite the file without it)
-        text = text[: text.rfind("\n") + 1]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return pd.read_csv(io.StringIO(text))
+    """``runs.csv`` without a possibly torn last line (:func:`.sweep.read_rows`)."""
+    return read_rows(path, RUN_COLUMNS)
 
 
 # -- the sweep -----------------------------------------------------------------------------------
@@ -347,16 +338,11 @@ def run_sweep(cfg: ImbalanceConfig, out: str | Path, jobs: int = 1, progress: bo
             bar.close()
     runs = read_runs(runs_path)
     summary = summarize(runs)
-    tmp = out / "summary.csv.tmp"
-    summary.to_csv(tmp, index=False)
-    os.replace(tmp, out / "summary.csv")
+    write_atomic_csv(summary, out / "summary.csv")
     plot_figure2(summary, out / "figure2.png", runs=runs)
     if progress:
         print(f"sweep finished in {time.perf_counter() - t0:.0f} s; wrote {out}/runs.csv, summary.csv, figure2.png")
     return summary
-
-
-_WORKER_QUEUE = None
 
 
 def _warm_up(names: Sequence[str]) -> None:
@@ -370,120 +356,38 @@ def _warm_up(names: Sequence[str]) -> None:
         importlib.import_module("imblearn.over_sampling")
 
 
-def _init_worker(events, names: Sequence[str]) -> None:
-    global _WORKER_QUEUE
-    _WORKER_QUEUE = events
-    _warm_up(names)
-
-
-def _run_unit(cfg: ImbalanceConfig, rho: float, run: int, method: str) -> list[dict]:
-    """A worker's unit: its progress events go to the parent through the queue."""
-    return run_one(cfg, rho, run, [method], progress=_WORKER_QUEUE.put if _WORKER_QUEUE is not None else None)
+def _unit_rows(cfg: ImbalanceConfig, unit: Unit, progress: Callable[[dict], None] | None) -> list[dict]:
+    return run_one(cfg, unit[0], unit[1], [unit[2]], progress=progress)
 
 
 def _execute(cfg: ImbalanceConfig, todo: list[Unit], jobs: int, bar: _SweepProgress | None) -> Iterator[tuple[Unit, list]]:
-    """Yield ``(unit, rows)`` as units finish: in this process, or in ``jobs`` worker processes whose
-    progress events reach ``bar`` through a queue."""
-    if jobs <= 1 or len(todo) <= 1:
-        _warm_up({unit[2] for unit in todo})
-        for unit in todo:
-            yield unit, run_one(cfg, unit[0], unit[1], [unit[2]], progress=bar.event if bar else None)
-        return
-    ctx = multiprocessing.get_context()
-    events = ctx.Queue() if bar else None
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                               initargs=(events, sorted({unit[2] for unit in todo})))
-    try:
-        futures = {pool.submit(_run_unit, cfg, *unit): unit for unit in todo}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield futures[fut], fut.result()
-            if bar:  # after the finished units: their late events are ignored
-                bar.drain(events)
-    finally:  # on an error (or Ctrl-C) do not start the units still queued
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Yield ``(unit, rows)`` as units finish (:func:`.sweep.execute`)."""
+    names = sorted({unit[2] for unit in todo})
+    return execute(todo, partial(_unit_rows, cfg), jobs, bar, partial(_warm_up, names))
 
 
-class _SweepProgress:
-    """A tqdm bar over (rho, run, method) units.  Its postfix names the running units (method, rho,
-    run and Convex-NN round) and an ETA: the remaining units' expected seconds (the mean of finished
-    units of the same method and rho, else of the method, else of all) over the number of workers."""
+class _SweepProgress(SweepProgress):
+    """The bar over (rho, run, method) units: a running unit shows its method, rho, run and
+    Convex-NN round; a unit's time is predicted by the finished units of the same method and rho,
+    else of the method, else of all."""
 
     def __init__(self, cfg: ImbalanceConfig, total: int, todo: list[Unit], jobs: int):
-        from tqdm import tqdm
+        self.cfg = cfg
+        super().__init__(total, todo, jobs, desc=f"imbalance {cfg.dataset}")
 
-        self.cfg, self.jobs, self.todo = cfg, max(1, jobs), set(todo)
-        self.running: dict[Unit, tuple[float, int]] = {}  # unit -> (start time, round)
-        self.seconds: dict[tuple, list[float]] = {}
-        self.bar = tqdm(total=total, initial=total - len(todo), desc=f"imbalance {cfg.dataset}", unit="fit",
-                        bar_format="{desc}: {n_fmt}/{total_fmt} fits |{bar}| {elapsed} elapsed{postfix}")
-        self._show()
+    def unit_of(self, ev: dict) -> Unit:
+        return (float(ev["rho"]), int(ev["run"]), ev["method"])
 
-    def event(self, ev: dict) -> None:
-        unit = (float(ev["rho"]), int(ev["run"]), ev["method"])
-        if unit in self.todo:  # a late event of a finished unit is ignored
-            start = self.running.get(unit, (time.perf_counter(), 0))[0]
-            self.running[unit] = (start, int(ev["round"]))
-            self._show()
+    def eta_keys(self, unit: Unit) -> list:
+        return [(unit[2], unit[0]), (unit[2],)]
 
-    def drain(self, events) -> None:
-        while True:
-            try:
-                self.event(events.get_nowait())
-            except _queue.Empty:
-                break
-        self._show()
-
-    def finished(self, unit: Unit, rows: list[dict]) -> None:
-        self.todo.discard(unit)
-        self.running.pop(unit, None)
-        for key in ((unit[2], unit[0]), (unit[2],), ()):
-            self.seconds.setdefault(key, []).append(float(rows[0]["seconds"]))
-        self.bar.update(1)
-        self._show()
-
-    def eta(self) -> float | None:
-        """Seconds left, or ``None`` before any unit finished."""
-        if not self.seconds:
-            return None
-        now = time.perf_counter()
-        left = 0.0
-        for rho, run, method in self.todo:
-            guess = next(np.mean(self.seconds[k]) for k in ((method, rho), (method,), ()) if k in self.seconds)
-            started = self.running.get((rho, run, method))
-            left += max(guess - (now - started[0]), 0.0) if started else guess
-        return left / min(self.jobs, max(len(self.todo), 1))
-
-    def _show(self) -> None:
-        eta = self.eta()
-        text = f"ETA {self.bar.format_interval(eta) if eta is not None else '?'}"
-        for (rho, run, method), (_, rnd) in self.running.items():
-            text += f" | {method} rho={rho:g} run {run + 1}/{self.cfg.runs}"
-            if method.startswith("convexnn"):
-                text += f" round {rnd}/{self.cfg.rounds}"
-        self.bar.set_postfix_str(text)
-
-    def close(self) -> None:
-        self.bar.close()
+    def label(self, unit: Unit, round_: int) -> str:
+        rho, run, method = unit
+        text = f"{method} rho={rho:g} run {run + 1}/{self.cfg.runs}"
+        return text + (f" round {round_}/{self.cfg.rounds}" if method.startswith("convexnn") else "")
 
 
 # -- summary, table, figure ----------------------------------------------------------------------
-
-
-def _interval_stats(v: np.ndarray, lo: float, hi: float) -> dict:
-    """Mean, std, min, max and the 95% t-interval of the mean (half-width and bounds clipped to
-    ``[lo, hi]``); the interval is NaN with fewer than :data:`MIN_RUNS_FOR_INTERVAL` values."""
-    from scipy import stats
-
-    mean = float(np.mean(v))
-    std = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
-    half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v))) if len(v) >= MIN_RUNS_FOR_INTERVAL else math.nan
-    no_interval = math.isnan(half)
-    return {"mean": mean, "std": std, "min": float(np.min(v)), "max": float(np.max(v)), "ci95": half,
-            "ci_low": math.nan if no_interval else max(lo, mean - half),
-            "ci_high": math.nan if no_interval else min(hi, mean + half)}
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -496,14 +400,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     for (ds, rho, method), g in runs.groupby(["dataset", "rho", "method"], sort=True):
         row = {"dataset": ds, "rho": rho, "method": method, "runs": len(g)}
         for mname in METRICS:
-            st = _interval_stats(g[mname].astype(float).to_numpy(), 0.0, 1.0 if mname in RATES else math.inf)
+            st = interval_stats(g[mname].astype(float).to_numpy(), 0.0, 1.0 if mname in RATES else math.inf)
             row.update({f"{mname}_{k}": v for k, v in st.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _method_order(names) -> list[str]:
-    base = {m: i for i, m in enumerate(METHODS)}
+    base = {m: i for i, m in enumerate(ALL_METHODS)}
     return sorted(set(names), key=lambda n: (base.get(n.split("-k")[0] if n.startswith("convexnn-constrained") else n, 99), n))
 
 
