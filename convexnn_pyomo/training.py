@@ -38,7 +38,7 @@ def train(
     max_failures: int = 3,
     progress: Callable[[dict, Network], None] | bool | None = None,
     relaxation: str = "parabolic",
-    loss_fraction: float = 1e-6,
+    loss_fraction: float = 1e-5,
     loss: str | Loss = "squared",
     shards: int = 1,
     backend: str = "auto",
@@ -61,7 +61,7 @@ def train(
     patience: ``adaptive``: stop after this many *exact* accepted rounds in a row each improve the
         loss by less than ``epsilon`` relative to it.
     loss_fraction: ``adaptive``: stop once the loss is at most this fraction of the initial loss
-        (default 1e-6: the data are interpolated; later rounds only polish round-off).
+        (default 1e-5: the data are interpolated; later rounds only polish round-off).
     mu: ``(mu_z, mu_p, mu_q)`` for every layer.  Default: ``(1, 1, 1)`` for ``paper``; for
         ``adaptive`` the per-layer exactness weights, recomputed at every reference.
     hard_constraints: a :class:`~convexnn_pyomo.constraints.HardConstraint`, a callable

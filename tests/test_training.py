@@ -272,16 +272,16 @@ def test_exact_rounds_report_a_relaxed_objective_not_below_their_true_loss(small
 
 def test_adaptive_schedule_stops_once_the_data_are_interpolated(small_problem):
     """The README's `convexnn train` example ran 300 rounds after interpolating its data (loss 2e-6
-    by round 10): the adaptive schedule stops when the loss falls below loss_fraction (1e-6) of
+    by round 10): the adaptive schedule stops when the loss falls below loss_fraction (1e-5) of
     the initial loss, with status converged, long before the round limit."""
     net, X, Y = small_problem  # 103 weights, 20 samples: interpolation is reachable
     res = train(net, X, Y, rounds=60, solver=SOLVER)
     assert res.status == "converged", res.history
-    assert res.final_loss <= 1e-6 * res.initial_loss
+    assert res.final_loss <= 1e-5 * res.initial_loss
     assert res.rounds < 60 and "below" in res.message
     # one round less would not have stopped: the rule fired at the first round below the fraction
     before = res.history[res.history.status == "accepted"].true_loss.iloc[:-1]
-    assert (before > 1e-6 * res.initial_loss).all()
+    assert (before > 1e-5 * res.initial_loss).all()
 
 
 def test_adaptive_stop_rule_counts_exact_small_improvements_in_a_row():

@@ -16,7 +16,7 @@ has converged.  :class:`~.sequential.SequentialRelaxation` runs any of them.
     so that ``eta`` is a safety factor around 1 (start 2, doubled after an inexact round, divided
     by 1.5 after an exact one, never below the floor 1); the step searched on the true loss
     (:class:`~.steps.SubspaceSearch`, or :class:`~.steps.LineSearch` with hard constraints); stop
-    when the loss falls below ``loss_fraction`` of the initial loss, or when ``patience`` exact
+    when the loss falls below ``loss_fraction`` (1e-5) of the initial loss, or when ``patience`` exact
     accepted rounds in a row each improve it by less than ``rel_tol`` (relative).
 """
 
@@ -116,7 +116,7 @@ class AdaptiveSchedule(Schedule):
     reduction = "mean"
 
     def __init__(self, eta: float | None = None, mu=None, rel_tol: float | None = None, patience: int = 5,
-                 loss_fraction: float = 1e-6):
+                 loss_fraction: float = 1e-5):
         eta = 2.0 if eta is None else eta
         # with the exactness weights eta is a safety factor (floor 1); with fixed mu, the given eta
         super().__init__(eta, 1.0 if mu is None else eta, mu)

@@ -95,7 +95,7 @@ class SequentialRelaxation:
                                           description="paper: absolute stop tolerance (1e-7); adaptive: rel_tol (1e-4)"))
     CONFIG.declare("patience", ConfigValue(default=5, domain=PositiveInt,
                                            description="adaptive: exact rounds in a row below rel_tol before stopping"))
-    CONFIG.declare("loss_fraction", ConfigValue(default=1e-6, domain=PositiveFloat,
+    CONFIG.declare("loss_fraction", ConfigValue(default=1e-5, domain=PositiveFloat,
                                                 description="adaptive: stop when loss <= loss_fraction * initial loss"))
     CONFIG.declare("mu", ConfigValue(default=None, domain=_mu_triple,
                                      description="(mu_z, mu_p, mu_q) for every layer; default: the schedule's"))
