@@ -321,7 +321,6 @@ def _imbalance_epilog() -> str:
 
 
 def _cmd_experiment_imbalance(args) -> int:
-    from .data import DataError
     from .experiments.imbalance import METHODS, ImbalanceConfig, format_summary, preflight, run_sweep
 
     cfg = ImbalanceConfig(
@@ -332,18 +331,7 @@ def _cmd_experiment_imbalance(args) -> int:
         adam_steps=args.adam_steps, train_majority=args.train_majority, test_per_class=args.test_per_class,
         seed=args.seed, solver=args.solver,
     )
-    try:
-        preflight(cfg)  # data, solver, packages: before anything is written
-    except (DataError, ValueError, ImportError, RuntimeError) as exc:
-        raise CliError(str(exc)) from None
-    out = Path(args.out)
-    with _output_folder(out, produced=lambda: _data_lines(out / "runs.csv") > 0):
-        try:
-            summary = run_sweep(cfg, out, jobs=args.jobs)
-        except (DataError, ValueError, ImportError) as exc:
-            raise CliError(str(exc)) from None
-    print(format_summary(summary))
-    return 0
+    return _run_study(cfg, args, preflight, run_sweep, format_summary, "runs.csv")
 
 
 # -- convexnn experiment constraints -------------------------------------------------------------
@@ -368,7 +356,6 @@ def _constraints_epilog() -> str:
 def _cmd_experiment_constraints(args) -> int:
     from dataclasses import replace
 
-    from .data import DataError
     from .experiments.constraints import ConstraintsConfig, format_summary, preflight, run_study
 
     given = {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "rounds": args.rounds,
@@ -376,14 +363,22 @@ def _cmd_experiment_constraints(args) -> int:
              "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path}
     base = ConstraintsConfig.quick() if args.quick else ConstraintsConfig()
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
+    return _run_study(cfg, args, preflight, run_study, format_summary, "results.csv")
+
+
+def _run_study(cfg, args, preflight: Callable, run: Callable, format_summary: Callable, rows_file: str) -> int:
+    """An experiment's common path: checks before anything is written, the run in ``--out`` (removed
+    if it produced no row), the printed summary; data and setup errors as one ``error:`` line."""
+    from .data import DataError
+
     try:
         preflight(cfg)  # data, solver, packages: before anything is written
     except (DataError, ValueError, ImportError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
     out = Path(args.out)
-    with _output_folder(out, produced=lambda: _data_lines(out / "results.csv") > 0):
+    with _output_folder(out, produced=lambda: _data_lines(out / rows_file) > 0):
         try:
-            summary = run_study(cfg, out, jobs=args.jobs)
+            summary = run(cfg, out, jobs=args.jobs)
         except (DataError, ValueError, ImportError) as exc:
             raise CliError(str(exc)) from None
     print(format_summary(summary))

@@ -52,16 +52,11 @@ def train(
     schedule: ``"adaptive"`` (alias ``"default"``) or ``"paper"``
         (:mod:`convexnn_pyomo.algorithms.schedules`).
     rounds: maximum number of convex solves (accepted, rejected or failed).
-    eta: ``paper``: the fixed eta (default 100); ``adaptive``: the initial safety factor on the
-        exactness weights (default 2), adapted each round, never below 1 (never below the given value
-        when ``mu`` is given).
-    epsilon: the stop tolerance: ``paper``: stop at the first accepted round that improves the summed
-        loss by less than ``epsilon`` (absolute, default 1e-7); ``adaptive``: ``rel_tol`` (default
-        1e-4), see ``patience``.
-    patience: ``adaptive``: stop after this many *exact* accepted rounds in a row each improve the
-        loss by less than ``epsilon`` relative to it.
-    loss_fraction: ``adaptive``: stop once the loss is at most this fraction of the initial loss
-        (default 1e-5: the data are interpolated; later rounds only polish round-off).
+    eta, epsilon, patience, loss_fraction: the schedule's (docs/algorithm.md): ``paper``: fixed eta
+        (100), stop at the first accepted improvement below ``epsilon`` (1e-7, absolute);
+        ``adaptive``: initial safety factor (2), stop once the loss is below ``loss_fraction``
+        (1e-5) of the initial loss, or after ``patience`` (5) exact rounds in a row each improving
+        it by less than ``epsilon`` (1e-4, relative).
     mu: ``(mu_z, mu_p, mu_q)`` for every layer.  Default: ``(1, 1, 1)`` for ``paper``; for
         ``adaptive`` the per-layer exactness weights, recomputed at every reference.
     hard_constraints: a :class:`~convexnn_pyomo.constraints.HardConstraint`, a callable
@@ -69,16 +64,11 @@ def train(
     solver: solver name (default :func:`~convexnn_pyomo.solvers.default_nlp_solver`).
     time_limit: wall-clock seconds for the whole run (it also caps the solve in progress).
     target_loss: stop as soon as the true loss is at or below this value.
-    exact_tol: a round is exact when both constraint gaps are at most this; for ``adaptive`` an
-        inexact round doubles ``eta``.
-    round_time_limit: wall-clock seconds for one convex solve.
-    max_failures: a failed solve (time or iteration cap, solver error, or "infeasible" although the
-        accepted network meets the hard constraints) is recorded as ``solver_failed`` (with the
-        solver's ``termination``) and retried with eta four times larger; this many in a row end the
-        run with status ``solver_failed`` and the best accepted weights.
-    warm_start: full-batch Adam steps (lr 0.01, PyTorch) before the first round (history row 0).
-    progress: ``True`` prints a header and one line per round; a callable receives each history
-        row and the best accepted network so far (e.g. to checkpoint it).
+    exact_tol, round_time_limit, max_failures, warm_start, constraint_tol: see
+        :class:`~convexnn_pyomo.algorithms.SequentialRelaxation` (``.CONFIG.display()``); a failed
+        solve is recorded as ``solver_failed`` and retried with eta x4, ``max_failures`` in a row end
+        the run with the best accepted weights.
+    progress: ``True`` prints a header and a line per round; or a callable ``(row, best_network)``.
     relaxation: ``"parabolic"`` (5a)-(5d) or ``"mccormick"`` (needs weight boxes; it applies
         ``convexnn.bound`` with its defaults): the relaxations the regularizer (8) is defined for.
     loss: the training loss on the outputs ``z^L`` (:mod:`convexnn_pyomo.losses`): ``"squared"``
