@@ -36,7 +36,17 @@ from .model import (
     network_from_model,
     set_values_from_network,
 )
-from .constraints import ClasswiseMisfitBounds, HardConstraint
+from .constraints import (
+    BalancedMisfitBounds,
+    ClasswiseMisfitBounds,
+    DemographicParity,
+    GroupLossBounds,
+    HardConstraint,
+    LinearOutputEquality,
+    MonotoneInputs,
+    OutputBounds,
+    WeightNormBounds,
+)
 from .network import ForwardPass, Network, check_data
 from .solvers import available_solvers, default_nlp_solver, require_solver
 from .transformations import (
