@@ -2,6 +2,8 @@
 
     python benchmarks/scale.py --sizes 1000,3000,10000,30000,100000 --out DIR [--hidden 6,6] [--path direct|pyomo|both]
     python benchmarks/scale.py --options-study --sizes 1000,3000 --out DIR [--variants serial,thread,...]
+    python benchmarks/scale.py --path sdp --sizes 25,50,100,200 --out DIR
+    python benchmarks/scale.py --rounds-study --sizes 1000,10000 --rounds 15 --out DIR
 
 Data: ``X ~ N(0, I_8)``; labels from a random 8-6-6-1 sigmoid *teacher* (He initialisation, seed
 100, biases ``N(0, 0.5^2)``) plus Gaussian noise of standard deviation ``--noise`` (0.1): the
@@ -13,7 +15,10 @@ Round 1 is the adaptive schedule's first round (eta 2, per-layer mu = the exactn
 initial network, warm start at its lift); round 2 is re-centred at round 1's solution (eta 2, mu =
 the exactness weights there) and re-solved without any rebuild.  Paths: ``direct``
 (:class:`~convexnn_pyomo.solvers.casadi_direct.DirectParabolicRound`) and ``pyomo``
-(``build_training_model`` + ``convexnn.parabolic`` + ``convexnn.regularize`` + ``ipopt_casadi``).
+(``build_training_model`` + ``convexnn.parabolic`` + ``convexnn.regularize`` + ``ipopt_casadi``);
+``sdp`` (the SDP relaxation (4), ``convexnn.sdp`` + ``convexnn.regularize``, solved by the
+``convexnn_sdp_cuts`` loop over Clarabel; round 1 only, for small m: its ``m x m`` blocks grow
+quadratically and the conic solver's work faster still).
 
 Each (m, path) runs in a subprocess (so ``peak_rss_mb`` -- the child's VmHWM -- is that run's own)
 and its row is appended to ``DIR/scale.csv`` as soon as it is measured.  A size whose peak memory,
@@ -31,6 +36,12 @@ Ipopt calls: robust when other jobs share the cores), ``eval_s`` (CasADi callbac
 
 ``--options-study`` times round 1 of the direct path under CasADi/Ipopt variants
 (:data:`VARIANTS`) into ``DIR/scale_options.csv``.
+
+``--rounds-study`` runs Algorithm 1 (``train``, adaptive schedule, direct path, ``--rounds`` at
+most) per size and appends every round to ``DIR/scale_rounds.csv`` (``m, round, true_loss,
+floor, loss_over_floor, seconds, status``; ``floor`` is the teacher's own mean loss on the same
+data), then prints the first round within 10% of the floor: does the schedule need more rounds as
+m grows?
 """
 
 from __future__ import annotations
@@ -127,6 +138,27 @@ def _direct_rounds(net, X, Y, spec: dict, row: dict) -> None:
                status=f"{row['status']}; {out['return_status']}", round2_loss=rnd.solution().loss(X, Y, "mean"))
 
 
+def _regularized_model(net, X, Y, relaxation: str, row: dict):
+    """Round 1's Pyomo model: the ``relaxation``, the regularizer at ``net`` (eta 2, exactness
+    weights), values at its lift; records build/transform seconds and the model's size in ``row``."""
+    import pyomo.environ as pyo
+
+    import convexnn_pyomo as cnn
+
+    t0 = time.perf_counter()
+    model = cnn.build_training_model(net, X, Y, reduction="mean")
+    row["build_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pyo.TransformationFactory(f"convexnn.{relaxation}").apply_to(model)
+    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=2.0, reference=net)
+    cnn.update_reference(model, net, eta=2.0, **cnn.exactness_weights(model, net))
+    cnn.set_lifted_values(model, net)
+    row["transform_s"] = time.perf_counter() - t0
+    row["variables"] = sum(1 for _ in model.component_data_objects(pyo.Var))
+    row["constraints"] = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True))
+    return model
+
+
 def _pyomo_rounds(net, X, Y, spec: dict, row: dict) -> None:
     import pyomo.environ as pyo
 
@@ -134,17 +166,7 @@ def _pyomo_rounds(net, X, Y, spec: dict, row: dict) -> None:
     from convexnn_pyomo.algorithms import IPOPT_DEFAULTS
     from convexnn_pyomo.solvers import require_solver
 
-    t0 = time.perf_counter()
-    model = cnn.build_training_model(net, X, Y, reduction="mean")
-    row["build_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
-    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=2.0, reference=net)
-    cnn.update_reference(model, net, eta=2.0, **cnn.exactness_weights(model, net))
-    cnn.set_lifted_values(model, net)
-    row["transform_s"] = time.perf_counter() - t0
-    row["variables"] = sum(1 for _ in model.component_data_objects(pyo.Var))
-    row["constraints"] = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True))
+    model = _regularized_model(net, X, Y, "parabolic", row)
     opt, options = require_solver("ipopt_casadi"), {**IPOPT_DEFAULTS, **spec.get("ipopt", {})}
 
     def solve(extra=None):
@@ -170,6 +192,28 @@ def _pyomo_rounds(net, X, Y, spec: dict, row: dict) -> None:
                round2_loss=cnn.network_from_model(model).loss(X, Y, "mean"))
 
 
+def _sdp_rounds(net, X, Y, spec: dict, row: dict) -> None:
+    import pyomo.environ as pyo
+
+    import convexnn_pyomo as cnn
+    from convexnn_pyomo.solvers import solve_sdp_relaxation
+
+    model = _regularized_model(net, X, Y, "sdp", row)
+    t0, cpu = time.perf_counter(), time.process_time()
+    res = solve_sdp_relaxation(model, load_solutions=False, raise_exception_on_nonoptimal_result=False)
+    ok = pyo.check_optimal_termination(res)
+    if ok:
+        res.solution_loader.load_vars()
+    info = res.extra_info
+    row.update(translate_s=0.0, first_solve_s=time.perf_counter() - t0, first_solve_cpu_s=time.process_time() - cpu,
+               ipopt_iterations=info.iteration_count,
+               status=("Solve_Succeeded" if ok else str(res.termination_condition)) + f" (conic, {info.cut_rounds} cut rounds)",
+               round1_loss=cnn.network_from_model(model).loss(X, Y, "mean") if ok else float("nan"))
+
+
+_ROUNDS = {"direct": _direct_rounds, "pyomo": _pyomo_rounds, "sdp": _sdp_rounds}
+
+
 def worker(spec: dict) -> dict:
     """Measure one (m, path) in this process; returns the CSV row."""
     import convexnn_pyomo as cnn
@@ -179,7 +223,7 @@ def worker(spec: dict) -> dict:
     row = {"m": spec["m"], "path": spec["path"], "hidden": "-".join(map(str, spec["hidden"])),
            "variant": spec.get("variant", ""), "noise_floor": spec["noise"] ** 2,
            "initial_loss": net.loss(X, Y, "mean")}
-    (_direct_rounds if spec["path"] == "direct" else _pyomo_rounds)(net, X, Y, spec, row)
+    _ROUNDS[spec["path"]](net, X, Y, spec, row)
     row["seconds_per_iteration"] = row["first_solve_s"] / max(row["ipopt_iterations"], 1)
     row["peak_rss_mb"] = _peak_rss_mb()
     return row
@@ -302,15 +346,17 @@ def plot_scale(csv: Path, png: Path) -> None:
 
     rows = [r for r in read_rows(csv) if str(r.get("status", "")).startswith("Solve_Succeeded")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for path, marker in (("direct", "o"), ("pyomo", "s")):
+    for path, marker in (("direct", "o"), ("pyomo", "s"), ("sdp", "^")):
         mine = sorted((int(r["m"]), r) for r in rows if r["path"] == path)
         if not mine:
             continue
         ms = [m for m, _ in mine]
         axes[0].loglog(ms, [round_seconds(r) for _, r in mine], marker=marker, label=f"{path}: build + translate + solve")
-        axes[0].loglog(ms, [_number(r["first_solve_s"]) for _, r in mine], marker=marker, ls=":", label=f"{path}: solve")
+        if path != "sdp":
+            axes[0].loglog(ms, [_number(r["first_solve_s"]) for _, r in mine], marker=marker, ls=":",
+                           label=f"{path}: solve")
         axes[1].loglog(ms, [_number(r["peak_rss_mb"]) for _, r in mine], marker=marker, label=path)
-    ref = sorted(int(r["m"]) for r in rows)
+    ref = sorted(int(r["m"]) for r in rows if r["path"] != "sdp")
     if ref:
         axes[0].loglog(ref, [12.4 * m / 1000 for m in ref], color="grey", lw=0.8, label="slope 1 (linear in m)")
     axes[0].set(xlabel="samples m", ylabel="seconds, first round", title="one convex round, 8-6-6-1 sigmoid")
@@ -320,6 +366,36 @@ def plot_scale(csv: Path, png: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
+
+
+ROUND_COLUMNS = ["m", "round", "true_loss", "floor", "loss_over_floor", "eta", "seconds", "status", "hidden"]
+
+
+def rounds_study(args, sizes: list[int], hidden: list[int]) -> None:
+    """Algorithm 1 (adaptive, direct) per size; every round's loss against the teacher's own loss."""
+    import pandas as pd
+
+    import convexnn_pyomo as cnn
+
+    out, tag = Path(args.out) / "scale_rounds.csv", "-".join(map(str, hidden))
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=ROUND_COLUMNS)
+    for m in sizes:
+        mine = done[(done.m == m) & (done.hidden.astype(str) == tag)]
+        if mine.empty:
+            X, Y, clean = teacher_data(m, hidden, args.noise)
+            floor = float(np.mean((clean - Y) ** 2))
+            net = cnn.Network([8, *hidden, 1], "sigmoid").init_he(0)
+            res = cnn.train(net, X, Y, rounds=args.rounds, backend="direct", progress=True, round_time_limit=args.timeout,
+                            solver_options=json.loads(args.ipopt))
+            h = res.history
+            mine = pd.DataFrame({"m": m, "round": h["round"], "true_loss": h["true_loss"] / m, "floor": floor,
+                                 "loss_over_floor": h["true_loss"] / m / floor, "eta": h["eta"],
+                                 "seconds": h["solve_seconds"], "status": h["status"], "hidden": tag})
+            mine[ROUND_COLUMNS].to_csv(out, mode="a", header=not out.exists(), index=False)
+        hit = mine[mine.loss_over_floor <= 1.1]
+        first = int(hit["round"].iloc[0]) if len(hit) else None
+        print(f"m = {m}: best loss / floor {mine.loss_over_floor.min():.3f} after {int(mine['round'].max())} rounds; "
+              f"within 10% of the floor " + (f"from round {first}" if first else "never"), flush=True)
 
 
 def options_study(args, sizes: list[int], hidden: list[int]) -> None:
@@ -347,7 +423,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--hidden", default="6,6", help="hidden layer sizes of teacher and student")
-    ap.add_argument("--path", choices=["direct", "pyomo", "both"], default="both")
+    ap.add_argument("--path", choices=["direct", "pyomo", "both", "sdp"], default="both")
     ap.add_argument("--pyomo-max-m", type=int, default=10000, help="largest m for the Pyomo path")
     ap.add_argument("--noise", type=float, default=0.1, help="standard deviation of the label noise")
     ap.add_argument("--memory-limit-mb", type=float, default=None,
@@ -363,6 +439,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="for --options-study: runs per (m, variant)")
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"for --options-study, from {','.join(VARIANTS)}")
     ap.add_argument("--plot", action="store_true", help="only draw OUT/scale.png from OUT/scale.csv")
+    ap.add_argument("--rounds-study", action="store_true", help="Algorithm 1 per size: rounds to the noise floor")
+    ap.add_argument("--rounds", type=int, default=15, help="for --rounds-study: rounds at most")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -378,7 +456,8 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     print(f"8-{args.hidden.replace(',', '-')}-1 sigmoid teacher, noise sd {args.noise} "
           f"(optimum mean loss ~ {args.noise ** 2:g})", flush=True)
-    (options_study if args.options_study else scale_run)(args, sizes, hidden)
+    study = rounds_study if args.rounds_study else options_study if args.options_study else scale_run
+    study(args, sizes, hidden)
 
 
 if __name__ == "__main__":

@@ -198,9 +198,10 @@ def train_adam_penalty(net: Network, X, Y, constraints, weight: float = 1.0, ste
 
 def train_adam_projected(net: Network, X, Y, constraints, steps: int = 2000, lr: float = 0.005,
                          seed: int | None = 0) -> GradientResult:
-    """Projected Adam: after every Adam step on the mean squared loss the weights are mapped by each
-    constraint's ``project`` (cheap for weight signs: clamp; norm bounds: rescale), so the returned
-    network meets them exactly.  Constraints without ``project`` are refused."""
+    """Projected Adam: after every Adam step on the mean squared loss the weights and biases are mapped
+    by each constraint's ``project(weights, biases)`` (cheap for weight signs: clamp; norm bounds:
+    rescale; ``LinearOutputEquality(every_input=True)``: an orthogonal projection of the last layer),
+    so the returned network meets them exactly.  Constraints without ``project`` are refused."""
     from .constraints import as_hard_constraints
 
     missing = [type(c).__name__ for c in as_hard_constraints(constraints) if not hasattr(c, "project")]
@@ -214,8 +215,10 @@ def train_adam_projected(net: Network, X, Y, constraints, steps: int = 2000, lr:
         opt.step()
         with torch.no_grad():
             for c in cons:
-                for m, w in zip(linears, c.project([m.weight for m in linears])):
+                weights, biases = c.project([m.weight for m in linears], [m.bias for m in linears])
+                for m, w, b in zip(linears, weights, biases):
                     m.weight.copy_(w)
+                    m.bias.copy_(b)
         return float(r2.sum().detach())
 
     return _adam_run(net, X, Y, constraints, steps, lr, seed, step)

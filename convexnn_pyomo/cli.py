@@ -512,7 +512,7 @@ def _constraints_parser(experiments) -> None:
     from .experiments.constraints import METHODS, TASKS
 
     c = _command(experiments, "constraints", "hard constraints users want (fairness, output bounds, monotone, Lipschitz, "
-                 "balanced) against penalty, Cooper and projected Adam", _cmd_experiment_constraints, _constraints_epilog())
+                 "balanced, compositions) against penalty, Cooper and projected Adam", _cmd_experiment_constraints, _constraints_epilog())
     c.add_argument("--quick", action="store_true", help="a small run that checks the pipeline (default: the full study)")
     c.add_argument("--tasks", nargs="+", default=None, choices=list(TASKS), metavar="TASK",
                    help="subset of the tasks listed below (default: all)")

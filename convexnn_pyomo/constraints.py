@@ -507,7 +507,9 @@ class LinearOutputEquality(ResidualConstraint):
     ``X -> (m, r)`` (a total known for each point).  By default the equalities are imposed on the
     outputs at the training points.  With ``every_input=True`` (constant ``rhs`` only) they are
     imposed on the last layer's weights instead, :math:`A w^L = 0`, :math:`A b^L = c`, so that
-    :math:`A f(x) = A w^L x^L + A b^L = c` holds exactly for *every* input.
+    :math:`A f(x) = A w^L x^L + A b^L = c` holds exactly for *every* input; then (and only then)
+    ``project`` is the cheap Euclidean projection onto them (without ``every_input`` there is no
+    ``project`` attribute: ``hasattr(c, "project")`` is false).
     """
 
     equality = True
@@ -528,6 +530,31 @@ class LinearOutputEquality(ResidualConstraint):
     def residuals(self, outputs, weights, X, Y):
         c = self.targets(X, outputs.shape[1])
         return outputs @ _like(self.A.T, outputs) - _like(c, outputs)
+
+    @property
+    def project(self) -> Callable[[list, list], tuple[list, list]]:
+        """:meth:`project_last_layer` when ``every_input=True``; otherwise ``AttributeError``: equalities
+        at given points bind the real outputs, a nonconvex set of weights with no cheap projection."""
+        if not self.every_input:
+            raise AttributeError("LinearOutputEquality(every_input=False) has no cheap projection: its equalities "
+                                 "bind the outputs at given points (use every_input=True, the penalty or Cooper)")
+        return self.project_last_layer
+
+    def project_last_layer(self, weights: list, biases: list) -> tuple[list, list]:
+        r"""The nearest weights and biases (Euclidean norm over all of them) with :math:`A w^L = 0`,
+        :math:`A b^L = c`:
+
+        .. math:: w^L \leftarrow w^L - A^+ A\, w^L, \qquad b^L \leftarrow b^L - A^+ (A b^L - c),
+
+        :math:`A^+ = A^\top (A A^\top)^{-1}` (the pseudo-inverse): every column of :math:`w^L` projected
+        orthogonally onto :math:`\{v : A v = 0\}`, :math:`b^L` onto :math:`\{v : A v = c\}`; the other
+        layers unchanged.  Numpy arrays or tensors; new objects."""
+        w, b = weights[-1], biases[-1]
+        c = self.targets(np.zeros((1, 0)), w.shape[0])[0]
+        pinv = np.linalg.pinv(self.A)
+        w = w - _like(pinv @ self.A, w) @ w
+        b = b - _like(pinv, b) @ (_like(self.A, b) @ b - _like(c, b))
+        return [v * 1.0 for v in weights[:-1]] + [w], [v * 1.0 for v in biases[:-1]] + [b]
 
     def add_to(self, model) -> None:
         tp, out = get_training_problem(model), layer_blocks(model)[-1]
@@ -585,12 +612,12 @@ class MonotoneInputs(ResidualConstraint):
         parts += [weights[0][:, self.decreasing]] if self.decreasing else []
         return _cat(parts + [-w for w in weights[1:]], weights[0])
 
-    def project(self, weights: list) -> list:
-        """The nearest weights that satisfy the signs (numpy arrays or tensors; new objects)."""
+    def project(self, weights: list, biases: list) -> tuple[list, list]:
+        """The nearest weights that satisfy the signs, biases unchanged (numpy arrays or tensors; new objects)."""
         first = weights[0] * 1.0
         first[:, self.increasing] = first[:, self.increasing].clip(min=0.0)
         first[:, self.decreasing] = first[:, self.decreasing].clip(max=0.0)
-        return [first] + [w.clip(min=0.0) for w in weights[1:]]
+        return [first] + [w.clip(min=0.0) for w in weights[1:]], [b * 1.0 for b in biases]
 
     def add_to(self, model) -> None:
         blocks = layer_blocks(model)
@@ -641,8 +668,9 @@ class WeightNormBounds(ResidualConstraint):
     def residuals(self, outputs, weights, X, Y):
         return _cat([self._norms(w) - c for w, c in zip(weights, self._as_list(len(weights))) if c is not None], weights[0])
 
-    def project(self, weights: list) -> list:
-        """Each bounded layer (or row) rescaled onto its ball (numpy arrays or tensors; new objects)."""
+    def project(self, weights: list, biases: list) -> tuple[list, list]:
+        """Each bounded layer (or row) rescaled onto its ball, biases unchanged (numpy arrays or tensors;
+        new objects)."""
         out = []
         for w, c in zip(weights, self._as_list(len(weights))):
             if c is None:
@@ -651,7 +679,7 @@ class WeightNormBounds(ResidualConstraint):
             n = self._norms(w)
             scale = (c / n.clip(min=c)).reshape(-1, 1) if self.rows else c / n.clip(min=c)
             out.append(w * scale)
-        return out
+        return out, [b * 1.0 for b in biases]
 
     def lipschitz_constant(self, net: Network) -> float:
         r"""The bound :math:`\prod_l L_{h^l} c_l` (times :math:`\sqrt{n_l}` for row bounds) that holds for

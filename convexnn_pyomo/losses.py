@@ -45,6 +45,11 @@ class Loss:
     name: str = "loss"
     #: largest eigenvalue of the per-sample Hessian in ``z``, over all ``z`` (its curvature)
     curvature: float = np.inf
+    #: the curvature vanishes as ``|z|`` grows (logistic, softmax): a round's relaxed outputs can then
+    #: drift far along the output biases (a 10-class Yeast round never converged), so the
+    #: regularizer anchors them with :math:`\mu_z^L\|b^L - \check b^L\|^2`
+    #: (:class:`~convexnn_pyomo.transformations.regularize.Regularize`)
+    saturating: bool = False
 
     def value(self, z: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Per-sample losses, shape ``(m,)``."""
@@ -115,6 +120,7 @@ class LogisticLoss(Loss):
 
     name = "logistic"
     curvature = 0.25
+    saturating = True
 
     def value(self, z, Y):
         z, Yt = _columns(z, Y)
@@ -156,6 +162,7 @@ class SoftmaxLoss(Loss):
 
     name = "softmax"
     curvature = 0.5
+    saturating = True
 
     @staticmethod
     def _softmax(z: np.ndarray, axis: int) -> np.ndarray:

@@ -270,6 +270,73 @@ def test_projected_adam_meets_weight_constraints_exactly():
         train_adam_projected(net, X, y, OutputBounds(0.0, 1.0), steps=1)
 
 
+def _equality_case(seed=0):
+    """Two random equalities on 4 outputs, a 3-5-4 network's weights and biases."""
+    rng = np.random.default_rng(seed)
+    cons = LinearOutputEquality(rng.normal(size=(2, 4)), rng.normal(size=2), every_input=True)
+    net = cnn.Network([3, 5, 4], ["sigmoid", "identity"]).init_he(seed)
+    net.biases = [rng.normal(size=b.shape) for b in net.biases]
+    return cons, net
+
+
+def test_projection_onto_linear_output_equalities_is_the_nearest_feasible_point():
+    """A w^L = 0 and A b^L = c after the projection (so A f(x) = c for every input), a second projection
+    changes nothing, the other layers are untouched, and no feasible point is closer (random feasible
+    points built from a null-space basis of A, not from the projection)."""
+    from scipy.linalg import null_space
+
+    cons, net = _equality_case()
+    A, c = cons.A, np.asarray(cons.rhs)
+    assert np.abs(A @ net.weights[-1]).max() > 0.1 and np.abs(A @ net.biases[-1] - c).max() > 0.1
+    W, B = cons.project(net.weights, net.biases)
+    assert np.abs(A @ W[-1]).max() <= 1e-12 and np.abs(A @ B[-1] - c).max() <= 1e-12
+    W2, B2 = cons.project(W, B)
+    for u, v in zip(W + B, W2 + B2):
+        np.testing.assert_allclose(v, u, rtol=0, atol=1e-12)
+    for u, v in zip(W[:-1] + B[:-1], net.weights[:-1] + net.biases[:-1]):
+        assert np.array_equal(u, v) and u is not v
+    fresh = np.random.default_rng(1).uniform(-3, 4, size=(300, 3))
+    projected = cnn.Network(net.sizes, net.activations, W, B)
+    assert cons.violation(projected, fresh, np.zeros((300, 4))) <= 1e-12
+    N, b0 = null_space(A), np.linalg.lstsq(A, c, rcond=None)[0]
+    distance = lambda w, b: np.sqrt(np.sum((w - net.weights[-1]) ** 2) + np.sum((b - net.biases[-1]) ** 2))
+    nearest = distance(W[-1], B[-1])
+    rng = np.random.default_rng(2)
+    for scale in (0.01, 0.1, 1.0, 10.0):
+        for _ in range(50):
+            w = W[-1] + scale * N @ rng.normal(size=(N.shape[1], W[-1].shape[1]))
+            b = b0 + N @ (N.T @ (B[-1] - b0) + scale * rng.normal(size=N.shape[1]))
+            assert np.abs(A @ w).max() <= 1e-12 and np.abs(A @ b - c).max() <= 1e-12  # feasible
+            assert distance(w, b) >= nearest
+
+
+@requires_module("torch")
+def test_projected_adam_meets_linear_output_equalities_for_every_input():
+    """Outputs that sum to 1 (one-hot targets): exact on unseen inputs after projected Adam, the same
+    projection on tensors as on arrays; without every_input there is no projection, and it is refused."""
+    import torch
+
+    from convexnn_pyomo.baselines import train_adam_projected
+
+    cons, net = _equality_case()
+    W, B = cons.project(net.weights, net.biases)
+    Wt, Bt = cons.project([torch.tensor(w) for w in net.weights], [torch.tensor(b) for b in net.biases])
+    for u, v in zip(W + B, Wt + Bt):
+        np.testing.assert_allclose(v.numpy(), u, rtol=0, atol=1e-12)
+    X, labels = _data()
+    Y = np.eye(2)[labels.astype(int)]
+    net = cnn.Network([3, 5, 2], ["sigmoid", "identity"]).init_he(1)
+    total = LinearOutputEquality(np.ones((1, 2)), [1.0], every_input=True)
+    fresh = np.random.default_rng(3).uniform(-2, 3, size=(500, 3))
+    assert total.violation(net, fresh, np.zeros((500, 2))) > 0.1
+    out = train_adam_projected(net, X, Y, total, steps=50).network
+    assert total.violation(out, fresh, np.zeros((500, 2))) <= 1e-12
+    on_points = LinearOutputEquality(np.ones((1, 2)), [1.0])
+    assert not hasattr(on_points, "project")
+    with pytest.raises(ValueError, match="cheap projection"):
+        train_adam_projected(net, X, Y, on_points, steps=1)
+
+
 @requires_module("torch")
 def test_penalty_trades_loss_for_violation():
     """Outputs bounded by 0.8 against labels 1: plain Adam overshoots the bound, the exact penalty meets it
@@ -327,6 +394,41 @@ def test_quick_study_writes_results_with_the_columns_and_resumes(tmp_path):
     run_study(cfg, tmp_path / "c", progress=False)  # a rerun finds every unit done
     again = pd.read_csv(tmp_path / "c" / "results.csv")
     pd.testing.assert_frame_equal(again, results)
+
+
+def test_wine_composition_task_has_three_outputs_and_one_hot_targets():
+    """The multi-output task: a 13-6-3 network, one-hot targets of the three cultivars, a 100 / 78 split, and
+    the argmax test error; the one-output tasks keep one output and label targets."""
+    from convexnn_pyomo.experiments.constraints import TASKS, ConstraintsConfig, _metric, task_setup
+
+    task = TASKS["wine-composition"]
+    _, (Xtr, ytr, Xte, yte), net = task_setup(ConstraintsConfig(), task, 0)
+    assert net.sizes == [13, 6, 3] and net.activations[-1].name == "identity"
+    assert Xtr.shape == (100, 13) and Xte.shape == (78, 13) and 0 <= min(Xtr.min(), Xte.min())
+    assert max(Xtr.max(), Xte.max()) <= 1
+    for Y in (ytr, yte):
+        assert Y.shape[1] == 3 and set(np.unique(Y)) == {0.0, 1.0} and np.all(Y.sum(axis=1) == 1)
+    assert np.all(ytr.sum(axis=0) >= 20)  # every cultivar among the training samples
+    guess = np.argmax(net.predict(Xte), axis=1)
+    assert _metric(task, net, Xte, yte) == pytest.approx(np.mean(guess != np.argmax(yte, axis=1)))
+    _, (_, y1, _, _), one = task_setup(ConstraintsConfig(), TASKS["breast_cancer-output"], 0)
+    assert one.sizes[-1] == 1 and y1.ndim == 1
+
+
+@requires_module("torch")
+def test_wine_composition_quick_runs_sum_to_one_for_every_input():
+    """Convex-NN (3 rounds, 40 samples) and projected Adam return networks whose real outputs sum to 1
+    on random inputs far from the data, which the initial network does not."""
+    from convexnn_pyomo.experiments.constraints import TASKS, ConstraintsConfig, _fit, task_setup
+
+    cfg, task = ConstraintsConfig.quick(), TASKS["wine-composition"]
+    value, (Xtr, ytr, _, _), net0 = task_setup(cfg, task, 0)
+    fresh = np.random.default_rng(4).uniform(-1, 2, size=(1000, 13))
+    assert np.abs(net0.predict(fresh).sum(axis=1) - 1).max() > 0.1
+    for method in ("convexnn", "projected"):
+        net, _ = _fit(cfg, task, method, net0, Xtr, ytr, value, None)
+        assert np.abs(net.predict(fresh).sum(axis=1) - 1).max() <= 1e-6, method
+        assert net.loss(Xtr, ytr) < net0.loss(Xtr, ytr)
 
 
 def test_cli_refuses_an_unknown_task_with_one_error_line(tmp_path, capsys):

@@ -219,6 +219,38 @@ def test_softmax_trains_on_three_iris_classes():
     assert (proba.argmax(axis=1) == iris.target[idx]).mean() >= 0.9
 
 
+@pytest.mark.parametrize("backend", ["direct", "pyomo"])
+def test_softmax_round_with_a_one_sample_class_reaches_its_optimum(backend):
+    """A class with one sample saturates the softmax; the output-bias anchor of the regularizer
+    keeps the round's optimum attained near the reference (without it Ipopt ran into its
+    iteration limit on this very case: seed 2, 200 iterations).  The lifted reference is feasible
+    with r = 0, so an optimal round is at most the reference's loss."""
+    rng = np.random.default_rng(2)
+    X, Y = rng.random((80, 4)), np.eye(4)[np.repeat(np.arange(4), [50, 20, 9, 1])]
+    net = cnn.Network([4, 6, 4], ["sigmoid", "identity"]).init_he(2)
+    res = train(net, X, Y, rounds=1, solver=SOLVER, loss="softmax", backend=backend,
+                solver_options={"max_iter": 100})
+    row = res.history.iloc[-1]
+    assert row.status == "accepted", res.history.to_dict("records")
+    assert row.relaxed_objective <= res.initial_loss + 1e-7
+
+
+def test_saturating_losses_anchor_the_output_biases_only():
+    assert [name for name, cls in LOSSES.items() if cls.saturating] == ["logistic", "softmax"]
+    net, X, Y = cnn.Network([2, 3, 3], ["sigmoid", "identity"]).init_he(0), np.random.default_rng(0).random((5, 2)), None
+    Y = np.eye(3)[[0, 1, 2, 0, 1]]
+    model = cnn.build_training_model(net, X, Y, loss="softmax", reduction="mean")
+    pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
+    pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=1.0, reference=net)
+    reg = cnn.get_regularization_block(model)
+    cnn.set_lifted_values(model, net)
+    assert pyo.value(reg.r) == pytest.approx(0.0, abs=1e-12)  # zero at the lifted reference
+    out = model.layer[2]
+    out.b[1].set_value(out.b[1].value + 0.5)  # only the anchor sees a lone bias move (z is not moved)
+    assert pyo.value(reg.r) == pytest.approx(pyo.value(reg.mu_z[2]) * 0.25, rel=1e-12)
+    assert [l for l in reg.ref if reg.ref[l].component("b") is not None] == [2]
+
+
 # -- multi-output networks (squared loss) -------------------------------------------------------------
 
 

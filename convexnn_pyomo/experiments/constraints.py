@@ -31,6 +31,7 @@ from ..constraints import (
     BalancedMisfitBounds,
     DemographicParity,
     GroupLossBounds,
+    LinearOutputEquality,
     MonotoneInputs,
     OutputBounds,
     WeightNormBounds,
@@ -56,6 +57,7 @@ __all__ = [
     "Task",
     "format_summary",
     "load_diabetes",
+    "load_wine",
     "plot_constraints",
     "run_study",
     "run_unit",
@@ -72,7 +74,8 @@ METHOD_DESCRIPTIONS = {
     "convexnn": "Convex-NN (Algorithm 1) with the hard constraint, --rounds convex rounds",
     "penalty": "Adam + exact penalty rho * (sum max(0, g) + sum |h|), rho chosen on a validation split",
     "cooper": "Cooper's Lagrangian (simultaneous descent-ascent), dual step chosen on a validation split",
-    "projected": "projected Adam (clamp signs / rescale norms after every step); weight constraints only",
+    "projected": "projected Adam (clamp signs / rescale norms / project the last layer onto A w = 0, A b = c after "
+                 "every step); weight constraints only",
     "adam": "Adam without the constraint (reference)",
 }
 METHODS = list(METHOD_DESCRIPTIONS)
@@ -93,19 +96,31 @@ def load_diabetes() -> Dataset:
 DIABETES_SEX, DIABETES_BMI, DIABETES_BP = 1, 2, 3
 
 
+def load_wine() -> Dataset:
+    """scikit-learn's bundled wine data: 178 wines of 3 cultivars (59, 71, 48), 13 chemical features
+    min-max scaled to [0, 1]; target the cultivar 0, 1, 2."""
+    from sklearn.datasets import load_wine as _load
+    from sklearn.preprocessing import MinMaxScaler
+
+    d = _load()
+    return Dataset("wine", MinMaxScaler().fit_transform(d.data), d.target.astype(float), list(d.feature_names),
+                   "cultivar", scaling="min-max scaled to [0, 1]")
+
+
 @dataclass(frozen=True)
 class Task:
     """One constraint on one data set, and why a user would want it."""
 
     name: str
-    dataset: str  # breast_cancer, diabetes, yeast
+    dataset: str  # breast_cancer, diabetes, yeast, wine
     constraint: str  # short name of the constraint
     make: Callable[[], object]  # a fresh HardConstraint
-    metric: str  # test_error, balanced_error, test_mse
+    metric: str  # test_error (one output: threshold 0.5; one-hot: argmax), balanced_error, test_mse
     why: str
     hidden: tuple[int, ...] = (6, 6)
     train_size: int = 100  # random split: training samples (the rest is the test set)
     rho: float | None = None  # yeast: the imbalanced split of the imbalance experiment at this rho
+    one_hot: bool = False  # targets: one-hot rows of the class labels, one output per class (else one output)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -129,6 +144,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          lambda: MonotoneInputs(increasing=[DIABETES_BMI, DIABETES_BP]), "test_mse",
          "domain knowledge: predicted progression never decreases with body-mass index or blood pressure, for every "
          "patient (not only the training ones)", hidden=(5,), train_size=200),
+    Task("wine-composition", "wine", "outputs sum to 1 (A w^L = 0, A b^L = 1)",
+         lambda: LinearOutputEquality(np.ones((1, 3)), [1.0], every_input=True), "test_error",
+         "class-membership scores (or shares of a total) that add up to 1 for every input, not only on the training "
+         "points", hidden=(6,), one_hot=True),
 )}
 
 
@@ -198,9 +217,10 @@ def preflight(cfg: ConstraintsConfig) -> None:
 
 
 def _dataset(cfg: ConstraintsConfig, task: Task) -> tuple[np.ndarray, np.ndarray]:
-    if task.dataset == "diabetes":
-        ds = load_diabetes()
-        return ds.X, ds.y
+    """``(X, y)``; ``y`` is ``(m,)``, or ``(m, classes)`` one-hot rows when ``task.one_hot``."""
+    if task.dataset in ("diabetes", "wine"):
+        ds = load_diabetes() if task.dataset == "diabetes" else load_wine()
+        return ds.X, (np.eye(int(ds.y.max()) + 1)[ds.y.astype(int)] if task.one_hot else ds.y)
     from .imbalance import _binary_minority_is_one
 
     ds = load_dataset(task.dataset, cfg.data_path if task.dataset == "yeast" else None)
@@ -211,7 +231,8 @@ def task_setup(cfg: ConstraintsConfig, task: Task, seed: int) -> tuple[int, tupl
     """``(seed value, (Xtr, ytr, Xte, yte), initial network)`` of one (task, seed), shared by its
     methods: ``base_seed * 1000003 + 1000 * (crc32(task) mod 1000) + seed`` draws the split, then
     the He weights.  Yeast uses the imbalance experiment's split (balanced test set of 50 + 50,
-    100 majority samples, minority subsampled to ``rho``); the others a random split."""
+    100 majority samples, minority subsampled to ``rho``); the others a random split.  The network
+    has one output, or one per class for one-hot targets."""
     from .imbalance import imbalanced_split
 
     X, y = _dataset(cfg, task)
@@ -225,15 +246,23 @@ def task_setup(cfg: ConstraintsConfig, task: Task, seed: int) -> tuple[int, tupl
             raise ValueError(f"task {task.name}: {n} training samples leave too few of {len(y)} for testing")
         idx = rng.permutation(len(y))
         split = (X[idx[:n]], y[idx[:n]], X[idx[n:]], y[idx[n:]])
-    sizes = [X.shape[1], *task.hidden, 1]
+    sizes = [X.shape[1], *task.hidden, y.shape[1] if y.ndim > 1 else 1]
     return value, split, Network(sizes, ["sigmoid"] * len(task.hidden) + ["identity"]).init_he(rng)
 
 
+def _labels(y: np.ndarray) -> np.ndarray:
+    """Class labels: ``y`` itself, or the class index of one-hot rows."""
+    return y.argmax(axis=1) if y.ndim > 1 else y
+
+
 def _metric(task: Task, net: Network, X: np.ndarray, y: np.ndarray) -> float:
-    f = net.predict(X)[:, 0]
+    """Test MSE; or the (balanced) error of the classes read off the outputs: one output against the
+    threshold 0.5, several by their largest."""
+    f = net.predict(X)
     if task.metric == "test_mse":
-        return float(np.mean((f - y) ** 2))
-    wrong = (f >= 0.5) != (y == 1)
+        return float(np.mean((f[:, 0] - y) ** 2))
+    wrong = f.argmax(axis=1) != _labels(y) if f.shape[1] > 1 else (f[:, 0] >= 0.5) != (y == 1)
+    y = _labels(y)
     if task.metric == "balanced_error":
         return float(np.mean([wrong[y == c].mean() for c in np.unique(y)]))
     return float(np.mean(wrong))
@@ -245,7 +274,7 @@ def _metric(task: Task, net: Network, X: np.ndarray, y: np.ndarray) -> float:
 def _validation_split(task: Task, cfg: ConstraintsConfig, X, y, seed: int):
     from sklearn.model_selection import train_test_split
 
-    stratify = y if task.metric != "test_mse" else None
+    stratify = _labels(y) if task.metric != "test_mse" else None
     return train_test_split(X, y, test_size=cfg.validation_fraction, random_state=seed % (2 ** 32), stratify=stratify)
 
 

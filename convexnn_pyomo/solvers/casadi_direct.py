@@ -157,6 +157,7 @@ class _Formulation:
         self.S, self.V = _Layout("s"), _Layout("v")  # shared / per-sample variables
         self.PS, self.PV = _Layout("ps"), _Layout("pv")  # shared / per-sample parameters
         self.GS, self.G = _Layout("gs"), _Layout("g")  # shared / per-sample rows
+        self.saturating = loss.saturating  # the output-bias anchor of convexnn.regularize
         self.rows = {"shared": [], "sample": []}  # (expression, is_inequality) in row order
         self._symbols()
         self._rows_and_objective(scale, loss)
@@ -176,6 +177,7 @@ class _Formulation:
         self.X = {l: V.symbol(("X", l), ()) for l in range(2, L + 1)}
         self.w_ref = {l: PS.symbol(("w_ref", l), (n[l], n[l - 1])) for l in range(1, L + 1)}
         self.eta = PS.symbol(("eta",), ())
+        self.b_ref = PS.symbol(("b_ref", L), (n[L],)) if self.saturating else None
         self.mu = {(nm, l): PS.symbol((nm, l), ()) for l in range(1, L + 1) for nm in ("mu_z", "mu_p", "mu_q")
                    if nm == "mu_z" or l in self.dc_layers}
         self.x_data, self.y = PV.symbol(("x_data",), (n[0],)), PV.symbol(("y",), (n[L],))
@@ -191,6 +193,8 @@ class _Formulation:
         n, L = self.sizes, self.L
         self._row(("bilinear", 1), (n[1],), self.z[1] - (ca.mtimes(self.w[1], self.x_data) + self.b[1]), False)
         r_sample, r_shared = 0, self.mu["mu_z", 1] * ca.sumsqr(self.w[1] - self.w_ref[1])
+        if self.saturating:
+            r_shared += self.mu["mu_z", L] * ca.sumsqr(self.b[L] - self.b_ref)
         for l in range(1, L + 1):
             if l in self.dc_layers:
                 r_sample += self._dc_rows(l)
@@ -453,6 +457,8 @@ class DirectParabolicRound:
         fp = fp if fp is not None else reference.forward_pass(self._X)
         shared = {("w_ref", l): w for l, w in enumerate(reference.weights, 1)}
         shared[("eta",)] = self._eta
+        if fm.saturating:
+            shared[("b_ref", fm.L)] = reference.biases[-1]
         shared.update({(name, l): v for name, d in self._mu.items() for l, v in d.items()})
         sample = dict(self._static)
         sample.update({("x_ref", l): fp.x[l - 1] for l in range(2, fm.L + 1)})
