@@ -362,7 +362,7 @@ def plot_scale(csv: Path, png: Path) -> None:
     axes[0].set(xlabel="samples m", ylabel="seconds, first round", title="one convex round, 8-6-6-1 sigmoid")
     axes[1].set(xlabel="samples m", ylabel="peak RSS, MB", title="memory of the round's process")
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right")
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
