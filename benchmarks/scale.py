@@ -83,11 +83,16 @@ VARIANTS = {
     "casadi-ad-sx": {"round": {"mapped_derivatives": False, "nlpsol_options": {"expand": True}}},
     "monotone": {"ipopt": {"mu_strategy": "monotone"}},
     "blas2": {"env": {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}},
+    # Ipopt's other linear solver in the CasADi wheel (HSL's are not in it); MUMPS scaling off; no
+    # minimum iterative refinement
+    "spral": {"ipopt": {"linear_solver": "spral"}, "env": {"OMP_CANCELLATION": "TRUE", "OMP_PROC_BIND": "TRUE"}},
+    "amd-noscaling": {"ipopt": {"mumps_pivot_order": 0, "mumps_permuting_scaling": 0, "mumps_scaling": 0}},
+    "amd-refine0": {"ipopt": {"mumps_pivot_order": 0, "min_refinement_steps": 0}},
     # two rounds, the second cold or warm (round 1's multipliers, mu_init 1e-4)
     "amd-2rounds": {"ipopt": {"mumps_pivot_order": 0}, "rounds": 2},
     "amd-2rounds-warm": {"ipopt": {"mumps_pivot_order": 0}, "rounds": 2, "resolve_ipopt": _WARM},
 }
-DEFAULT_VARIANTS = ",".join(k for k in VARIANTS if k != "openmp")
+DEFAULT_VARIANTS = ",".join(k for k in VARIANTS if k not in ("openmp", "spral"))  # spral: 8x slower
 
 
 # ---------------------------------------------------------------------------------------- worker
