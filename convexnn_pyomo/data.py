@@ -17,6 +17,8 @@ __all__ = [
     "Dataset",
     "class_labels",
     "load_breast_cancer",
+    "load_diabetes",
+    "load_wine",
     "load_csv",
     "load_dataset",
     "load_synthetic",
@@ -71,6 +73,27 @@ def load_breast_cancer(n_features: int = 8) -> Dataset:
     d = _load()
     return Dataset("breast_cancer", _min_max_scale(d.data[:, :n_features]), d.target.astype(float),
                    list(d.feature_names[:n_features]), "benign", scaling=MIN_MAX)
+
+
+def load_diabetes() -> Dataset:
+    """scikit-learn's bundled diabetes regression data: 442 patients, 10 features min-max scaled to
+    [0, 1] (``sex`` becomes 0/1), target (disease progression after one year) standardised."""
+    from sklearn.datasets import load_diabetes as _load
+
+    d = _load(scaled=False)
+    y = (d.target - d.target.mean()) / d.target.std()
+    return Dataset("diabetes", _min_max_scale(d.data), y, list(d.feature_names), "progression",
+                   scaling="min-max scaled to [0, 1]; target standardised")
+
+
+def load_wine() -> Dataset:
+    """scikit-learn's bundled wine data: 178 wines of 3 cultivars (59, 71, 48), 13 chemical features
+    min-max scaled to [0, 1]; target the cultivar 0, 1, 2."""
+    from sklearn.datasets import load_wine as _load
+
+    d = _load()
+    return Dataset("wine", _min_max_scale(d.data), d.target.astype(float), list(d.feature_names), "cultivar",
+                   scaling="min-max scaled to [0, 1]")
 
 
 def _cache_dir() -> Path:

@@ -237,8 +237,8 @@ def test_softmax_round_with_a_one_sample_class_reaches_its_optimum(backend):
 
 def test_saturating_losses_anchor_the_output_biases_only():
     assert [name for name, cls in LOSSES.items() if cls.saturating] == ["logistic", "softmax"]
-    net, X, Y = cnn.Network([2, 3, 3], ["sigmoid", "identity"]).init_he(0), np.random.default_rng(0).random((5, 2)), None
-    Y = np.eye(3)[[0, 1, 2, 0, 1]]
+    net = cnn.Network([2, 3, 3], ["sigmoid", "identity"]).init_he(0)
+    X, Y = np.random.default_rng(0).random((5, 2)), np.eye(3)[[0, 1, 2, 0, 1]]
     model = cnn.build_training_model(net, X, Y, loss="softmax", reduction="mean")
     pyo.TransformationFactory("convexnn.parabolic").apply_to(model)
     pyo.TransformationFactory("convexnn.regularize").apply_to(model, eta=1.0, reference=net)

@@ -36,7 +36,7 @@ from ..constraints import (
     OutputBounds,
     WeightNormBounds,
 )
-from ..data import Dataset, load_dataset
+from ..data import load_dataset, load_diabetes, load_wine
 from ..network import Network
 from .sweep import (
     MIN_RUNS_FOR_INTERVAL,
@@ -56,8 +56,6 @@ __all__ = [
     "ConstraintsConfig",
     "Task",
     "format_summary",
-    "load_diabetes",
-    "load_wine",
     "plot_constraints",
     "run_study",
     "run_unit",
@@ -81,30 +79,7 @@ METHOD_DESCRIPTIONS = {
 METHODS = list(METHOD_DESCRIPTIONS)
 
 
-def load_diabetes() -> Dataset:
-    """scikit-learn's bundled diabetes regression data: 442 patients, 10 features min-max scaled to
-    [0, 1] (``sex`` becomes 0/1), target (disease progression after one year) standardised."""
-    from sklearn.datasets import load_diabetes as _load
-    from sklearn.preprocessing import MinMaxScaler
-
-    d = _load(scaled=False)
-    y = (d.target - d.target.mean()) / d.target.std()
-    return Dataset("diabetes", MinMaxScaler().fit_transform(d.data), y, list(d.feature_names), "progression",
-                   scaling="min-max scaled to [0, 1]; target standardised")
-
-
 DIABETES_SEX, DIABETES_BMI, DIABETES_BP = 1, 2, 3
-
-
-def load_wine() -> Dataset:
-    """scikit-learn's bundled wine data: 178 wines of 3 cultivars (59, 71, 48), 13 chemical features
-    min-max scaled to [0, 1]; target the cultivar 0, 1, 2."""
-    from sklearn.datasets import load_wine as _load
-    from sklearn.preprocessing import MinMaxScaler
-
-    d = _load()
-    return Dataset("wine", MinMaxScaler().fit_transform(d.data), d.target.astype(float), list(d.feature_names),
-                   "cultivar", scaling="min-max scaled to [0, 1]")
 
 
 @dataclass(frozen=True)
