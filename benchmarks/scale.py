@@ -4,6 +4,7 @@
     python benchmarks/scale.py --options-study --sizes 1000,3000 --out DIR [--variants serial,thread,...]
     python benchmarks/scale.py --path sdp --sizes 25,50,100,200 --out DIR
     python benchmarks/scale.py --rounds-study --sizes 1000,10000 --rounds 15 --out DIR
+    python benchmarks/scale.py --profile-study --sizes 1000,3000,10000,30000 --out DIR
 
 Data: ``X ~ N(0, I_8)``; labels from a random 8-6-6-1 sigmoid *teacher* (He initialisation, seed
 100, biases ``N(0, 0.5^2)``) plus Gaussian noise of standard deviation ``--noise`` (0.1): the
@@ -37,6 +38,12 @@ Ipopt calls: robust when other jobs share the cores), ``eval_s`` (CasADi callbac
 ``--options-study`` times round 1 of the direct path under CasADi/Ipopt variants
 (:data:`VARIANTS`) into ``DIR/scale_options.csv``.
 
+``--profile-study`` runs round 1 of the direct path per size with Ipopt's timing statistics and
+MUMPS's own report (``mumps_print_level`` 2) and writes ``DIR/scale_profile.csv``: MUMPS's
+factorizations (count, seconds, operations of one factorization, entries of the factor, its
+memory), its solves (count, seconds) and analysis, Ipopt's total and function-evaluation seconds:
+where a round's time goes, and how each part grows with m.
+
 ``--rounds-study`` runs Algorithm 1 (``train``, adaptive schedule, direct path, ``--rounds`` at
 most) per size and appends every round to ``DIR/scale_rounds.csv`` (``m, round, true_loss,
 floor, loss_over_floor, seconds, status``; ``floor`` is the teacher's own mean loss on the same
@@ -61,11 +68,11 @@ COLUMNS = ["m", "path", "variables", "constraints", "build_s", "transform_s", "t
            "resolve_s", "ipopt_iterations", "seconds_per_iteration", "peak_rss_mb", "status",
            "resolve_iterations", "first_solve_cpu_s", "resolve_cpu_s", "eval_s", "initial_loss", "round1_loss",
            "round2_loss", "noise_floor", "hidden", "variant", "ipopt_options"]
-#: Ipopt options over the algorithm's defaults for the scale runs: AMD ordering (the fastest and
-#: leanest in the --options-study, 30% less time per iteration than METIS at m = 3000) and MUMPS's
-#: default 1000% workspace relaxation cut to 5% (at m = 10^5 the relaxed workspace, ~60 GB of
-#: address space, would be refused by the kernel's overcommit heuristic on a 24 GB machine)
-SCALE_IPOPT = {"mumps_pivot_order": 0, "mumps_mem_percent": 5}
+#: Ipopt options over the algorithm's defaults for the scale runs: QAMD ordering (AMD was the
+#: fastest in the --options-study at m <= 3,000, but its ordering time grows as m^2: --profile-study)
+#: and MUMPS's default 1000% workspace relaxation cut to 5% (at m = 10^5 the relaxed workspace,
+#: ~60 GB of address space, would be refused by the kernel's overcommit heuristic on a 24 GB machine)
+SCALE_IPOPT = {"mumps_pivot_order": 6, "mumps_mem_percent": 5}
 
 #: --options-study variants: DirectParabolicRound arguments, Ipopt options, environment, rounds
 _WARM = {"warm_start_init_point": "yes", "mu_init": 1e-4}
@@ -235,8 +242,9 @@ def worker(spec: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- parent
-def run_child(spec: dict, timeout: float, env: dict | None = None) -> dict:
-    """Run :func:`worker` in a subprocess; a crash or timeout becomes the row's status."""
+def run_child(spec: dict, timeout: float, env: dict | None = None, parse=None) -> dict:
+    """Run :func:`worker` in a subprocess; a crash or timeout becomes the row's status.  ``parse``
+    (the child's whole stdout -> dict) adds what the solvers printed to the row."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     try:
         out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout,
@@ -247,7 +255,7 @@ def run_child(spec: dict, timeout: float, env: dict | None = None) -> dict:
     if out.returncode != 0 or not lines:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return {"m": spec["m"], "path": spec["path"], "status": f"crashed (exit {out.returncode}): {tail}"[:300]}
-    return json.loads(lines[-1])
+    return {**json.loads(lines[-1]), **(parse(out.stdout) if parse else {})}
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -351,8 +359,12 @@ def plot_scale(csv: Path, png: Path) -> None:
 
     rows = [r for r in read_rows(csv) if str(r.get("status", "")).startswith("Solve_Succeeded")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for path, marker in (("direct", "o"), ("pyomo", "s"), ("sdp", "^")):
-        mine = sorted((int(r["m"]), r) for r in rows if r["path"] == path)
+    order = {0: "AMD", 6: "QAMD"}
+    for r in rows:  # a series per path and MUMPS ordering
+        r["series"] = r["path"] + (f" ({order.get(json.loads(r['ipopt_options']).get('mumps_pivot_order'), 'METIS')})"
+                                   if r["path"] == "direct" and r.get("ipopt_options") else "")
+    for path, marker in (("direct (AMD)", "o"), ("direct (QAMD)", "D"), ("pyomo", "s"), ("sdp", "^")):
+        mine = sorted(((int(r["m"]), r) for r in rows if r["series"] == path), key=lambda t: t[0])
         if not mine:
             continue
         ms = [m for m, _ in mine]
@@ -367,7 +379,7 @@ def plot_scale(csv: Path, png: Path) -> None:
     axes[0].set(xlabel="samples m", ylabel="seconds, first round", title="one convex round, 8-6-6-1 sigmoid")
     axes[1].set(xlabel="samples m", ylabel="peak RSS, MB", title="memory of the round's process")
     for ax in axes:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left")
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -423,6 +435,56 @@ def options_study(args, sizes: list[int], hidden: list[int]) -> None:
                      if "resolve_iterations" in row else ""), flush=True)
 
 
+#: Ipopt options of --profile-study: its timing table and MUMPS's report of every call
+PROFILE_IPOPT = {"print_timing_statistics": "yes", "print_level": 3, "mumps_print_level": 2}
+PROFILE_COLUMNS = ["m", "build_s", "transform_s", "translate_s", "ipopt_iterations", "first_solve_s", "ipopt_total_s", "function_eval_s", "analysis_s",
+                   "factorizations", "factorization_s", "solves", "solve_s", "factor_flops", "factor_entries",
+                   "mumps_mb", "kkt_dimension", "peak_rss_mb", "round1_loss", "status", "hidden", "ipopt_options"]
+
+
+#: the wall seconds of one line of Ipopt's timing table
+_WALL = r"{}\.+:\s*[-+0-9.]+ \(sys:\s*[-+0-9.]+ wall:\s*([-+0-9.]+)\)"
+
+
+def _floats(pattern: str, text: str) -> list[float]:
+    import re
+
+    return [float(v.replace("D", "E")) for v in re.findall(pattern, text)]
+
+
+def parse_profile(text: str) -> dict:
+    """What Ipopt's timing table and MUMPS's report (``mumps_print_level`` 2) say about one solve."""
+    num = r"([-+0-9.]+(?:[DE][-+]?[0-9]+)?)"
+    fact = _floats(rf"Elapsed time in factorization driver\s*=\s*{num}", text)
+    solve = _floats(rf"Elapsed time in solve driver\s*=\s*{num}", text)
+    last = lambda pattern: (_floats(pattern, text) or [float("nan")])[-1]  # noqa: E731
+    return {"factorizations": len(fact), "factorization_s": sum(fact), "solves": len(solve), "solve_s": sum(solve),
+            "analysis_s": sum(_floats(rf"Elapsed time in analysis driver\s*=\s*{num}", text)),
+            "factor_flops": last(rf"\(3\) Operations in node elimination\s*=\s*{num}"),
+            "factor_entries": last(rf"INFOG \(29\) Number of entries in factors\s*=\s*{num}"),
+            "mumps_mb": max(_floats(rf"\(INFOG\(22\)\):\s*{num}", text) or [float("nan")]),
+            "kkt_dimension": last(rf"JOB, N, NNZ =\s+2\s+{num}"),
+            "ipopt_total_s": last(_WALL.format("OverallAlgorithm")),
+            "function_eval_s": last(_WALL.format("Function Evaluations"))}
+
+
+def profile_study(args, sizes: list[int], hidden: list[int]) -> None:
+    """Round 1 of the direct path per size with the solvers' own accounting (``scale_profile.csv``)."""
+    out = Path(args.out) / "scale_profile.csv"
+    ipopt = {**json.loads(args.ipopt), **PROFILE_IPOPT}
+    for m in sizes:
+        spec = {"m": m, "path": "direct", "hidden": hidden, "noise": args.noise, "rounds": 1, "ipopt": ipopt}
+        row = run_child(spec, args.timeout, {"GFORTRAN_UNBUFFERED_PRECONNECTED": "y"}, parse_profile)
+        row.update(hidden="-".join(map(str, hidden)), ipopt_options=args.ipopt)
+        new = not out.exists()
+        with out.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=PROFILE_COLUMNS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        print(", ".join(f"{k}={row.get(k)}" for k in PROFILE_COLUMNS), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
@@ -445,6 +507,8 @@ def main() -> None:
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"for --options-study, from {','.join(VARIANTS)}")
     ap.add_argument("--plot", action="store_true", help="only draw OUT/scale.png from OUT/scale.csv")
     ap.add_argument("--rounds-study", action="store_true", help="Algorithm 1 per size: rounds to the noise floor")
+    ap.add_argument("--profile-study", action="store_true",
+                    help="round 1 per size with Ipopt's timings and MUMPS's report: scale_profile.csv")
     ap.add_argument("--rounds", type=int, default=15, help="for --rounds-study: rounds at most")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -461,7 +525,8 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     print(f"8-{args.hidden.replace(',', '-')}-1 sigmoid teacher, noise sd {args.noise} "
           f"(optimum mean loss ~ {args.noise ** 2:g})", flush=True)
-    study = rounds_study if args.rounds_study else options_study if args.options_study else scale_run
+    study = (rounds_study if args.rounds_study else options_study if args.options_study
+             else profile_study if args.profile_study else scale_run)
     study(args, sizes, hidden)
 
 

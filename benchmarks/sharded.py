@@ -1,21 +1,25 @@
-"""Sharded rounds (issue 13): one round of the default schedule split over K data shards (mpi-sppy PH).
+"""Sharded rounds (issue 13): rounds of the default schedule split over K data shards (mpi-sppy PH).
 
-    python benchmarks/sharded.py --sizes 10000,30000 --shards 1,2,4,8 --out DIR [--hidden 6,6] [--ranks N]
-        [--ph-iterations 500] [--tol 1e-6] [--timeout 7200]
+    python benchmarks/sharded.py --sizes 10000 --shards 1,2,4,8 --out DIR [--hidden 6,6] [--ranks N]
+        [--rounds 2] [--ph-iterations 500] [--tol 1e-6] [--timeout 7200] [--single direct|pyomo]
+        [--cold-rounds] [--ipopt JSON]
 
 Data: ``benchmarks/scale.py``'s teacher data (``X ~ N(0, I_8)``, a random 8-6-6-1 sigmoid teacher
-plus noise 0.1).  Student: the same architecture, He seed 0, averaged loss.  The round is the
+plus noise 0.1).  Student: the same architecture, He seed 0, averaged loss.  Round 1 is the
 adaptive schedule's first round (eta 2, mu = the exactness weights at the initial network, warm
-start at its lift).  ``K = 1`` is the single model (:class:`~convexnn_pyomo.algorithms.rounds.PyomoRound`,
-one Ipopt solve); ``K > 1`` is :class:`~convexnn_pyomo.algorithms.sharded.ShardedRound` with PH's
-stopping rule ``--tol``.  Each (m, K) runs in its own process group: ``mpiexec -n min(K, N)`` with
-``--ranks N`` (default 1: one process holds every shard, mpi-sppy without MPI).
+start at its lift); each of the ``--rounds`` after it is re-centred at the last round's solution.
+``K = 1`` is the single round (``--single``: the direct CasADi round, default, or the Pyomo
+model's :class:`~convexnn_pyomo.algorithms.rounds.PyomoRound`); ``K > 1`` is
+:class:`~convexnn_pyomo.algorithms.sharded.ShardedRound` with PH's stopping rule ``--tol``, one PH
+for all rounds unless ``--cold-rounds``; ``--ipopt`` updates the Ipopt options (for K > 1 the
+subproblems').  Each (m, K) runs in its own process group: ``mpiexec -n min(K, N)`` with ``--ranks
+N`` (default 1: one process holds every shard, mpi-sppy without MPI).
 
-Row per (m, K), appended to ``DIR/sharded.csv`` as soon as it is measured: ``build_s`` (the shard
-models, relaxation, regularizer), ``round_s`` (the solve: Ipopt or all PH iterations),
-``ph_iterations``, ``seconds_per_ph_iteration``, ``peak_rss_mb_per_rank`` (largest VmHWM over the
-ranks), ``relaxed_objective``, ``round1_loss`` (true loss of the round's network) and
-``max_weight_diff`` (largest |w_K - w_1| against the K = 1 row of the same m, when there is one).
+Row per (m, K, round), appended to ``DIR/sharded.csv`` as soon as it is measured: ``build_s`` (the
+shard models, relaxation, regularizer; round 1), ``round_s`` (the solve: Ipopt or all PH
+iterations), ``ph_iterations``, ``seconds_per_ph_iteration``, ``peak_rss_mb_per_rank`` (largest
+VmHWM over the ranks), ``relaxed_objective``, ``round_loss`` (mean true loss of the round's
+network) and ``max_weight_diff`` (largest |w_K - w_1| against the K = 1 row of the same m and round).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,43 +39,81 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import _peak_rss_mb, teacher_data
 
-COLUMNS = ["m", "shards", "ranks", "build_s", "round_s", "ph_iterations", "seconds_per_ph_iteration",
-           "peak_rss_mb_per_rank", "relaxed_objective", "round1_loss", "max_weight_diff", "status", "hidden", "tol"]
+COLUMNS = ["m", "shards", "ranks", "round", "build_s", "round_s", "ph_iterations", "seconds_per_ph_iteration",
+           "peak_rss_mb_per_rank", "relaxed_objective", "round_loss", "max_weight_diff", "status", "hidden", "tol",
+           "single", "ipopt"]
+
+
+def _single_round(net, X, Y, single: str):
+    """K = 1: the direct CasADi round (same problem as the Pyomo model, ``tests/test_casadi_direct.py``)
+    or the Pyomo model's round; both with ``ShardedRound``'s protocol as far as used here."""
+    from convexnn_pyomo.algorithms.rounds import PyomoRound
+    from convexnn_pyomo.solvers.registry import require_solver
+
+    if single == "pyomo":
+        return PyomoRound(net, X, Y, "mean", "parabolic", [], require_solver("ipopt_casadi"), 2.0, (1.0, 1.0, 1.0))
+    from convexnn_pyomo.solvers.casadi_direct import DirectParabolicRound
+
+    return DirectParabolicRound(net, X, Y, reduction="mean", eta=2.0)
+
+
+def _recentre(rnd, ref, X) -> None:
+    """Centre the round at ``ref`` with eta 2 and the exactness weights there (both protocols)."""
+    if hasattr(rnd, "shards") or hasattr(rnd, "model"):  # ShardedRound, PyomoRound
+        fp = ref.forward_pass(X)
+        rnd.recentre(ref, 2.0, fp, **rnd.exactness_weights(ref, fp))
+    else:  # DirectParabolicRound
+        rnd.recentre(ref, 2.0, **rnd.exactness_weights(ref))
+
+
+def _solve(rnd, K: int, timeout: float, ipopt: dict) -> tuple[float, int, str]:
+    """(seconds, PH iterations or Ipopt's, status) of one round; ``ipopt`` over the round's defaults."""
+    if K == 1 and not hasattr(rnd, "model"):  # the direct round
+        out = rnd.solve(time_limit=timeout, options=ipopt)
+        return out["seconds"], out["iterations"], out["return_status"]
+    solve = rnd.solve(timeout, dict(ipopt))
+    return solve.seconds, solve.iterations, solve.termination
 
 
 def worker(spec: dict) -> None:
-    """One round at (m, K) in this process (one rank of ``mpiexec`` or alone); rank 0 prints the row."""
+    """``spec["rounds"]`` rounds at (m, K) in this process (one rank of ``mpiexec`` or alone): round 1
+    at the initial network, each later one re-centred at the last round's solution (eta 2, mu = the
+    exactness weights there); rank 0 prints one JSON row per round."""
     import convexnn_pyomo as cnn
-    from convexnn_pyomo.algorithms.rounds import IPOPT_DEFAULTS, PyomoRound
-    from convexnn_pyomo.solvers.registry import require_solver
 
     m, K, hidden = spec["m"], spec["shards"], spec["hidden"]
     X, Y, _ = teacher_data(m, hidden, 0.1)
     net = cnn.Network([8, *hidden, 1], "sigmoid").init_he(0)
     t0 = time.perf_counter()
-    args = (net, X, Y, "mean", "parabolic", [])
     if K == 1:
-        rnd, rank, comm = PyomoRound(*args, require_solver("ipopt_casadi"), 2.0, (1.0, 1.0, 1.0)), 0, None
+        rnd, comm = _single_round(net, X, Y, spec.get("single", "direct")), None
     else:
         from convexnn_pyomo.algorithms.sharded import ShardedRound
 
-        rnd = ShardedRound(*args, "ipopt_casadi", 2.0, (1.0, 1.0, 1.0), shards=K,
-                           ph_options={"tol": spec["tol"], "PHIterLimit": spec["ph_iterations"]})
+        rnd = ShardedRound(net, X, Y, "mean", "parabolic", [], "ipopt_casadi", 2.0, (1.0, 1.0, 1.0), shards=K,
+                           ph_options={"tol": spec["tol"], "PHIterLimit": spec["ph_iterations"],
+                                       "warm_rounds": spec.get("warm_rounds", True)})
         comm = rnd._comm
-        rank = comm.Get_rank()
-    fp = net.forward_pass(X)
-    rnd.recentre(net, 2.0, fp, **rnd.exactness_weights(net, fp))
-    build_s = time.perf_counter() - t0
-    solve = rnd.solve(spec["timeout"], dict(IPOPT_DEFAULTS))
-    sol = rnd.solution()
+    build_s, ref = time.perf_counter() - t0, net
+    for r in range(1, spec.get("rounds", 1) + 1):
+        _recentre(rnd, ref, X)
+        seconds, its, status = _solve(rnd, K, spec["timeout"], spec.get("ipopt", {}))
+        ref = rnd.solution()
+        _print_row(spec, comm, {"round": r, "build_s": build_s if r == 1 else 0.0, "round_s": seconds,
+                                "ph_iterations": its if K > 1 else 0, "status": status,
+                                "relaxed_objective": rnd.relaxed_objective(), "round_loss": ref.loss(X, Y) / m,
+                                "weights": ref.get_flat().tolist()})
+
+
+def _print_row(spec: dict, comm, row: dict) -> None:
+    """Complete ``row`` (peak memory over the ranks, sizes) and print it as JSON on rank 0."""
     rss = _peak_rss_mb() if comm is None or comm.Get_size() == 1 else comm.allreduce(_peak_rss_mb(), op=_mpi_max())
-    its = solve.iterations if K > 1 else 0
-    row = {"m": m, "shards": K, "ranks": 1 if comm is None else comm.Get_size(), "build_s": build_s,
-           "round_s": solve.seconds, "ph_iterations": its, "seconds_per_ph_iteration": solve.seconds / its if its else "",
-           "peak_rss_mb_per_rank": rss, "relaxed_objective": rnd.relaxed_objective(),
-           "round1_loss": sol.loss(X, Y) / m, "status": solve.termination, "hidden": ",".join(map(str, hidden)),
-           "tol": spec["tol"], "weights": sol.get_flat().tolist()}
-    if rank == 0:
+    its = row["ph_iterations"]
+    row.update(m=spec["m"], shards=spec["shards"], ranks=1 if comm is None else comm.Get_size(),
+               seconds_per_ph_iteration=row["round_s"] / its if its else "", peak_rss_mb_per_rank=rss,
+               hidden=",".join(map(str, spec["hidden"])), tol=spec["tol"],
+               single=spec.get("single", "direct") if spec["shards"] == 1 else "", ipopt=json.dumps(spec.get("ipopt", {})))
+    if comm is None or comm.Get_rank() == 0:
         print(json.dumps(row), flush=True)
 
 
@@ -80,20 +123,42 @@ def _mpi_max():
     return MPI.MAX
 
 
-def run(spec: dict, ranks: int) -> dict:
-    """Run :func:`worker` for ``spec`` in ``ranks`` processes; a crash or timeout becomes the status."""
+def run(spec: dict, ranks: int):
+    """Run :func:`worker` for ``spec`` in ``ranks`` processes, yielding each round's row as it is
+    printed; a crash or a timeout (``--timeout`` per round, plus 10 min for building) ends with a
+    row whose status says so."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     if ranks > 1:
         cmd = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), *cmd]
+    deadline = time.monotonic() + spec["rounds"] * spec["timeout"] + 600
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(max(deadline - time.monotonic(), 1.0), proc.kill)
+    timer.start()
     try:
-        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=spec["timeout"] + 600)
-    except subprocess.TimeoutExpired:
-        return {"m": spec["m"], "shards": spec["shards"], "status": "timeout"}
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"m": spec["m"], "shards": spec["shards"], "status": f"crashed (exit {out.returncode}): {tail}"[:300]}
-    return json.loads(lines[-1])
+        for line in proc.stdout:
+            if line.startswith("{"):
+                yield json.loads(line)
+        err = proc.stderr.read()
+        code = proc.wait()
+    finally:
+        timer.cancel()
+    if code != 0:
+        tail = "timeout" if time.monotonic() >= deadline else (err.strip().splitlines() or ["no output"])[-1]
+        yield {"m": spec["m"], "shards": spec["shards"], "status": f"crashed (exit {code}): {tail}"[:300]}
+
+
+def _append(path: Path, row: dict) -> None:
+    """Append ``row`` under the file's own header (a file from an older version keeps its columns)."""
+    columns = COLUMNS
+    if path.exists():
+        with path.open() as fh:
+            columns = next(csv.reader(fh), COLUMNS)
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, columns, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
 def main() -> None:
@@ -102,9 +167,14 @@ def main() -> None:
     p.add_argument("--shards", default="1,2,4,8")
     p.add_argument("--hidden", default="6,6")
     p.add_argument("--ranks", type=int, default=1, help="MPI processes (at most K per run)")
+    p.add_argument("--rounds", type=int, default=2, help="round 1 and re-centred rounds after it")
     p.add_argument("--ph-iterations", type=int, default=500)
     p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--cold-rounds", action="store_true", help="a fresh PH per round (ph_options warm_rounds=False)")
+    p.add_argument("--single", choices=["direct", "pyomo"], default="direct", help="the K = 1 round's path")
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per round (PH's time limit)")
+    p.add_argument("--ipopt", default="{}", help="JSON: Ipopt options over the rounds' defaults (K > 1: the "
+                   "subproblems' IPOPT_SUBPROBLEM), e.g. '{\"mumps_pivot_order\": 5}' for METIS")
     p.add_argument("--out", default=None, help="folder of sharded.csv (required)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -114,26 +184,21 @@ def main() -> None:
         p.error("--out is required")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "sharded.csv"
     hidden = [int(h) for h in args.hidden.split(",")]
     for m in (int(s) for s in args.sizes.split(",")):
-        reference = None
+        reference = {}  # round -> K = 1 weights
         for K in (int(k) for k in args.shards.split(",")):
             spec = {"m": m, "shards": K, "hidden": hidden, "tol": args.tol, "ph_iterations": args.ph_iterations,
-                    "timeout": args.timeout}
-            row = run(spec, min(K, args.ranks))
-            weights = np.asarray(row.pop("weights", []))
-            if K == 1 and weights.size:
-                reference = weights
-            if reference is not None and weights.size:
-                row["max_weight_diff"] = float(np.abs(weights - reference).max())
-            new = not path.exists()
-            with open(path, "a", newline="") as fh:
-                w = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-            print({k: row.get(k) for k in COLUMNS}, flush=True)
+                    "timeout": args.timeout, "rounds": args.rounds, "single": args.single,
+                    "warm_rounds": not args.cold_rounds, "ipopt": json.loads(args.ipopt)}
+            for row in run(spec, min(K, args.ranks)):
+                weights = np.asarray(row.pop("weights", []))
+                if K == 1 and weights.size:
+                    reference[row["round"]] = weights
+                if row.get("round") in reference and weights.size:
+                    row["max_weight_diff"] = float(np.abs(weights - reference[row["round"]]).max())
+                _append(out / "sharded.csv", row)
+                print({k: row.get(k) for k in COLUMNS}, flush=True)
 
 
 if __name__ == "__main__":

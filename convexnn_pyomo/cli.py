@@ -260,7 +260,7 @@ def _cmd_train(args) -> int:
             result = train(
                 net, ds.X, ds.y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
                 time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
-                loss=args.loss, shards=args.shards,
+                loss=args.loss, shards=args.shards, ph_options=None if args.ph_tol is None else {"tol": args.ph_tol},
             )
         except (ValueError, RuntimeError, ImportError) as exc:
             raise CliError(str(exc)) from None
@@ -477,6 +477,8 @@ def _train_parser(sub) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of the sample subset and the He initial weights")
     t.add_argument("--shards", type=_positive_int, default=1, help="data shards per round, solved by mpi-sppy PH "
                    "(pip install 'convexnn-pyomo[mpi]'); run with mpiexec -n K for K processes (default: 1)")
+    t.add_argument("--ph-tol", type=_positive_float, default=None,
+                   help="with --shards > 1: PH stops when both residuals are at most this (default: 1e-6)")
     t.add_argument("--out", required=True, help="output folder (created if missing)")
 
 

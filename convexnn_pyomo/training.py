@@ -42,6 +42,7 @@ def train(
     loss: str | Loss = "squared",
     shards: int = 1,
     backend: str = "auto",
+    ph_options: dict | None = None,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
 
@@ -84,6 +85,8 @@ def train(
     shards: split the samples into this many shards; each round is then solved by mpi-sppy's
         Progressive Hedging over the shards (:mod:`convexnn_pyomo.algorithms.sharded`; needs the
         ``[mpi]`` extra), in one process or, under ``mpiexec -n K``, one rank per shard group.
+    ph_options: with ``shards > 1``, PH options over
+        :data:`~convexnn_pyomo.algorithms.sharded.PH_DEFAULTS` (e.g. ``{"tol": 1e-5}``).
     """
     if method != "sequential":
         raise ValueError(f"unknown method {method!r}; the only method is 'sequential' (Algorithm 1)")
@@ -92,6 +95,6 @@ def train(
         solver=solver, solver_options=solver_options, time_limit=time_limit, target_loss=target_loss,
         constraint_tol=constraint_tol, patience=patience, exact_tol=exact_tol, warm_start=warm_start,
         round_time_limit=round_time_limit, max_failures=max_failures, progress=progress, relaxation=relaxation,
-        loss_fraction=loss_fraction, loss=loss, shards=shards, backend=backend,
+        loss_fraction=loss_fraction, loss=loss, shards=shards, backend=backend, ph_options=ph_options,
     )
     return algorithm.solve(net, X, Y)

@@ -84,6 +84,33 @@ def test_sharded_round_keeps_classwise_bounds_exact(small_problem):
         assert sum(pyo.value(budgets[k, c]) for k in range(2)) == pytest.approx(kappas[key], abs=1e-6)
 
 
+def test_round_options_reach_the_subproblems(small_problem):
+    """The Ipopt options of a round are the subproblems' (mpi-sppy reads its option layers at every
+    solve): one Ipopt iteration cannot solve a shard, so the round fails instead of converging."""
+    _, sharded, _ = _rounds(small_problem, "mean")
+    assert not sharded.solve(60, {**IPOPT_DEFAULTS, "max_iter": 1}).ok
+
+
+def test_warm_rounds_equal_fresh_rounds(small_problem):
+    """Round 2 continued from round 1's PH state (W, xbar) is the single model's round 2, as a fresh PH run is."""
+    X = small_problem[1]
+    single, warm, _ = _rounds(small_problem, "mean")
+    cold = _rounds(small_problem, "mean")[1]
+    cold.ph_options["warm_rounds"] = False
+    for r in range(2):
+        if r:  # re-centre all three at the single round's solution
+            ref = single.solution()
+            fp = ref.forward_pass(X)
+            mu = single.exactness_weights(ref, fp)
+            for rnd in (single, warm, cold):
+                rnd.recentre(ref, 2.0, fp, **mu)
+        for rnd in (single, warm, cold):
+            assert rnd.solve(120, dict(IPOPT_DEFAULTS)).ok
+        for rnd in (warm, cold):
+            np.testing.assert_allclose(rnd.solution().get_flat(), single.solution().get_flat(), atol=1e-4)
+    assert warm.last_ph_iterations > 1  # the re-centred round moved: PH iterated again
+
+
 def test_constraints_that_couple_shards_are_refused(small_problem):
     from convexnn_pyomo.algorithms.sharded import ShardedRound
     from convexnn_pyomo.constraints import BalancedMisfitBounds
@@ -91,6 +118,14 @@ def test_constraints_that_couple_shards_are_refused(small_problem):
     net, X, Y = small_problem
     with pytest.raises(ValueError, match="BalancedMisfitBounds may couple samples of several shards"):
         ShardedRound(net, X, Y, "mean", "parabolic", [BalancedMisfitBounds()], "ipopt_casadi", 2.0, (1.0, 1.0, 1.0))
+
+
+def test_unknown_ph_options_are_refused(small_problem):
+    from convexnn_pyomo.algorithms.sharded import ShardedRound
+
+    net, X, Y = small_problem
+    with pytest.raises(ValueError, match=r"unknown PH options \['tolerance'\]"):
+        ShardedRound(net, X, Y, "mean", "parabolic", [], "ipopt_casadi", 2.0, (1.0, 1.0, 1.0), ph_options={"tolerance": 1})
 
 
 def test_shard_indices_cover_the_samples_once():
@@ -124,6 +159,8 @@ def test_cli_rejects_bad_shards(tmp_path, capsys):
     assert "--shards" in capsys.readouterr().err
     assert main(["train", "--samples", "4", "--shards", "5", "--out", str(tmp_path / "b")]) == 2
     assert "shards must be an integer between 1 and the number of samples (4)" in capsys.readouterr().err
+    assert main(["train", "--samples", "4", "--shards", "2", "--ph-tol", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "--ph-tol" in capsys.readouterr().err
 
 
 # -- several processes ----------------------------------------------------------------------------

@@ -132,17 +132,21 @@ class DirectRound:
     The same problem as :class:`PyomoRound` with the parabolic relaxation and no hard constraints
     (tested variable by variable and constraint by constraint, ``tests/test_casadi_direct.py``),
     built per sample and mapped over the samples, so its build and translation cost does not grow
-    with ``m``.  From ``m >= 1000`` it orders MUMPS by AMD with a 5 % workspace margin: 27-30 % less
-    CPU per Ipopt iteration and 12-17 % less memory than METIS at m = 1,000-3,000
-    (``python benchmarks/scale.py --options-study``); the margin keeps MUMPS's reservation for
-    m = 10^5 within the machine.
+    with ``m``.  From ``m >= 1000`` it cuts MUMPS's workspace margin to 5 % (which keeps MUMPS's
+    reservation for m = 10^5 within the machine) and orders by AMD below m = 5,000 (27-30 % less CPU
+    per Ipopt iteration than METIS at m = 1,000-3,000), by QAMD from there on: AMD's ordering time
+    grows as m^2 on this KKT structure (0.29 / 2.06 / 23.5 / 235 s at m = 10^3 / 3 x 10^3 / 10^4 /
+    3 x 10^4, half of the round at 3 x 10^4) while QAMD, which detects the quasi-dense rows of the
+    shared variables, orders m = 3 x 10^4 in 12.8 s and solves the round 2.1x faster
+    (``python benchmarks/scale.py --profile-study``, ``benchmarks/results/scale_profile.csv``).
     """
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, eta: float,
                  mu: tuple[float, float, float], loss="squared"):
         from ..solvers.casadi_direct import DirectParabolicRound
 
-        large = {"mumps_pivot_order": 0, "mumps_mem_percent": 5} if X.shape[0] >= 1000 else {}
+        m = X.shape[0]
+        large = {"mumps_pivot_order": 0 if m < 5000 else 6, "mumps_mem_percent": 5} if m >= 1000 else {}
         self.round = DirectParabolicRound(net, X, Y, reduction=reduction, eta=eta, mu=mu, loss=loss,
                                           ipopt_options=large)
         self.model = None  # no Pyomo model: use backend="pyomo" to keep one

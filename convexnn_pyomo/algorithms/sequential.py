@@ -123,6 +123,9 @@ class SequentialRelaxation:
                                               "else the Pyomo model (which result.model then holds)"))
     CONFIG.declare("shards", ConfigValue(default=1, domain=PositiveInt,
                                          description="data shards of each round; > 1: solved by mpi-sppy PH (.sharded)"))
+    CONFIG.declare("ph_options", ConfigValue(default=None, domain=dict,
+                                             description="with shards > 1: PH options over .sharded.PH_DEFAULTS",
+                                             doc="e.g. {'tol': 1e-5} (both PH residuals), {'warm_rounds': False}"))
 
     def __init__(self, **kwds):
         self.config = self.CONFIG(kwds)
@@ -159,7 +162,7 @@ class SequentialRelaxation:
             from .sharded import ShardedRound
 
             return ShardedRound(*args, self.solver_name, self.schedule.eta, self.schedule.fixed_mu, config.loss,
-                                shards=config.shards)
+                                shards=config.shards, ph_options=config.ph_options)
         reason = direct_unsupported(config.relaxation, self.ev.constraints, self.solver_name)
         if config.backend == "direct" and reason:
             raise ValueError(f"backend='direct' is not available here: {reason}; use backend='pyomo'")

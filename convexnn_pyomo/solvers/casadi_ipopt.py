@@ -10,7 +10,9 @@ Mutable Params and fixed Vars become CasADi *parameters*: a model solved repeate
 parameter values (the rounds of Algorithm 1) is translated and compiled once, then re-solved with
 new values (``results.extra_info.rebuilt`` is ``False``).  Any structural change (a constraint
 added, activated or deactivated, a Var fixed or unfixed, a new objective) is detected and triggers
-a fresh translation; new options (e.g. another ``time_limit``) only a new Ipopt instance.
+a fresh translation; new options (e.g. another ``time_limit``) only a new Ipopt instance.  With
+Ipopt's ``warm_start_init_point="yes"`` a re-solve also starts from the multipliers of the last
+solve of the same translation.
 
 Use it like any ``pyomo.contrib.solver`` solver, or through the legacy factory::
 
@@ -96,6 +98,7 @@ class _CompiledNLP:
         self.key = _structure_key(block)
         self.fixed_key = _fixed_key(self)
         self.solver, self.options_key = None, None
+        self.multipliers = None  # (lam_x, lam_g) of the last solve: Ipopt's warm start
 
     def ipopt(self, options: dict, tee: bool):
         """The CasADi Ipopt instance for ``options`` (a new one only when they changed: a new
@@ -149,8 +152,9 @@ def _compiled(model) -> tuple[_CompiledNLP, bool]:
     return nlp, rebuild
 
 
-def _run(nlp: _CompiledNLP, solver) -> dict:
-    """One Ipopt call from the Vars' current values, bounds and the Params' current values."""
+def _run(nlp: _CompiledNLP, solver, warm: bool = False) -> dict:
+    """One Ipopt call from the Vars' current values, bounds and the Params' current values; with
+    ``warm`` also from the multipliers of the last solve of the same translation (if any)."""
     x0, lbx, ubx = [], [], []
     for v in nlp.vars:
         lb, ub = _bound(v.lb, -math.inf), _bound(v.ub, math.inf)
@@ -166,7 +170,10 @@ def _run(nlp: _CompiledNLP, solver) -> dict:
             raise ValueError(f"parameter {p.name} has the non-finite value {pv}")
     lbg = [_bound(value(c.lower), -math.inf) for c in nlp.constraints]
     ubg = [_bound(value(c.upper), math.inf) for c in nlp.constraints]
-    return solver(x0=x0, lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, p=pvals)
+    duals = {"lam_x0": nlp.multipliers[0], "lam_g0": nlp.multipliers[1]} if warm and nlp.multipliers else {}
+    sol = solver(x0=x0, lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, p=pvals, **duals)
+    nlp.multipliers = (sol["lam_x"], sol["lam_g"])
+    return sol
 
 
 @register_solver(
@@ -203,7 +210,7 @@ class CasadiIpopt(ConvexnnSolverBase):
         nlp, rebuilt = _compiled(model)
         solver = nlp.ipopt(self.solver_options(config), bool(config.tee))
         t1 = default_timer()
-        sol = _run(nlp, solver)
+        sol = _run(nlp, solver, str(self.solver_options(config).get("warm_start_init_point", "no")).lower() == "yes")
         stats = solver.stats()
         return_status = stats.get("return_status", "unknown")
         results.termination_condition, results.solution_status = map_status(IPOPT_STATUS, return_status)
