@@ -86,9 +86,12 @@ def test_sharded_round_keeps_classwise_bounds_exact(small_problem):
 
 def test_round_options_reach_the_subproblems(small_problem):
     """The Ipopt options of a round are the subproblems' (mpi-sppy reads its option layers at every
-    solve): one Ipopt iteration cannot solve a shard, so the round fails instead of converging."""
-    _, sharded, _ = _rounds(small_problem, "mean")
+    solve): one Ipopt iteration cannot solve a shard, so the round fails instead of converging; the
+    round after it solves the single model's round."""
+    single, sharded, _ = _rounds(small_problem, "mean")
     assert not sharded.solve(60, {**IPOPT_DEFAULTS, "max_iter": 1}).ok
+    a, b = _solve_both(single, sharded)  # after a failed round the next one starts a fresh PH
+    np.testing.assert_allclose(b.get_flat(), a.get_flat(), atol=1e-4)
 
 
 def test_warm_rounds_equal_fresh_rounds(small_problem):

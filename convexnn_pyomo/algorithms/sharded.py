@@ -78,8 +78,8 @@ PH_DEFAULTS = {"PHIterLimit": 500, "defaultPHrho": 1.0, "tol": 1e-6, "rho_update
                "budget_rho": 0.01, "warm_rounds": True}
 
 #: Ipopt options of every PH subproblem: the algorithm's, MUMPS ordered by QAMD (Ipopt orders the
-#: KKT matrix anew at every call; m = 2,000, K = 2, round 2 at tol 1e-5: 81.0 s against METIS's
-#: 108.4 s, the same 21 PH iterations and loss)
+#: KKT matrix anew at every call; m = 2,000, K = 2, round 2 at tol 1e-5: 80.4 s against METIS's
+#: 104.3 s, the same 21 PH iterations and loss; ``benchmarks/results/sharded_ordering``)
 IPOPT_SUBPROBLEM = {**IPOPT_DEFAULTS, "mumps_pivot_order": 6}
 
 #: Ipopt options of PH's iterations k >= 1 (with an Ipopt subproblem solver): start from the last
@@ -421,6 +421,7 @@ class ShardedRound:
                     ph.ph_main(finalize=False)
                     self._ph_started = True
         except Exception as exc:  # noqa: BLE001 -- a failed round, not a crash; mpi-sppy raises RuntimeError("Infeasibility detected; ...") for infeasible shards
+            self._ph, self._ph_started = None, False  # the next round starts a fresh PH
             return RoundSolve(False, f"error: {type(exc).__name__}: {exc}", "nfeasib" in str(exc), False, -1,
                               time.perf_counter() - t0)
         self.last_ph_iterations = int(ph._PHIter)
