@@ -88,13 +88,7 @@ def train(
     ph_options: with ``shards > 1``, PH options over
         :data:`~convexnn_pyomo.algorithms.sharded.PH_DEFAULTS` (e.g. ``{"tol": 1e-5}``).
     """
+    options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y", "method")}  # SequentialRelaxation.CONFIG
     if method != "sequential":
         raise ValueError(f"unknown method {method!r}; the only method is 'sequential' (Algorithm 1)")
-    algorithm = SequentialRelaxation(
-        schedule=schedule, rounds=rounds, eta=eta, epsilon=epsilon, mu=mu, hard_constraints=hard_constraints,
-        solver=solver, solver_options=solver_options, time_limit=time_limit, target_loss=target_loss,
-        constraint_tol=constraint_tol, patience=patience, exact_tol=exact_tol, warm_start=warm_start,
-        round_time_limit=round_time_limit, max_failures=max_failures, progress=progress, relaxation=relaxation,
-        loss_fraction=loss_fraction, loss=loss, shards=shards, backend=backend, ph_options=ph_options,
-    )
-    return algorithm.solve(net, X, Y)
+    return SequentialRelaxation(**options).solve(net, X, Y)

@@ -129,6 +129,8 @@ def test_unknown_ph_options_are_refused(small_problem):
     net, X, Y = small_problem
     with pytest.raises(ValueError, match=r"unknown PH options \['tolerance'\]"):
         ShardedRound(net, X, Y, "mean", "parabolic", [], "ipopt_casadi", 2.0, (1.0, 1.0, 1.0), ph_options={"tolerance": 1})
+    with pytest.raises(ValueError, match="ph_options apply to sharded rounds only"):
+        cnn.train(net, X, Y, rounds=1, ph_options={"tol": 1e-5})
 
 
 def test_shard_indices_cover_the_samples_once():

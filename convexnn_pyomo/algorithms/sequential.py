@@ -158,6 +158,8 @@ class SequentialRelaxation:
         """The round's convex program: Pyomo (the reference), direct CasADi (the same problem built
         per sample, for large m) or sharded over mpi-sppy."""
         args = (net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints)
+        if config.ph_options and config.shards == 1:
+            raise ValueError("ph_options apply to sharded rounds only: give shards > 1 (or drop ph_options)")
         if config.shards > 1:
             from .sharded import ShardedRound
 
