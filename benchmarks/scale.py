@@ -439,7 +439,8 @@ def options_study(args, sizes: list[int], hidden: list[int]) -> None:
 PROFILE_IPOPT = {"print_timing_statistics": "yes", "print_level": 3, "mumps_print_level": 2}
 PROFILE_COLUMNS = ["m", "build_s", "transform_s", "translate_s", "ipopt_iterations", "first_solve_s", "ipopt_total_s", "function_eval_s", "analysis_s",
                    "factorizations", "factorization_s", "solves", "solve_s", "factor_flops", "factor_entries",
-                   "mumps_mb", "kkt_dimension", "peak_rss_mb", "round1_loss", "status", "hidden", "ipopt_options"]
+                   "mumps_mb", "kkt_dimension", "peak_rss_mb", "round1_loss", "status", "hidden", "ipopt_options",
+                   "group_size"]
 
 
 #: the wall seconds of one line of Ipopt's timing table
@@ -473,9 +474,10 @@ def profile_study(args, sizes: list[int], hidden: list[int]) -> None:
     out = Path(args.out) / "scale_profile.csv"
     ipopt = {**json.loads(args.ipopt), **PROFILE_IPOPT}
     for m in sizes:
-        spec = {"m": m, "path": "direct", "hidden": hidden, "noise": args.noise, "rounds": 1, "ipopt": ipopt}
+        spec = {"m": m, "path": "direct", "hidden": hidden, "noise": args.noise, "rounds": 1, "ipopt": ipopt,
+                "round": {"group_size": args.group_size}}
         row = run_child(spec, args.timeout, {"GFORTRAN_UNBUFFERED_PRECONNECTED": "y"}, parse_profile)
-        row.update(hidden="-".join(map(str, hidden)), ipopt_options=args.ipopt)
+        row.update(hidden="-".join(map(str, hidden)), ipopt_options=args.ipopt, group_size=args.group_size or "")
         new = not out.exists()
         with out.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=PROFILE_COLUMNS, extrasaction="ignore")
@@ -509,6 +511,8 @@ def main() -> None:
     ap.add_argument("--rounds-study", action="store_true", help="Algorithm 1 per size: rounds to the noise floor")
     ap.add_argument("--profile-study", action="store_true",
                     help="round 1 per size with Ipopt's timings and MUMPS's report: scale_profile.csv")
+    ap.add_argument("--group-size", type=int, default=None,
+                    help="direct path: one copy of the shared variables per this many samples (default: none)")
     ap.add_argument("--rounds", type=int, default=15, help="for --rounds-study: rounds at most")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -160,10 +160,12 @@ def test_exactness_weights_equal_the_pyomo_models(arch, reduction):
         assert all(mine[name][l] == pytest.approx(v, rel=1e-12) for l, v in theirs[name].items())
 
 
-def test_mapped_derivatives_equal_casadi_automatic_derivatives():
-    """The per-sample gradient, Jacobian and Hessian blocks, assembled, equal CasADi's AD of the whole problem."""
-    net, X, Y, reference, eta, weights = _problem("tanh-2hidden-2out", 6, seed=5)
-    rnd = _direct_round(net, X, Y, "mean", reference, eta, weights)
+@pytest.mark.parametrize("group_size", [None, 4, 6])
+def test_mapped_derivatives_equal_casadi_automatic_derivatives(group_size):
+    """The per-sample gradient, Jacobian and Hessian blocks, assembled, equal CasADi's AD of the
+    whole problem (also with copies of the shared variables, groups of 4 + 3 and one group of 7)."""
+    net, X, Y, reference, eta, weights = _problem("tanh-2hidden-2out", 7, seed=5)
+    rnd = _direct_round(net, X, Y, "mean", reference, eta, weights, group_size=group_size)
     nlp, d = rnd.nlp, rnd.derivatives
     lam_f, lam_g = ca.MX.sym("lam_f"), ca.MX.sym("lam_g", rnd.n_constraints)
     lagrangian = lam_f * nlp["f"] + ca.dot(lam_g, nlp["g"])
@@ -248,6 +250,27 @@ def test_evaluation_variants_solve_the_same_problem(variant):
     assert np.abs(default.solution().get_flat() - other.solution().get_flat()).max() < 1e-8
 
 
+@pytest.mark.parametrize("arch,reduction", [("sigmoid-1hidden-1out", "mean"), ("tanh-2hidden-2out", "sum")])
+def test_copies_of_the_shared_variables_give_the_same_round(arch, reduction):
+    """``group_size``: the samples read copies ``c_k`` of the weights tied by ``c_k = s``; the lifted
+    start is feasible with the same loss and the optimum is the one without copies."""
+    net, X, Y, reference, eta, weights = _problem(arch, 23, seed=13)
+    plain = _direct_round(net, X, Y, reduction, reference, eta, weights)
+    copied = _direct_round(net, X, Y, reduction, reference, eta, weights, group_size=5)
+    n = net.sizes
+    ns = sum(n[l] * n[l - 1] + n[l] for l in range(1, len(n))) + sum(n[2:])  # w, b and W
+    assert copied.n_groups == 5 and copied.n_variables == plain.n_variables + 5 * ns
+    assert copied.n_constraints == plain.n_constraints + 5 * ns and copied.equality_rows[-5 * ns:].all()
+    f, g = copied.evaluate(copied.start)
+    assert np.abs(g[copied.equality_rows]).max() < 1e-12 and g.max() < 1e-12
+    assert f == pytest.approx(reference.loss(X, Y, reduction), rel=1e-12)
+    a, b = plain.solve(), copied.solve()
+    assert a["ok"] and b["ok"]
+    assert np.abs(plain.solution().get_flat() - copied.solution().get_flat()).max() < 1e-6
+    assert copied.relaxed_objective() == pytest.approx(plain.relaxed_objective(), rel=1e-8)
+    assert np.allclose(copied.gaps(), plain.gaps(), atol=1e-6)
+
+
 def test_failed_solve_reports_and_does_not_raise():
     net, X, Y, reference, eta, weights = _problem("sigmoid-1hidden-1out", 20, seed=7)
     rnd = _direct_round(net, X, Y, "mean", reference, eta, weights)
@@ -264,6 +287,8 @@ def test_failed_solve_reports_and_does_not_raise():
     ({"parallelization": "gpu"}, "parallelization"),
     ({"eta": -1.0}, "eta"),
     ({"mu": (1.0, 1.0)}, "mu"),
+    ({"group_size": 0}, "group_size"),
+    ({"group_size": 2.5}, "group_size"),
 ])
 def test_bad_arguments_raise_clear_errors(bad, match):
     net, X, Y, *_ = _problem("sigmoid-1hidden-1out", 5, seed=8)

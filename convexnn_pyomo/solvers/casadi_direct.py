@@ -31,7 +31,11 @@ numbers only.
 
 Layout: ``x = [s; v_0; v_1; ...; v_{m-1}]``; ``g = [g_0; g_1(\cdot); ...]`` (``g_0``: (5c));
 :meth:`~DirectParabolicRound.variable_index` and :meth:`~DirectParabolicRound.constraint_index`
-name every entry by the Pyomo model's component names and indices.
+name every entry by the Pyomo model's component names and indices.  With ``group_size = B`` the
+samples :math:`j` of group :math:`k = \lfloor j / B \rfloor` read a copy :math:`c_k` of
+:math:`s` instead, ``x`` ends with ``[c_0; ...; c_{G-1}]`` and ``g`` with the rows
+:math:`c_k - s = 0`: the same problem, whose KKT matrix has no variable coupled to every sample
+(``benchmarks/scale.py --profile-study --group-size B`` measures what MUMPS makes of it).
 """
 
 from __future__ import annotations
@@ -241,27 +245,38 @@ def _nonzeros(a):
     return ca.sparsity_cast(a, ca.Sparsity.dense(a.nnz(), 1))
 
 
-def _block_diagonal(blocks, block, m: int):
-    """``diag(B_0, ..., B_{m-1})`` from a map's output ``[B_0, ..., B_{m-1}]`` (each of sparsity
-    ``block``): both list the same nonzeros in the same (column-major) order."""
-    return ca.sparsity_cast(blocks, ca.diagcat(*[block] * m))
+def _grouped(block, counts) -> "ca.Sparsity":
+    """``diag_k [P, ..., P]`` (``counts[k]`` copies of the pattern ``block`` side by side in group
+    ``k``'s rows): where a map's per-sample outputs go when sample ``j`` belongs to group ``k``."""
+    return ca.diagcat(*[ca.horzcat(*[block] * int(c)) for c in counts])
+
+
+def _padded(a, n_rows: int):
+    """``a`` with zero rows below it, up to ``n_rows`` (no data moved: the same nonzeros)."""
+    return ca.sparsity_cast(a, ca.vertcat(a.sparsity(), ca.Sparsity(n_rows - a.size1(), a.size2())))
 
 
 class _Derivatives:
     r"""Per-sample and shared CasADi Functions: values, gradient, Jacobian and Lagrangian Hessian blocks."""
 
-    def __init__(self, fm: _Formulation):
+    def __init__(self, fm: _Formulation, copies: bool = False):
         s, ps, v, pv = fm.S.vector(), fm.PS.vector(), fm.V.vector(), fm.PV.vector()
         ns = s.numel()
         sig, lam, lam0 = ca.SX.sym("lam_f"), ca.SX.sym("lam_g", fm.g.numel()), ca.SX.sym("lam_g0", fm.gs.numel())
         ins = [s, ps, v, pv]
         self.fg = ca.Function("sample_fg", ins, [fm.g, fm.f])
         self.grad = ca.Function("sample_grad", ins, [fm.f, ca.gradient(fm.f, s), ca.gradient(fm.f, v)])
-        self.jac = ca.Function("sample_jac", ins, [fm.g, ca.jacobian(fm.g, s).T, ca.jacobian(fm.g, v)])
+        # the transposed Jacobian rows of a sample: each column lists its nonzeros in the order of x
+        # ([s; v_j], or [v_j; c_k] with copies), so the mapped output is J^T's columns as they are
+        js_t, jv_t = ca.jacobian(fm.g, s).T, ca.jacobian(fm.g, v).T
+        self.js_sparsity, self.jv_sparsity = js_t.sparsity(), jv_t.sparsity()
+        self.jac = ca.Function("sample_jac", ins, [fm.g, ca.vertcat(jv_t, js_t) if copies else ca.vertcat(js_t, jv_t)])
         H = ca.hessian(sig * fm.f + ca.dot(lam, fm.g), ca.vertcat(s, v))[0]
-        hss = ca.triu(H[:ns, :ns])
-        self.hss_sparsity = hss.sparsity()
-        self.hess = ca.Function("sample_hess", ins + [sig, lam], [_nonzeros(hss), H[:ns, ns:], ca.triu(H[ns:, ns:])])
+        hss, hsv, hvv = ca.triu(H[:ns, :ns]), H[:ns, ns:], ca.triu(H[ns:, ns:])
+        self.hss_sparsity, self.hsv_sparsity, self.hvv_sparsity = hss.sparsity(), hsv.sparsity(), hvv.sparsity()
+        # the columns v_j of the upper triangle: [H_sv; H_vv] (with copies H_cv goes in the columns c_k)
+        outs = [_nonzeros(hss), hsv, hvv] if copies else [_nonzeros(hss), ca.vertcat(hsv, hvv)]
+        self.hess = ca.Function("sample_hess", ins + [sig, lam], outs)
         self.fg0 = ca.Function("shared_fg", [s, ps], [fm.gs, fm.fs])
         self.grad0 = ca.Function("shared_grad", [s, ps], [fm.fs, ca.gradient(fm.fs, s)])
         self.jac0 = ca.Function("shared_jac", [s, ps], [fm.gs, ca.jacobian(fm.gs, s)])
@@ -292,14 +307,15 @@ class DirectParabolicRound:
     ``casadi.Function.map`` mode of the per-sample functions (``"serial"``, ``"thread"``,
     ``"openmp"``), with ``n_threads`` threads.  ``mapped_derivatives=False`` lets CasADi derive the
     whole problem itself and ``nlpsol_options`` (e.g. ``{"expand": True}``) go to ``casadi.nlpsol``:
-    both for measurements.  Every round after the first changes numbers only (:meth:`recentre`);
+    both for measurements.  ``group_size`` (``None``: off) gives every ``group_size`` samples
+    their own copy of the shared variables (module docstring).  Every round after the first changes numbers only (:meth:`recentre`);
     :meth:`solve` never raises on a failed solve.  Hard constraints are not supported.
     """
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str = "mean", eta: float = 1.0,
                  mu=(1.0, 1.0, 1.0), ipopt_options: dict | None = None, parallelization: str = "serial",
                  n_threads: int = 2, loss: str | Loss = "squared", mapped_derivatives: bool = True,
-                 nlpsol_options: dict | None = None):
+                 nlpsol_options: dict | None = None, group_size: int | None = None):
         if reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         if parallelization not in PARALLELIZATIONS:
@@ -313,14 +329,16 @@ class DirectParabolicRound:
         self.loss, self.reduction, self.m = get_loss(loss), reduction, self._X.shape[0]
         self.loss.check_targets(self._Y)
         self._net, self._map = net.copy(), (parallelization, int(n_threads))
+        self._set_groups(group_size)
         t0 = time.perf_counter()
         self._fm = fm = _Formulation(self._net, 1.0 / self.m if reduction == "mean" else 1.0, self.loss)
-        self._nlp, derivatives = self._assemble(_Derivatives(fm))
+        self._nlp, derivatives = self._assemble(_Derivatives(fm, copies=self._n_groups > 0))
         self._nlpsol_options = {**(derivatives if mapped_derivatives else {}), **(nlpsol_options or {})}
         self.timings = {"build": time.perf_counter() - t0, "nlpsol": 0.0}
         self._derivatives = derivatives
         self._lbg = np.concatenate([np.where(fm.inequality_mask(True), -np.inf, 0.0),
-                                    np.tile(np.where(fm.inequality_mask(False), -np.inf, 0.0), self.m)])
+                                    np.tile(np.where(fm.inequality_mask(False), -np.inf, 0.0), self.m),
+                                    np.zeros(fm.S.size * self._n_groups)])
         self._lbx = self._lower_bounds()
         self._ipopt = {**_ipopt_defaults(), **(ipopt_options or {})}
         self._nlpsol, self._solver_key = None, None
@@ -330,8 +348,25 @@ class DirectParabolicRound:
         self._x_sol, self._f_sol, self._lam = None, None, None
         self.recentre(self._net, eta)
 
+    def _set_groups(self, group_size: int | None) -> None:
+        """Sample ``j`` reads the copy ``c_{j // group_size}`` of ``s`` (``None``: ``s`` itself)."""
+        if group_size is None:
+            self._n_groups, self._groups, self._assignment = 0, None, None
+            return
+        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+            raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
+        self._groups = np.arange(self.m) // int(group_size)
+        self._n_groups = int(self._groups[-1]) + 1
+        self._assignment = ca.DM(ca.Sparsity.triplet(self.m, self._n_groups, list(range(self.m)),
+                                                     self._groups.tolist()), 1.0)
+
+    @property
+    def n_groups(self) -> int:
+        """The number of copies of the shared variables (0: none; see ``group_size``)."""
+        return self._n_groups
+
     def _lower_bounds(self) -> np.ndarray:
-        """``lbx``: ``W, X >= 0`` (the Pyomo model's NonNegativeReals), ``-inf`` elsewhere."""
+        """``lbx``: ``W, X >= 0`` (the Pyomo model's NonNegativeReals), ``-inf`` elsewhere (also on the copies)."""
         fm, lbx = self._fm, np.full(self.n_variables, -np.inf)
         for blocks, start, stride, count in ((fm.S.blocks, 0, 0, 1), (fm.V.blocks, fm.S.size, fm.V.size, self.m)):
             for key, (off, shape) in blocks.items():
@@ -342,35 +377,78 @@ class DirectParabolicRound:
 
     # ------------------------------------------------------------------ the NLP and its derivatives
     def _mapped(self, fn):
+        # (map's reduce_in/reduce_out were measured: they wrap the same repmat and sum in a nested
+        # Function whose work vector adds to this one's, 20-26 % more doubles per sample)
         mode, threads = self._map
         return fn.map(self.m, "serial") if mode == "serial" else fn.map(self.m, mode, threads)
 
     def _assemble(self, d: _Derivatives):
-        """The MX problem and its ``grad_f``, ``jac_g``, ``hess_lag`` Functions (graph size independent of ``m``)."""
-        fm, m = self._fm, self.m
-        ns, nv, ng, ng0 = fm.S.size, fm.V.size, fm.G.size, fm.GS.size
-        x, p = ca.MX.sym("x", ns + nv * m), ca.MX.sym("p", fm.PS.size + fm.PV.size * m)
-        lam_f, lam_g = ca.MX.sym("lam_f"), ca.MX.sym("lam_g", ng0 + ng * m)
-        ins = [x[:ns], p[:fm.PS.size], ca.reshape(x[ns:], nv, m), ca.reshape(p[fm.PS.size:], fm.PV.size, m)]
+        """The MX problem and its ``grad_f``, ``jac_g``, ``hess_lag`` Functions (graph size independent of ``m``).
+
+        Without copies the samples read ``s``; with copies sample ``j`` reads ``c_{k(j)}`` and the rows
+        ``c_k - s = 0`` close ``g``: every sum over samples of a shared block becomes a sum per group."""
+        fm, m, G = self._fm, self.m, self._n_groups
+        ns, nv, ng, ng0, nc = fm.S.size, fm.V.size, fm.G.size, fm.GS.size, fm.S.size * self._n_groups
+        x, p = ca.MX.sym("x", ns + nv * m + nc), ca.MX.sym("p", fm.PS.size + fm.PV.size * m)
+        lam_f, lam_g = ca.MX.sym("lam_f"), ca.MX.sym("lam_g", ng0 + ng * m + nc)
+        xs, ps = x[:ns], p[:fm.PS.size]
+        xc = ca.reshape(x[ns + nv * m:], ns, G) if G else None
+        s_j = xc[:, self._groups.tolist()] if G else xs  # the shared values each sample reads
+        ins = [s_j, ps, ca.reshape(x[ns:ns + nv * m], nv, m), ca.reshape(p[fm.PS.size:], fm.PV.size, m)]
+        tie = [ca.vec(xc) - ca.repmat(xs, G, 1)] if G else []
         g_j, f_j = self._mapped(d.fg)(*ins)
-        g0, f0 = d.fg0(*ins[:2])
-        nlp = {"x": x, "p": p, "f": f0 + ca.sum2(f_j), "g": ca.vertcat(g0, ca.vec(g_j))}
+        g0, f0 = d.fg0(xs, ps)
+        nlp = {"x": x, "p": p, "f": f0 + ca.sum2(f_j), "g": ca.vertcat(g0, ca.vec(g_j), *tie)}
         f_j, gs_j, gv_j = self._mapped(d.grad)(*ins)
-        f0, gs0 = d.grad0(*ins[:2])
-        grad_f = ca.Function("nlp_grad_f", [x, p], [f0 + ca.sum2(f_j), ca.vertcat(gs0 + ca.sum2(gs_j), ca.vec(gv_j))],
-                             ["x", "p"], ["f", "grad_f_x"])
-        g_j, js_t, jv = self._mapped(d.jac)(*ins)
-        g0, j0 = d.jac0(*ins[:2])
-        jac = ca.vertcat(ca.horzcat(j0, ca.MX(ng0, nv * m)),
-                         ca.horzcat(js_t.T, _block_diagonal(jv, d.jac.sparsity_out(2), m)))
-        jac_g = ca.Function("nlp_jac_g", [x, p], [ca.vertcat(g0, ca.vec(g_j)), jac], ["x", "p"], ["g", "jac_g_x"])
-        hss, hsv, hvv = self._mapped(d.hess)(*ins, lam_f, ca.reshape(lam_g[ng0:], ng, m))
-        h00 = d.hess0(*ins[:2], lam_f, lam_g[:ng0]) + ca.sparsity_cast(ca.sum2(hss), d.hss_sparsity)
-        hvv = _block_diagonal(hvv, d.hess.sparsity_out(2), m)
-        hess = ca.vertcat(ca.horzcat(h00, hsv), ca.horzcat(ca.MX(nv * m, ns), hvv))
-        hess_lag = ca.Function("nlp_hess_l", [x, p, lam_f, lam_g], [hess],
+        f0, gs0 = d.grad0(xs, ps)
+        grad = [gs0, ca.vec(gv_j), ca.vec(ca.mtimes(gs_j, self._assignment))] if G else [gs0 + ca.sum2(gs_j), ca.vec(gv_j)]
+        grad_f = ca.Function("nlp_grad_f", [x, p], [f0 + ca.sum2(f_j), ca.vertcat(*grad)], ["x", "p"], ["f", "grad_f_x"])
+        g_j, jt = self._mapped(d.jac)(*ins)
+        g0, j0 = d.jac0(xs, ps)
+        jac_g = ca.Function("nlp_jac_g", [x, p], [ca.vertcat(g0, ca.vec(g_j), *tie), self._jacobian(d, j0, jt)],
+                            ["x", "p"], ["g", "jac_g_x"])
+        blocks = self._mapped(d.hess)(*ins, lam_f, ca.reshape(lam_g[ng0:ng0 + ng * m], ng, m))
+        h0 = d.hess0(xs, ps, lam_f, lam_g[:ng0])
+        hess_lag = ca.Function("nlp_hess_l", [x, p, lam_f, lam_g], [self._hessian(d, h0, *blocks)],
                                ["x", "p", "lam_f", "lam_g"], ["triu_hess_gamma_x_x"])
         return nlp, {"grad_f": grad_f, "jac_g": jac_g, "hess_lag": hess_lag}
+
+    def _jacobian(self, d: _Derivatives, j0, jt):
+        r"""``jac_g`` (rows ``[g_0; g_j; c - s]``, columns ``[s; v; c]``) as the transpose of
+        :math:`J^T = [\nabla g_0^T, [\nabla g_j^T]_j, \text{ties}]`: the samples' mapped columns
+        ``jt`` are :math:`J^T`'s as they are (a ``sparsity_cast``), so one transpose is the only copy."""
+        fm, m, G, n = self._fm, self.m, self._n_groups, self.n_variables
+        ns, ng = fm.S.size, fm.G.size
+        jv = ca.diagcat(*[d.jv_sparsity] * m)
+        if G:
+            rows = ca.vertcat(ca.Sparsity(ns, ng * m), jv, _grouped(d.js_sparsity, np.bincount(self._groups)))
+        else:
+            rows = ca.vertcat(ca.horzcat(*[d.js_sparsity] * m), jv)
+        cols = [_padded(j0.T, n), ca.sparsity_cast(jt, rows)]
+        if G:  # the rows c_k - s = 0, transposed: -1 at s_i, +1 at (c_k)_i
+            nc = ns * G
+            cols.append(ca.MX(ca.vertcat(-ca.repmat(ca.DM.eye(ns), 1, G), ca.DM(n - ns - nc, nc), ca.DM.eye(nc))))
+        return ca.horzcat(*cols).T
+
+    def _hessian(self, d: _Derivatives, h0, hss, *blocks):
+        r"""The upper triangle of the Lagrangian's Hessian, columns ``[s; v; c]``, column block by
+        column block: ``s`` (the shared Hessian, plus the samples' shared-shared blocks without
+        copies), ``v_j`` (``[H_sv; H_vv]`` of each sample as mapped, or ``H_vv`` with copies) and,
+        with copies, ``c_k``: its samples' ``H_vs`` and their shared-shared blocks summed."""
+        fm, m, G, n = self._fm, self.m, self._n_groups, self.n_variables
+        ns, nv = fm.S.size, fm.V.size
+        hvv = ca.diagcat(*[d.hvv_sparsity] * m)
+        if not G:
+            h00 = h0 + ca.sparsity_cast(ca.sum2(hss), d.hss_sparsity)
+            hv = ca.sparsity_cast(blocks[0], ca.vertcat(ca.horzcat(*[d.hsv_sparsity] * m), hvv))
+            return ca.horzcat(_padded(h00, n), hv)
+        hsv, hvv_j = blocks
+        nc = ns * G
+        hcc = ca.sparsity_cast(ca.mtimes(hss, self._assignment), ca.diagcat(*[d.hss_sparsity] * G))
+        hc_t = ca.horzcat(ca.MX(nc, ns), ca.sparsity_cast(hsv, _grouped(d.hsv_sparsity, np.bincount(self._groups))),
+                          hcc.T)
+        hv = ca.sparsity_cast(hvv_j, ca.vertcat(ca.Sparsity(ns, nv * m), hvv, ca.Sparsity(nc, nv * m)))
+        return ca.horzcat(_padded(h0, n), hv, hc_t.T)
 
     def _solver(self, ipopt: dict):
         """The ``nlpsol`` for these Ipopt options; only the last one is kept (each holds Ipopt's and
@@ -393,11 +471,11 @@ class DirectParabolicRound:
 
     @property
     def n_variables(self) -> int:
-        return self._fm.S.size + self._fm.V.size * self.m
+        return self._fm.S.size * (1 + self._n_groups) + self._fm.V.size * self.m
 
     @property
     def n_constraints(self) -> int:
-        return self._fm.GS.size + self._fm.G.size * self.m
+        return self._fm.GS.size + self._fm.G.size * self.m + self._fm.S.size * self._n_groups
 
     def variable_index(self, name: str, l: int, index: tuple, sample: int | None = None) -> int:
         """Position in ``x`` of the Pyomo variable ``name`` of layer ``l`` (``w``, ``b``, ``W``: shared,
@@ -485,7 +563,8 @@ class DirectParabolicRound:
         sample.update({("x", l): fp.x[l] for l in range(1, fm.L)})
         sample.update({("u", l): fm.acts[l].p(fp.z[l - 1]) + fm.acts[l].q(fp.z[l - 1]) for l in fm.dc_layers})
         sample.update({("X", l): np.sum(fp.x[l - 1] ** 2, axis=0) for l in range(2, fm.L + 1)})
-        return np.concatenate([fm.S.flat(shared), fm.V.stacked(sample, self.m).ravel(order="F")])
+        s = fm.S.flat(shared)
+        return np.concatenate([s, fm.V.stacked(sample, self.m).ravel(order="F"), np.tile(s, self._n_groups)])
 
     @property
     def parameters(self) -> np.ndarray:
@@ -540,7 +619,8 @@ class DirectParabolicRound:
         fm = self._fm
         shared = {k: self._x_sol[o:o + int(np.prod(s, dtype=int))].reshape(s, order="F")
                   for k, (o, s) in fm.S.blocks.items()}
-        return shared, fm.V.split(self._x_sol[fm.S.size:].reshape(fm.V.size, self.m, order="F"))
+        v = self._x_sol[fm.S.size:fm.S.size + fm.V.size * self.m]
+        return shared, fm.V.split(v.reshape(fm.V.size, self.m, order="F"))
 
     def solution(self) -> Network:
         """A network with the weights and biases of the last solution."""
