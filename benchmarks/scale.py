@@ -512,7 +512,8 @@ def main() -> None:
     ap.add_argument("--profile-study", action="store_true",
                     help="round 1 per size with Ipopt's timings and MUMPS's report: scale_profile.csv")
     ap.add_argument("--group-size", type=int, default=None,
-                    help="direct path: one copy of the shared variables per this many samples (default: none)")
+                    help="for --profile-study: one copy of the shared variables per this many samples "
+                         "(DirectParabolicRound's group_size; default: none)")
     ap.add_argument("--rounds", type=int, default=15, help="for --rounds-study: rounds at most")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()

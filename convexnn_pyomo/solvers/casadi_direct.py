@@ -308,8 +308,9 @@ class DirectParabolicRound:
     ``"openmp"``), with ``n_threads`` threads.  ``mapped_derivatives=False`` lets CasADi derive the
     whole problem itself and ``nlpsol_options`` (e.g. ``{"expand": True}``) go to ``casadi.nlpsol``:
     both for measurements.  ``group_size`` (``None``: off) gives every ``group_size`` samples
-    their own copy of the shared variables (module docstring).  Every round after the first changes numbers only (:meth:`recentre`);
-    :meth:`solve` never raises on a failed solve.  Hard constraints are not supported.
+    their own copy of the shared variables (module docstring).  Every round after the first
+    changes numbers only (:meth:`recentre`); :meth:`solve` never raises on a failed solve.  Hard
+    constraints are not supported.
     """
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str = "mean", eta: float = 1.0,
