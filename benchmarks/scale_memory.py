@@ -2,8 +2,7 @@
 
     python benchmarks/scale_memory.py --m 10000 [--ipopt '{"mumps_pivot_order": 6}'] [--group-size 100]
 
-Prints VmRSS/VmHWM (MB) after the data, after building the CasADi graph, after ``nlpsol`` and after
-the first solve, the Jacobian/Hessian nonzeros per sample and the work-vector sizes (doubles) of the
+Prints VmRSS/VmHWM (MB) after the data, after building the CasADi graph and after the first solve, the Jacobian/Hessian nonzeros per sample and the work-vector sizes (doubles) of the
 three derivative Functions given to ``nlpsol``.  MUMPS's own memory is in ``scale.py --profile-study``.
 """
 
@@ -44,8 +43,6 @@ def main() -> None:
     jac, hess = d["jac_g"].sparsity_out(1).nnz(), d["hess_lag"].sparsity_out(0).nnz()
     print(f"nonzeros per sample: jacobian {jac / args.m:.1f}, hessian {hess / args.m:.1f}")
     print("work vectors (doubles):", {k: f.sz_w() for k, f in d.items()}, flush=True)
-    rnd._solver(rnd._ipopt)
-    print("nlpsol", _rss(), flush=True)
     out = rnd.solve()
     print("solved", _rss(), out["iterations"], "iterations", round(out["seconds"], 1), "s", out["return_status"])
 

@@ -378,8 +378,8 @@ class DirectParabolicRound:
 
     # ------------------------------------------------------------------ the NLP and its derivatives
     def _mapped(self, fn):
-        # (map's reduce_in/reduce_out were measured: they wrap the same repmat and sum in a nested
-        # Function whose work vector adds to this one's, 20-26 % more doubles per sample)
+        # (map's reduce_in/reduce_out were tried: they wrap the same repmat and sum in a nested
+        # Function whose work vector adds to this one's, so the work vectors grow)
         mode, threads = self._map
         return fn.map(self.m, "serial") if mode == "serial" else fn.map(self.m, mode, threads)
 
