@@ -52,10 +52,12 @@ from ..transformations.regularize import dc_tangents, exactness_weights_from
 from .casadi_translator import Translator
 from .casadi_translator import casadi as ca
 
-__all__ = ["PARALLELIZATIONS", "DirectParabolicRound"]
+__all__ = ["PARALLELIZATIONS", "SOLVERS", "DirectParabolicRound"]
 
 #: ``Function.map`` modes this module accepts ("openmp" needs a CasADi built with OpenMP)
 PARALLELIZATIONS = ("serial", "thread", "openmp")
+#: how a round is solved: Ipopt on the whole problem, or the sample-by-sample interior point
+SOLVERS = ("ipopt", "schur")
 _OK = ("Solve_Succeeded", "Solved_To_Acceptable_Level")
 _TIME_LIMIT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")
 
@@ -311,12 +313,19 @@ class DirectParabolicRound:
     their own copy of the shared variables (module docstring).  Every round after the first
     changes numbers only (:meth:`recentre`); :meth:`solve` never raises on a failed solve.  Hard
     constraints are not supported.
+
+    ``solver="schur"`` solves every round with :class:`~.schur_ipm.SchurInteriorPoint` instead of
+    Ipopt: an interior point that eliminates the samples one by one around a dense Schur complement
+    on the shared variables (linear time and memory in ``m``, no sparse ordering), configured by
+    ``schur_options`` (its ``CONFIG``); not with ``group_size``.  The Ipopt problem (:attr:`nlp`,
+    :attr:`derivatives`) is then built only when asked for.
     """
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str = "mean", eta: float = 1.0,
                  mu=(1.0, 1.0, 1.0), ipopt_options: dict | None = None, parallelization: str = "serial",
                  n_threads: int = 2, loss: str | Loss = "squared", mapped_derivatives: bool = True,
-                 nlpsol_options: dict | None = None, group_size: int | None = None):
+                 nlpsol_options: dict | None = None, group_size: int | None = None, solver: str = "ipopt",
+                 schur_options: dict | None = None):
         if reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         if parallelization not in PARALLELIZATIONS:
@@ -330,13 +339,23 @@ class DirectParabolicRound:
         self.loss, self.reduction, self.m = get_loss(loss), reduction, self._X.shape[0]
         self.loss.check_targets(self._Y)
         self._net, self._map = net.copy(), (parallelization, int(n_threads))
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if solver == "schur" and group_size is not None:
+            raise ValueError("solver='schur' eliminates the samples around the shared variables itself: "
+                             "group_size (copies of the shared variables) is for Ipopt only")
         self._set_groups(group_size)
         t0 = time.perf_counter()
         self._fm = fm = _Formulation(self._net, 1.0 / self.m if reduction == "mean" else 1.0, self.loss)
-        self._nlp, derivatives = self._assemble(_Derivatives(fm, copies=self._n_groups > 0))
-        self._nlpsol_options = {**(derivatives if mapped_derivatives else {}), **(nlpsol_options or {})}
+        self._nlp, self._derivatives, self._mapped_derivatives = None, None, mapped_derivatives
+        self._nlpsol_extra, self.solver, self._schur = dict(nlpsol_options or {}), solver, None
+        if solver == "ipopt":
+            self._ipopt_problem()
+        else:
+            from .schur_ipm import SchurInteriorPoint  # one sample's terms O(1): omega = m for a mean loss
+
+            self._schur = SchurInteriorPoint(fm, self.m, self.m if reduction == "mean" else 1.0, **(schur_options or {}))
         self.timings = {"build": time.perf_counter() - t0, "nlpsol": 0.0}
-        self._derivatives = derivatives
         self._lbg = np.concatenate([np.where(fm.inequality_mask(True), -np.inf, 0.0),
                                     np.tile(np.where(fm.inequality_mask(False), -np.inf, 0.0), self.m),
                                     np.zeros(fm.S.size * self._n_groups)])
@@ -348,6 +367,13 @@ class DirectParabolicRound:
         self._static = {("x_data",): self._X.T, ("y",): self._Y.T}
         self._x_sol, self._f_sol, self._lam = None, None, None
         self.recentre(self._net, eta)
+
+    def _ipopt_problem(self) -> tuple[dict, dict]:
+        """The MX problem and the derivative Functions given to Ipopt (built on first use)."""
+        if self._nlp is None:
+            self._nlp, self._derivatives = self._assemble(_Derivatives(self._fm, copies=self._n_groups > 0))
+            self._nlpsol_options = {**(self._derivatives if self._mapped_derivatives else {}), **self._nlpsol_extra}
+        return self._nlp, self._derivatives
 
     def _set_groups(self, group_size: int | None) -> None:
         """Sample ``j`` reads the copy ``c_{j // group_size}`` of ``s`` (``None``: ``s`` itself)."""
@@ -460,7 +486,7 @@ class DirectParabolicRound:
             t0 = time.perf_counter()
             opts = {"ipopt": {"print_level": 0, "sb": "yes", **ipopt}, "print_time": False, "error_on_fail": False,
                     "calc_lam_p": False, **self._nlpsol_options}
-            self._nlpsol, self._solver_key = ca.nlpsol("convexnn_direct", "ipopt", self._nlp, opts), key
+            self._nlpsol, self._solver_key = ca.nlpsol("convexnn_direct", "ipopt", self._ipopt_problem()[0], opts), key
             self.timings["nlpsol"] += time.perf_counter() - t0
         return self._nlpsol
 
@@ -498,12 +524,12 @@ class DirectParabolicRound:
     @property
     def nlp(self) -> dict:
         """The problem as CasADi MX expressions ``{"x", "p", "f", "g"}`` (one mapped call each)."""
-        return dict(self._nlp)
+        return dict(self._ipopt_problem()[0])
 
     @property
     def derivatives(self) -> dict:
         """The ``grad_f``, ``jac_g``, ``hess_lag`` Functions given to ``casadi.nlpsol``."""
-        return dict(self._derivatives)
+        return dict(self._ipopt_problem()[1])
 
     @property
     def equality_rows(self) -> np.ndarray:
@@ -579,7 +605,8 @@ class DirectParabolicRound:
 
     def evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``(f(x), g(x))`` at the current parameters; ``g <= 0`` (``== 0`` on :attr:`equality_rows`)."""
-        f = ca.Function("nlp_fg", [self._nlp["x"], self._nlp["p"]], [self._nlp["f"], self._nlp["g"]])
+        nlp = self._ipopt_problem()[0]
+        f = ca.Function("nlp_fg", [nlp["x"], nlp["p"]], [nlp["f"], nlp["g"]])
         fv, gv = f(np.asarray(x, float), self._p)
         return float(fv), np.asarray(gv).ravel()
 
@@ -592,6 +619,8 @@ class DirectParabolicRound:
         (process CPU time of the Ipopt call alone) and ``timings`` (wall seconds in Ipopt's
         callbacks).  With the Ipopt option ``warm_start_init_point="yes"`` the last solution's
         multipliers are the starting ones (the primal start is always :attr:`start`)."""
+        if self.solver == "schur":
+            return self._solve_schur(time_limit, options)
         ipopt = {**self._ipopt, **(options or {})}
         if time_limit is not None:
             ipopt["max_wall_time"] = _positive("time_limit", time_limit)
@@ -612,6 +641,25 @@ class DirectParabolicRound:
                 "seconds": time.perf_counter() - t0, "objective": objective, "cpu_seconds": cpu,
                 "infeasible": status == "Infeasible_Problem_Detected", "time_limit": status in _TIME_LIMIT,
                 "timings": {k[len("t_wall_"):]: float(v) for k, v in stats.items() if k.startswith("t_wall_")}}
+
+    def _solve_schur(self, time_limit: float | None, options: dict | None) -> dict:
+        """:meth:`solve` by :class:`~.schur_ipm.SchurInteriorPoint`; ``options`` are its ``CONFIG`` keys."""
+        unknown = sorted(set(options or {}) - set(self._schur.CONFIG))
+        if unknown:
+            raise ValueError(f"options {unknown} are not options of solver='schur'; "
+                             f"it takes {sorted(self._schur.CONFIG)}")
+        limit = _positive("time_limit", time_limit) if time_limit is not None else None
+        saved = self._schur.config()
+        self._schur.config.set_value(options or {})
+        cpu0 = time.process_time()
+        try:
+            res = self._schur.solve(self._x0, self._p, max_wall_time=limit)
+        finally:
+            self._schur.config = saved
+        self._x_sol, self._f_sol = res.x, res.objective  # the last iterate, as Ipopt's
+        return {"ok": res.ok, "return_status": res.status, "iterations": res.iterations, "seconds": res.seconds,
+                "objective": res.objective, "cpu_seconds": time.process_time() - cpu0, "infeasible": False,
+                "time_limit": res.status in _TIME_LIMIT, "timings": dict(res.timings)}
 
     # ------------------------------------------------------------------ the last solution
     def _solution_blocks(self) -> tuple[dict, dict]:
