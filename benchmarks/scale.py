@@ -3,6 +3,7 @@
     python benchmarks/scale.py --sizes 1000,3000,10000,30000,100000 --out DIR [--hidden 6,6] [--path direct|pyomo|both]
     python benchmarks/scale.py --options-study --sizes 1000,3000 --out DIR [--variants serial,thread,...]
     python benchmarks/scale.py --path sdp --sizes 25,50,100,200 --out DIR
+    python benchmarks/scale.py --path schur --sizes 1000,3000,10000,30000,100000 --out DIR
     python benchmarks/scale.py --rounds-study --sizes 1000,10000 --rounds 15 --out DIR
     python benchmarks/scale.py --profile-study --sizes 1000,3000,10000,30000 --out DIR
 
@@ -17,6 +18,9 @@ initial network, warm start at its lift); round 2 is re-centred at round 1's sol
 the exactness weights there) and re-solved without any rebuild.  Paths: ``direct``
 (:class:`~convexnn_pyomo.solvers.casadi_direct.DirectParabolicRound`) and ``pyomo``
 (``build_training_model`` + ``convexnn.parabolic`` + ``convexnn.regularize`` + ``ipopt_casadi``);
+``schur`` (the direct round solved by
+:class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`, the samples eliminated around a
+dense Schur complement on the shared variables, instead of Ipopt + MUMPS);
 ``sdp`` (the SDP relaxation (4), ``convexnn.sdp`` + ``convexnn.regularize``, solved by the
 ``convexnn_sdp_cuts`` loop over Clarabel; round 1 only, for small m: its ``m x m`` blocks grow
 quadratically and the conic solver's work faster still).
@@ -223,7 +227,14 @@ def _sdp_rounds(net, X, Y, spec: dict, row: dict) -> None:
                round1_loss=cnn.network_from_model(model).loss(X, Y, "mean") if ok else float("nan"))
 
 
-_ROUNDS = {"direct": _direct_rounds, "pyomo": _pyomo_rounds, "sdp": _sdp_rounds}
+def _schur_rounds(net, X, Y, spec: dict, row: dict) -> None:
+    """The direct round solved by the sample-by-sample interior point (``solver="schur"``; Ipopt
+    options unused, the ``ipopt_*`` columns hold its iterations)."""
+    _direct_rounds(net, X, Y, {**spec, "ipopt": None, "resolve_ipopt": None,
+                               "round": {**spec.get("round", {}), "solver": "schur"}}, row)
+
+
+_ROUNDS = {"direct": _direct_rounds, "pyomo": _pyomo_rounds, "sdp": _sdp_rounds, "schur": _schur_rounds}
 
 
 def worker(spec: dict) -> dict:
@@ -492,7 +503,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--hidden", default="6,6", help="hidden layer sizes of teacher and student")
-    ap.add_argument("--path", choices=["direct", "pyomo", "both", "sdp"], default="both")
+    ap.add_argument("--path", choices=["direct", "pyomo", "both", "sdp", "schur"], default="both",
+                    help="schur: the direct round solved by SchurInteriorPoint instead of Ipopt")
     ap.add_argument("--pyomo-max-m", type=int, default=10000, help="largest m for the Pyomo path")
     ap.add_argument("--noise", type=float, default=0.1, help="standard deviation of the label noise")
     ap.add_argument("--memory-limit-mb", type=float, default=None,

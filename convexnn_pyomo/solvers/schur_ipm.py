@@ -258,7 +258,7 @@ class SchurInteriorPoint:
     CONFIG.declare("dual_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
                                            description="dual tolerance, per sample in the scaled objective "
                                                        "(Ipopt's dual infeasibility times omega)"))
-    CONFIG.declare("acceptable_tol", ConfigValue(default=1e-5, domain=PositiveFloat,
+    CONFIG.declare("acceptable_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
                                                  description="every residual below this when no step decreases "
                                                              "the KKT residual: Solved_To_Acceptable_Level"))
     CONFIG.declare("max_iter", ConfigValue(default=200, domain=PositiveInt, description="interior-point iterations"))
@@ -488,6 +488,23 @@ class SchurInteriorPoint:
         self.state = st
         return SchurResult(status, len(history), x, r.f, time.perf_counter() - t_start, history, timings)
 
+    def _step(self, st: _State, r: _Residual, d: _State, mu: float, target: float):
+        """Fraction to the boundary, the centrality neighbourhood, then :meth:`_line_search`."""
+        a_max = self._max_step(st, d, max(0.995, 1.0 - mu))
+        alpha = self._centred_step(st, d, a_max, min(self.config.centrality, 0.5 * self._spread(st)))
+        return self._line_search(st, r, d, alpha, target)
+
+    def _line_search(self, st: _State, r: _Residual, d: _State, alpha: float, target: float):
+        """Backtracking on the perturbed KKT residual from ``alpha``; ``(st, r, 0.0)`` if it never decreases."""
+        merit0 = self._merit(self._norms(st, r, target))
+        for _ in range(20):
+            cand = st.moved(d, alpha, self.ineq)
+            r_c = self._residual(cand)
+            if self._merit(self._norms(cand, r_c, target)) <= (1.0 - 1e-4 * alpha) * merit0:
+                return cand, r_c, alpha
+            alpha *= 0.5
+        return st, r, 0.0
+
     def _iterate(self, st: _State, r: _Residual, parts: dict, timings: dict):
         """One predictor-corrector step with backtracking; returns the new point, residual, norms and a history row."""
         I, t0 = self.ineq, time.perf_counter()
@@ -503,21 +520,14 @@ class SchurInteriorPoint:
         target = sigma * mu
         rc = comp + np.where(I[:, None], aff.T * aff.M - target, 0.0)
         d = self._solve(st, self._rhs(st, r, rc, st.t0 * st.lam0 + aff.t0 * aff.lam0 - target), factors, S)
-        del factors
         t2 = time.perf_counter()
-        a_max = self._max_step(st, d, max(0.995, 1.0 - mu))
-        alpha = self._centred_step(st, d, a_max, min(self.config.centrality, 0.5 * self._spread(st)))
-        merit0 = self._merit(self._norms(st, r, target))
-        trial, r_t = st, r
-        for _ in range(20):  # backtracking on the perturbed KKT residual; no step if it never decreases
-            cand = st.moved(d, alpha, I)
-            r_c = self._residual(cand)
-            if self._merit(self._norms(cand, r_c, target)) <= (1.0 - 1e-4 * alpha) * merit0:
-                trial, r_t = cand, r_c
-                break
-            alpha *= 0.5
-        else:
-            alpha = 0.0
+        trial, r_t, alpha = self._step(st, r, d, mu, target)
+        if alpha == 0.0:  # an aggressive target spoils descent: the plain Newton step for a tenth of mu
+            target = max(target, 0.1 * mu)
+            d = self._solve(st, self._rhs(st, r, comp - np.where(I[:, None], target, 0.0), st.t0 * st.lam0 - target),
+                            factors, S)
+            trial, r_t, alpha = self._step(st, r, d, mu, target)
+        del factors
         parts = self._norms(trial, r_t, 0.0)
         timings["factor"] += t1 - t0
         timings["direction"] += t2 - t1
