@@ -374,7 +374,7 @@ def plot_scale(csv: Path, png: Path) -> None:
     for r in rows:  # a series per path and MUMPS ordering
         r["series"] = r["path"] + (f" ({order.get(json.loads(r['ipopt_options']).get('mumps_pivot_order'), 'METIS')})"
                                    if r["path"] == "direct" and r.get("ipopt_options") else "")
-    for path, marker in (("direct (AMD)", "o"), ("direct (QAMD)", "D"), ("pyomo", "s"), ("sdp", "^")):
+    for path, marker in (("direct (AMD)", "o"), ("direct (QAMD)", "D"), ("pyomo", "s"), ("schur", "v"), ("sdp", "^")):
         mine = sorted(((int(r["m"]), r) for r in rows if r["series"] == path), key=lambda t: t[0])
         if not mine:
             continue

@@ -261,6 +261,7 @@ def _cmd_train(args) -> int:
                 net, ds.X, ds.y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
                 time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
                 loss=args.loss, shards=args.shards, ph_options=None if args.ph_tol is None else {"tol": args.ph_tol},
+                round_solver=args.round_solver,
             )
         except (ValueError, RuntimeError, ImportError) as exc:
             raise CliError(str(exc)) from None
@@ -479,6 +480,9 @@ def _train_parser(sub) -> None:
                    "(pip install 'convexnn-pyomo[mpi]'); run with mpiexec -n K for K processes (default: 1)")
     t.add_argument("--ph-tol", type=_positive_float, default=None,
                    help="with --shards > 1: PH stops when both residuals are at most this (default: 1e-6)")
+    t.add_argument("--round-solver", choices=["ipopt", "schur"], default="ipopt",
+                   help="direct rounds: Ipopt, or 'schur', the sample-by-sample interior point "
+                        "(linear in m, for m >= 10^4; docs/results.md) (default: ipopt)")
     t.add_argument("--out", required=True, help="output folder (created if missing)")
 
 

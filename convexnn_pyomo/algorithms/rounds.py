@@ -139,16 +139,18 @@ class DirectRound:
     3 x 10^4, half of the round at 3 x 10^4) while QAMD, which detects the quasi-dense rows of the
     shared variables, orders m = 3 x 10^4 in 12.8 s and solves the round 2.1x faster
     (``python benchmarks/scale.py --profile-study``, ``benchmarks/results/scale_profile.csv``).
+    ``solver="schur"`` solves the rounds with :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`
+    instead (the algorithm's ``round_solver``): linear in ``m`` with no ordering, for m >= 10^4.
     """
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, eta: float,
-                 mu: tuple[float, float, float], loss="squared"):
+                 mu: tuple[float, float, float], loss="squared", solver: str = "ipopt"):
         from ..solvers.casadi_direct import DirectParabolicRound
 
         m = X.shape[0]
         large = {"mumps_pivot_order": 0 if m < 5000 else 6, "mumps_mem_percent": 5} if m >= 1000 else {}
         self.round = DirectParabolicRound(net, X, Y, reduction=reduction, eta=eta, mu=mu, loss=loss,
-                                          ipopt_options=large)
+                                          ipopt_options=large, solver=solver)
         self.model = None  # no Pyomo model: use backend="pyomo" to keep one
 
     @property

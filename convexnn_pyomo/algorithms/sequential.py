@@ -121,6 +121,11 @@ class SequentialRelaxation:
                                           description="round program: 'pyomo' model, 'direct' CasADi, or 'auto'",
                                           doc="auto: direct when it can (parabolic, no hard constraints, ipopt_casadi), "
                                               "else the Pyomo model (which result.model then holds)"))
+    CONFIG.declare("round_solver", ConfigValue(default="ipopt", domain=In(["ipopt", "schur"]),
+                                               description="direct rounds: 'ipopt' or 'schur' (SchurInteriorPoint)",
+                                               doc="schur eliminates the samples around a dense Schur complement on "
+                                                   "the weights: linear time and memory in m, for m >= 10^4 "
+                                                   "(docs/results.md); it needs the direct backend"))
     CONFIG.declare("shards", ConfigValue(default=1, domain=PositiveInt,
                                          description="data shards of each round; > 1: solved by mpi-sppy PH (.sharded)"))
     CONFIG.declare("ph_options", ConfigValue(default=None, domain=dict,
@@ -160,6 +165,8 @@ class SequentialRelaxation:
         args = (net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints)
         if config.ph_options and config.shards == 1:
             raise ValueError("ph_options apply to sharded rounds only: give shards > 1 (or drop ph_options)")
+        if config.shards > 1 and config.round_solver != "ipopt":
+            raise ValueError("round_solver='schur' solves direct rounds only, not sharded ones (shards > 1)")
         if config.shards > 1:
             from .sharded import ShardedRound
 
@@ -168,10 +175,13 @@ class SequentialRelaxation:
         reason = direct_unsupported(config.relaxation, self.ev.constraints, self.solver_name)
         if config.backend == "direct" and reason:
             raise ValueError(f"backend='direct' is not available here: {reason}; use backend='pyomo'")
+        if config.round_solver == "schur" and (config.backend == "pyomo" or reason):
+            raise ValueError("round_solver='schur' solves direct rounds only: "
+                             f"{reason or 'backend is pyomo'}; use round_solver='ipopt'")
         if config.backend == "pyomo" or reason:
             return PyomoRound(*args, self.opt, self.schedule.eta, self.schedule.fixed_mu, config.loss)
         return DirectRound(net, self.X, self.Y, self.schedule.reduction, self.schedule.eta, self.schedule.fixed_mu,
-                           config.loss)
+                           config.loss, solver=config.round_solver)
 
     @staticmethod
     def _make_schedule(config) -> Schedule:

@@ -268,7 +268,8 @@ class SchurInteriorPoint:
     CONFIG.declare("slack_push", ConfigValue(default=1e-2, domain=PositiveFloat,
                                              description="smallest starting slack, relative to max(1, |g|)"))
     CONFIG.declare("regularization", ConfigValue(default=1e-10, domain=NonNegativeFloat,
-                                                 description="added to the diagonal of every sample block and of the Schur complement"))
+                                                 description="added to the diagonal of every sample block "
+                                                             "and of the Schur complement"))
     CONFIG.declare("refinement", ConfigValue(default=3, domain=int,
                                              description="iterative-refinement steps on the unreduced Newton system"))
     CONFIG.declare("centrality", ConfigValue(default=1e-3, domain=PositiveFloat,
