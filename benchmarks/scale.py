@@ -20,7 +20,8 @@ the exactness weights there) and re-solved without any rebuild.  Paths: ``direct
 (``build_training_model`` + ``convexnn.parabolic`` + ``convexnn.regularize`` + ``ipopt_casadi``);
 ``schur`` (the direct round solved by
 :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`, the samples eliminated around a
-dense Schur complement on the shared variables, instead of Ipopt + MUMPS);
+dense Schur complement on the shared variables, instead of Ipopt + MUMPS; it also prints how
+round 1's solve divides between the eliminations, the directions and the residuals);
 ``sdp`` (the SDP relaxation (4), ``convexnn.sdp`` + ``convexnn.regularize``, solved by the
 ``convexnn_sdp_cuts`` loop over Clarabel; round 1 only, for small m: its ``m x m`` blocks grow
 quadratically and the conic solver's work faster still).
@@ -143,6 +144,9 @@ def _direct_rounds(net, X, Y, spec: dict, row: dict) -> None:
                ipopt_iterations=out["iterations"], status=out["return_status"], first_solve_cpu_s=out["cpu_seconds"],
                eval_s=sum(v for k, v in out["timings"].items() if k.startswith("nlp_")))
     row["round1_loss"] = rnd.solution().loss(X, Y, "mean")
+    if "factor" in out["timings"]:  # solver="schur": where round 1's solve went (printed, not a column)
+        total = sum(out["timings"].values()) or 1.0
+        row["solve_shares"] = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in out["timings"].items())
     if spec.get("rounds", 2) < 2:
         return
     t0 = time.perf_counter()
@@ -350,6 +354,8 @@ def scale_run(args, sizes: list[int], hidden: list[int]) -> None:
                 row = {**row, **run_child(spec, args.timeout)}
             append_row(out, row)
             print(", ".join(f"{k}={row[k]}" for k in COLUMNS if k in row), flush=True)
+            if "solve_shares" in row:
+                print(f"  round 1's solve: {row['solve_shares']}", flush=True)
     rows = read_rows(out)
     for path in paths:
         mine = [r for r in rows if r.get("hidden") == tag and r.get("ipopt_options") == args.ipopt]

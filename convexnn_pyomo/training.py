@@ -91,7 +91,7 @@ def train(
     round_solver: ``"ipopt"`` (default) or ``"schur"``: direct rounds solved by
         :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`, which eliminates the samples
         around a dense Schur complement on the weights (linear time and memory in ``m``: one round
-        at m = 10^5 in 6.5 min and 7.6 GB, docs/results.md); ``solver_options`` are then its ``CONFIG``.
+        at m = 10^5 in ~5 min and 7.6 GB, docs/results.md); ``solver_options`` are then its ``CONFIG``.
     """
     options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y", "method")}  # SequentialRelaxation.CONFIG
     if method != "sequential":

@@ -34,6 +34,15 @@ so with :math:`Y = A_{vv}^{-1}A_{vs}`, :math:`Z = A_{vv}^{-1}J_{Ev}^T`, :math:`P
     = b_s - \sum_j \bigl(Y^T b_v - E^T P^{-1} h\bigr)_j,\qquad h = J_{Ev}A_{vv}^{-1}b_v + r_E ,
 
 and :math:`\Delta y_j = P^{-1}(h - E\Delta s)`, :math:`\Delta v_j = A_{vv}^{-1}b_v - Y\Delta s - Z\Delta y_j`.
+It is computed in factored form.  :math:`A_{vv}` is first augmented by
+:math:`\rho J_{Ev}^T J_{Ev}` (and :math:`A_{vs}`, :math:`A_{ss}`, :math:`b` alike: :math:`\rho J_E^T`
+times the equality rows added to the stationarity rows, so the step is unchanged; a variable
+fixed by an equality and touched only by inactive rows keeps curvature).  Then
+:math:`A_{vv} = LL^T`, :math:`G = L^{-1}A_{vs}`, :math:`C = L^{-1}J_{Ev}^T`,
+:math:`P = C^TC = L_PL_P^T`, :math:`F = L_P^{-1}(C^TG - J_{Es})`, and each sample adds
+:math:`A_{ss} - G^TG + F^TF` to the Schur complement.  Near the optimum the active rows have
+:math:`\Sigma \sim 10^9` and these terms cancel to O(1); the factored form keeps every share
+positive semidefinite, where an explicit :math:`A_{vv}^{-1}` left the sum indefinite.
 Work and memory are linear in :math:`m` with no ordering phase: every sample's block is
 factorized alone (batched dense LAPACK on chunks of samples) and the sums over samples are single
 matrix products.  The per-sample blocks are CasADi functions of the same symbols as the Ipopt path
@@ -62,10 +71,11 @@ __all__ = ["SchurInteriorPoint", "SchurResult"]
 class _SampleFunctions:
     r"""CasADi functions of one sample (mapped over a chunk) and of the shared rows.
 
-    Per sample, with multipliers ``mult`` of all its rows and ``sig`` (:math:`\Sigma`, zero on
-    the equality rows), :math:`\ell = \omega f + \text{mult}^T g`:
+    Per sample, with multipliers ``mult`` of all its rows and ``sig`` (:math:`\Sigma`; the
+    augmentation :math:`\rho` on the equality rows), :math:`\ell = \omega f + \text{mult}^T g`:
 
-    - ``kkt``: :math:`A_{vv}, A_{vs}, \sum_j A_{ss}`, :math:`J_{Ev}, J_{Es}` (dense);
+    - ``kkt``: :math:`A_{vv}, A_{vs}, \sum_j A_{ss}` (:math:`A = \nabla^2\ell + J^T\,\text{diag(sig)}\,J`),
+      :math:`J_{Ev}, J_{Es}`;
     - ``resid``: :math:`g`, :math:`\sum_j f`, :math:`\sum_j\nabla_s\ell`, :math:`\nabla_v\ell`;
     - ``jtv``: :math:`J_v^T w`, :math:`\sum_j J_s^T w`; ``jvp``: :math:`J_s\,\Delta s + J_v\,\Delta v`.
     """
@@ -165,16 +175,34 @@ def _scatter(nz: np.ndarray, sparsity, shape: tuple, transpose: bool = False, sy
 
 @dataclass
 class _Factor:
-    """One chunk's eliminated blocks (see the module docstring)."""
+    """One chunk's eliminated blocks in factored form (see the module docstring)."""
 
     lo: int
     hi: int
-    ainv: np.ndarray  # (c, nv, nv)
-    Y: np.ndarray  # (c, nv, ns)
-    Z: np.ndarray  # (c, nv, nE)
-    pinv: np.ndarray  # (c, nE, nE)
-    E: np.ndarray  # (c, nE, ns)
-    jev: np.ndarray  # (c, nE, nv)
+    Li: np.ndarray  # (c, nv, nv): L^{-1}, A_vv = L L^T
+    G: np.ndarray  # (c, nv, ns): L^{-1} A_vs
+    C: np.ndarray  # (c, nv, nE): L^{-1} J_Ev^T
+    LPi: np.ndarray  # (c, nE, nE): L_P^{-1}, P = C^T C = L_P L_P^T
+    F: np.ndarray  # (c, nE, ns): L_P^{-1} E, E = C^T G - J_Es
+
+
+def _cholesky(a: np.ndarray, tries: int = 5) -> np.ndarray:
+    """Batched Cholesky factor of the symmetric ``a``; where roundoff makes a block indefinite,
+    ``100^k eps`` times its largest diagonal entry (``k <= tries``: at most ~2e-6 of it) is added
+    until it factorizes; a block indefinite beyond that raises ``LinAlgError``."""
+    try:
+        return np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        if tries == 0:
+            raise
+    scale = np.abs(np.diagonal(a, axis1=1, axis2=2)).max(axis=1)
+    eye = np.eye(a.shape[1])
+    for k in range(1, tries + 1):
+        try:
+            return np.linalg.cholesky(a + (10.0 ** (2 * k) * np.finfo(float).eps * scale)[:, None, None] * eye)
+        except np.linalg.LinAlgError:
+            continue
+    raise np.linalg.LinAlgError("a sample block is not positive definite")
 
 
 @dataclass
@@ -270,6 +298,13 @@ class SchurInteriorPoint:
     CONFIG.declare("regularization", ConfigValue(default=1e-10, domain=NonNegativeFloat,
                                                  description="added to the diagonal of every sample block "
                                                              "and of the Schur complement"))
+    CONFIG.declare("augmentation", ConfigValue(default=1.0, domain=NonNegativeFloat,
+                                               description="rho of the augmented sample blocks "
+                                                           "A_vv + rho J_Ev^T J_Ev (same step; 0: none)",
+                                               doc="a variable fixed by an equality row and touched only by "
+                                                   "inactive inequalities has almost no curvature in A_vv; "
+                                                   "adding rho J_E^T (J_E dx + r_E) = 0 to the stationarity "
+                                                   "rows keeps A_vv invertible without changing the step"))
     CONFIG.declare("refinement", ConfigValue(default=3, domain=int,
                                              description="iterative-refinement steps on the unreduced Newton system"))
     CONFIG.declare("centrality", ConfigValue(default=1e-3, domain=PositiveFloat,
@@ -320,7 +355,7 @@ class SchurInteriorPoint:
     def _factor(self, st: _State) -> tuple[list[_Factor], np.ndarray]:
         """Every sample block eliminated; returns the chunks' factors and the Schur complement ``S``."""
         ns, nv, delta = self.ns, self.nv, self.config.regularization
-        sig = np.where(self.ineq[:, None], st.M / st.T, 0.0)
+        sig = np.where(self.ineq[:, None], st.M / st.T, self.config.augmentation)  # rho on the equality rows
         _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, st.lam0, np.zeros(self.ng0))
         self._h0, self._j0 = np.asarray(h0), np.asarray(j0)
         S, factors = self._h0 + self._j0.T @ (self._j0 * (st.lam0 / st.t0)[:, None]), []
@@ -334,14 +369,13 @@ class SchurInteriorPoint:
             avs = _scatter(a_vs, sp(1), (nv, ns), transpose=True)
             jev, jes = _scatter(j_ev, sp(3), (nE, nv), transpose=True), _scatter(j_es, sp(4), (nE, ns), transpose=True)
             S += _scatter(a_ss, sp(2), (ns, ns), symmetric=True)
-            ainv = np.linalg.inv(avv)
-            Y = ainv @ avs
-            Z = ainv @ jev.transpose(0, 2, 1)
-            pinv = np.linalg.inv(jev @ Z)
-            E = jev @ Y - jes
-            S -= avs.reshape(-1, ns).T @ Y.reshape(-1, ns)
-            S += E.reshape(-1, ns).T @ (pinv @ E).reshape(-1, ns)
-            factors.append(_Factor(lo, hi, ainv, Y, Z, pinv, E, jev))
+            Li = np.linalg.inv(_cholesky(avv))
+            G, C = Li @ avs, Li @ jev.transpose(0, 2, 1)
+            LPi = np.linalg.inv(_cholesky(C.transpose(0, 2, 1) @ C))
+            F = LPi @ (C.transpose(0, 2, 1) @ G - jes)
+            S -= G.reshape(-1, ns).T @ G.reshape(-1, ns)  # each sample's part as -G^T G + F^T F: stays PSD
+            S += F.reshape(-1, ns).T @ F.reshape(-1, ns)
+            factors.append(_Factor(lo, hi, Li, G, C, LPi, F))
         S = 0.5 * (S + S.T) + delta * np.eye(ns)
         return factors, S
 
@@ -355,6 +389,7 @@ class SchurInteriorPoint:
         """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination."""
         I = self.ineq
         w = np.where(I[:, None], (st.M * rhs.rI - rhs.rc) / st.T, 0.0)
+        w[~I] = self.config.augmentation * rhs.rE  # rho J_E^T r_E: the augmented rows' right-hand side
         w0 = (st.lam0 * rhs.rI0 - rhs.rc0) / st.t0
         b_v = np.empty((self.nv, self.m))
         b_s = -(rhs.rd_s + self._j0.T @ w0)
@@ -364,16 +399,15 @@ class SchurInteriorPoint:
             b_s -= js_w
         rhs_s, parts = b_s.copy(), []
         for fc in factors:
-            bv = b_v[:, fc.lo:fc.hi].T[:, :, None]  # (c, nv, 1)
-            q = fc.ainv @ bv
-            h = fc.jev @ q + rhs.rE[:, fc.lo:fc.hi].T[:, :, None]
-            rhs_s -= fc.Y.reshape(-1, self.ns).T @ bv.ravel() - fc.E.reshape(-1, self.ns).T @ (fc.pinv @ h).ravel()
-            parts.append((q, h))
+            u = fc.Li @ b_v[:, fc.lo:fc.hi].T[:, :, None]  # (c, nv, 1)
+            k = fc.LPi @ (fc.C.transpose(0, 2, 1) @ u + rhs.rE[:, fc.lo:fc.hi].T[:, :, None])
+            rhs_s -= fc.G.reshape(-1, self.ns).T @ u.ravel() - fc.F.reshape(-1, self.ns).T @ k.ravel()
+            parts.append((u, k))
         ds = np.linalg.solve(S, rhs_s)
         dV, dM, dT = np.empty((self.nv, self.m)), np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))
-        for fc, (q, h) in zip(factors, parts):
-            dy = fc.pinv @ (h - fc.E @ ds[:, None])
-            dV[:, fc.lo:fc.hi] = (q - fc.Y @ ds[:, None] - fc.Z @ dy)[:, :, 0].T
+        for fc, (u, k) in zip(factors, parts):
+            dy = fc.LPi.transpose(0, 2, 1) @ (k - fc.F @ ds[:, None])
+            dV[:, fc.lo:fc.hi] = (fc.Li.transpose(0, 2, 1) @ (u - fc.G @ ds[:, None] - fc.C @ dy))[:, :, 0].T
             dM[~I, fc.lo:fc.hi] = dy[:, :, 0].T
         for lo, hi in self._chunks():
             jdx = self._call("jvp", lo, hi, st, ds, dV[:, lo:hi])[0]
