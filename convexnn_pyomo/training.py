@@ -78,20 +78,17 @@ def train(
         logits, ``sigmoid(z)`` the probabilities), ``"softmax"`` (one-hot ``Y``, one output per class),
         or a :class:`~convexnn_pyomo.losses.Loss`.  History losses and ``final_loss`` are this loss,
         summed over samples.
-    backend: ``"auto"`` (default), ``"pyomo"`` or ``"direct"``: the round's convex program as the
-        Pyomo model (``result.model``), or built directly in CasADi per sample (the same problem,
-        proven by ``tests/test_casadi_direct.py``; build and translation in well under a second at any
-        ``m``).  ``auto`` takes ``direct`` when it applies (parabolic relaxation, no hard
-        constraints, the embedded ``ipopt_casadi``), else the Pyomo model.
+    backend: ``"auto"`` (default), ``"pyomo"`` or ``"direct"``: the round as the Pyomo model
+        (``result.model``) or built directly in CasADi per sample (the same problem,
+        ``tests/test_casadi_direct.py``); ``auto`` takes ``direct`` when it applies (parabolic
+        relaxation, no hard constraints, the embedded ``ipopt_casadi``).
     shards: split the samples into this many shards; each round is then solved by mpi-sppy's
         Progressive Hedging over the shards (:mod:`convexnn_pyomo.algorithms.sharded`; needs the
         ``[mpi]`` extra), in one process or, under ``mpiexec -n K``, one rank per shard group.
-    ph_options: with ``shards > 1``, PH options over
-        :data:`~convexnn_pyomo.algorithms.sharded.PH_DEFAULTS` (e.g. ``{"tol": 1e-5}``).
+    ph_options: with ``shards > 1``, PH options over ``sharded.PH_DEFAULTS`` (``{"tol": 1e-5}``).
     round_solver: ``"ipopt"`` (default) or ``"schur"``: direct rounds solved by
-        :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`, which eliminates the samples
-        around a dense Schur complement on the weights (linear time and memory in ``m``: one round
-        at m = 10^5 in ~5 min and 7.6 GB, docs/results.md); ``solver_options`` are then its ``CONFIG``.
+        :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint` (linear in ``m``,
+        docs/results.md); ``solver_options`` are then its ``CONFIG``.
     """
     options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y", "method")}  # SequentialRelaxation.CONFIG
     if method != "sequential":

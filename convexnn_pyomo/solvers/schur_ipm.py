@@ -190,18 +190,12 @@ def _cholesky(a: np.ndarray, tries: int = 5) -> np.ndarray:
     """Batched Cholesky factor of the symmetric ``a``; where roundoff makes a block indefinite,
     ``100^k eps`` times its largest diagonal entry (``k <= tries``: at most ~2e-6 of it) is added
     until it factorizes; a block indefinite beyond that raises ``LinAlgError``."""
-    try:
-        return np.linalg.cholesky(a)
-    except np.linalg.LinAlgError:
-        if tries == 0:
-            raise
-    scale = np.abs(np.diagonal(a, axis1=1, axis2=2)).max(axis=1)
-    eye = np.eye(a.shape[1])
-    for k in range(1, tries + 1):
+    shift = None  # formed only if a block fails: the common case pays one factorization
+    for k in range(tries + 1):
         try:
-            return np.linalg.cholesky(a + (10.0 ** (2 * k) * np.finfo(float).eps * scale)[:, None, None] * eye)
+            return np.linalg.cholesky(a if k == 0 else a + 100.0 ** k * np.finfo(float).eps * shift)
         except np.linalg.LinAlgError:
-            continue
+            shift = np.abs(np.diagonal(a, axis1=1, axis2=2)).max(axis=1)[:, None, None] * np.eye(a.shape[1])
     raise np.linalg.LinAlgError("a sample block is not positive definite")
 
 
