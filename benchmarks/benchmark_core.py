@@ -5,9 +5,12 @@ variables, constraints, build seconds, solve seconds and Ipopt iterations of the
 schedule's first round (averaged loss, exactness weights, eta 2); then, on breast_cancer with m = 400, the rounds and
 seconds each schedule needs to reach the training loss of 2,000 full-batch Adam steps
 (lr 0.005, the paper's setting) from the same He initialisation.  Ratios are measured in the run;
-nothing is asserted.  Results are also written to benchmarks/results/core_*.csv.
+nothing is asserted.  Results are also written to ``--out``/core_*.csv (default benchmarks/results).  The schedules'
+rounds are ``train``'s default (the structured round by the Schur interior point) unless
+``--solver`` names a Pyomo solver (the Pyomo model then); the ``core_*`` files measured before the
+structured round replaced the direct CasADi round used that round with Ipopt (commit ec0d73c).
 
-    python benchmarks/benchmark_core.py [--sizes 100,400,1600,6400] [--rounds 300] [--skip-schedules]
+    python benchmarks/benchmark_core.py [--sizes 100,400,1600,6400] [--rounds 300] [--skip-schedules] [--out DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pyomo.environ as pyo
 import convexnn_pyomo as cnn
 from convexnn_pyomo.baselines import train_adam, train_lbfgs
 from convexnn_pyomo.data import load_breast_cancer
-from convexnn_pyomo.training import IPOPT_DEFAULTS
+from convexnn_pyomo.algorithms import IPOPT_DEFAULTS, get_schedule
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -61,7 +64,7 @@ def size_row(m: int, solver: str) -> dict:
     }
 
 
-def schedule_rows(m: int, rounds: int, solver: str, time_limit: float) -> list[dict]:
+def schedule_rows(m: int, rounds: int, round_solver: str, time_limit: float, out: Path = OUT) -> list[dict]:
     X, y, _ = data_for(m)
     net = cnn.Network([8, 6, 6, 1], ["sigmoid", "sigmoid", "identity"]).init_he(0)
     adam = train_adam(net, X, y, steps=2000, lr=0.005)
@@ -81,9 +84,10 @@ def schedule_rows(m: int, rounds: int, solver: str, time_limit: float) -> list[d
     runs = [("adaptive", "adaptive", None), ("adaptive-mu1", "adaptive", (1.0, 1.0, 1.0)), ("paper", "paper", None)]
     for label, schedule, mu in runs:
         t0 = time.perf_counter()
-        res = cnn.train(net, X, y, schedule=schedule, mu=mu, rounds=rounds, target_loss=target, solver=solver, time_limit=time_limit,
+        res = cnn.train(net, X, y, schedule=get_schedule(schedule, mu=mu), rounds=rounds, target_loss=target,
+                        round_solver=round_solver, time_limit=time_limit,
                         progress=lambda row, _n: print(f"  [{label}] round {row['round']} {row['status']} loss {row['true_loss']:.4f}", flush=True) if row["round"] % 10 == 0 else None)
-        res.history.to_csv(OUT / f"core_history_{label}_m{m}.csv", index=False)
+        res.history.to_csv(out / f"core_history_{label}_m{m}.csv", index=False)
         name = f"convexnn schedule={schedule}" + (" mu=1 (ablation)" if mu else "")
         rows.append({"method": name, "initial_loss": res.initial_loss, "final_loss": res.final_loss,
                      "rounds_or_steps": res.rounds, "seconds": round(time.perf_counter() - t0, 1),
@@ -123,18 +127,22 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,400,1600,6400")
     ap.add_argument("--schedule-m", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=300)
-    ap.add_argument("--solver", default=None)
+    ap.add_argument("--solver", default=None, help="NLP solver of the size table (default: ipopt on PATH, else "
+                    "ipopt_casadi); given, the schedules' rounds are the Pyomo model solved by it (default: the "
+                    "structured round by the Schur interior point)")
     ap.add_argument("--skip-schedules", action="store_true")
     ap.add_argument("--time-limit", type=float, default=1800.0, help="seconds per schedule run")
+    ap.add_argument("--out", default=str(OUT), help="folder of the core_*.csv files (default: benchmarks/results)")
     args = ap.parse_args()
     solver = args.solver or cnn.default_nlp_solver()
-    OUT.mkdir(exist_ok=True)
-    print(f"solver: {solver}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"solver: {solver} (size table); rounds of the schedules: {args.solver or 'schur'}")
     rows = []
     for m in [int(s) for s in args.sizes.split(",") if s]:
         rows.append(size_row(m, solver))
         print("  " + ", ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
-        pd.DataFrame(rows).to_csv(OUT / "core_sizes.csv", index=False)
+        pd.DataFrame(rows).to_csv(out / "core_sizes.csv", index=False)
     sizes = pd.DataFrame(rows)
     if rows:
         print("\nParabolic relaxation, one regularized round (8-6-6-1 sigmoid):")
@@ -146,8 +154,8 @@ def main() -> None:
               f"constraints x{r.constraints:.1f}, build x{r.build_seconds:.1f}, solve x{r.solve_seconds:.1f}")
     if not args.skip_schedules:
         print(f"\nSchedules on breast_cancer, m = {args.schedule_m}, to Adam's 2000-step training loss:")
-        sched = pd.DataFrame(schedule_rows(args.schedule_m, args.rounds, solver, args.time_limit))
-        sched.to_csv(OUT / f"core_schedules_m{args.schedule_m}.csv", index=False)
+        sched = pd.DataFrame(schedule_rows(args.schedule_m, args.rounds, args.solver or "auto", args.time_limit, out))
+        sched.to_csv(out / f"core_schedules_m{args.schedule_m}.csv", index=False)
         print(sched.to_string(index=False))
 
 

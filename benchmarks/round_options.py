@@ -1,5 +1,8 @@
 """Seconds per convex round (m = 100, 8-6-6-1 sigmoid, eta 1) under Ipopt option sets and BLAS threads.
 
+The Pyomo model solved by ``ipopt_casadi``: the rounds of ``PyomoRounds`` (``round_solver="pyomo"``),
+whose Ipopt options (``IPOPT_DEFAULTS``) this chose.
+
     python benchmarks/round_options.py
 
 Each configuration runs in its own process (BLAS thread counts must be set before CasADi loads);
@@ -36,9 +39,10 @@ print(json.dumps({"seconds": sorted(times)[1], "iterations": res.solver.iteratio
 
 
 def main() -> None:
-    from convexnn_pyomo.training import IPOPT_DEFAULTS
+    from convexnn_pyomo.algorithms import IPOPT_DEFAULTS
 
-    configs = [("Ipopt defaults", {}), ("train()'s options", {k: v for k, v in IPOPT_DEFAULTS.items() if k != "max_iter"})]
+    ours = {k: v for k, v in IPOPT_DEFAULTS.items() if k != "max_iter"}
+    configs = [("Ipopt defaults", {}), ("PyomoRounds' options", ours)]
     print(f"{'options':20s} {'BLAS threads':>12s} {'s/round':>8s} {'iters':>6s} {'objective':>12s}")
     for threads in ("2", "1"):
         for name, opts in configs:

@@ -1,9 +1,8 @@
 """Scale benchmark (issue 10): one convex round of the default schedule from m = 10^3 to 10^5 samples.
 
-    python benchmarks/scale.py --sizes 1000,3000,10000,30000,100000 --out DIR [--hidden 6,6] [--path direct|pyomo|both]
-    python benchmarks/scale.py --options-study --sizes 1000,3000 --out DIR [--variants serial,thread,...]
+    python benchmarks/scale.py --sizes 1000,3000,10000,30000,100000 --out DIR [--hidden 6,6] [--path schur|pyomo|both]
+    python benchmarks/scale.py --options-study --sizes 1000,3000 --out DIR [--variants defaults,amd,...]
     python benchmarks/scale.py --path sdp --sizes 25,50,100,200 --out DIR
-    python benchmarks/scale.py --path schur --sizes 1000,3000,10000,30000,100000 --out DIR
     python benchmarks/scale.py --rounds-study --sizes 1000,10000 --rounds 15 --out DIR
     python benchmarks/scale.py --profile-study --sizes 1000,3000,10000,30000 --out DIR
 
@@ -15,42 +14,51 @@ Student: the same architecture, He initialisation seed 0, averaged loss (``reduc
 
 Round 1 is the adaptive schedule's first round (eta 2, per-layer mu = the exactness weights at the
 initial network, warm start at its lift); round 2 is re-centred at round 1's solution (eta 2, mu =
-the exactness weights there) and re-solved without any rebuild.  Paths: ``direct``
-(:class:`~convexnn_pyomo.solvers.casadi_direct.DirectParabolicRound`) and ``pyomo``
-(``build_training_model`` + ``convexnn.parabolic`` + ``convexnn.regularize`` + ``ipopt_casadi``);
-``schur`` (the direct round solved by
+the exactness weights there) and re-solved without any rebuild.  Paths: ``schur``
+(:class:`~convexnn_pyomo.algorithms.rounds.StructuredRound`, the default rounds of ``train``: the
+round's Pyomo model on a template of two samples, derived per sample and solved by
 :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`, the samples eliminated around a
-dense Schur complement on the shared variables, instead of Ipopt + MUMPS; it also prints how
-round 1's solve divides between the eliminations, the directions and the residuals);
-``sdp`` (the SDP relaxation (4), ``convexnn.sdp`` + ``convexnn.regularize``, solved by the
-``convexnn_sdp_cuts`` loop over Clarabel; round 1 only, for small m: its ``m x m`` blocks grow
-quadratically and the conic solver's work faster still).
+dense Schur complement on the shared variables; it also prints how round 1's solve divides
+between the eliminations, the directions and the residuals), ``pyomo``
+(:class:`~convexnn_pyomo.algorithms.rounds.PyomoRound`: ``build_training_model`` +
+``convexnn.parabolic`` + ``convexnn.regularize`` on every sample, solved by ``ipopt_casadi``; ``both``
+runs these two); ``sdp`` (the SDP relaxation (4), ``convexnn.sdp`` + ``convexnn.regularize``, solved
+by the ``convexnn_sdp_cuts`` loop over Clarabel; round 1 only, for small m: its ``m x m`` blocks
+grow quadratically and the conic solver's work faster still).  The ``direct`` rows of
+``scale.csv``, ``scale_options.csv`` and ``scale_profile.csv`` (and the ``direct`` series of the
+figure) were measured with the hand-written CasADi round (``DirectParabolicRound``) that was
+retired when the structured round replaced it (reproducible at commit ec0d73c); ``--path direct``,
+its measurement-only options (copies of the shared variables per group of samples, mapped
+derivatives, ``nlpsol`` options, parallel maps) and their ``--options-study`` variants went with it.
 
 Each (m, path) runs in a subprocess (so ``peak_rss_mb`` -- the child's VmHWM -- is that run's own)
 and its row is appended to ``DIR/scale.csv`` as soon as it is measured.  A size whose peak memory,
 extrapolated linearly from the rows already in the file for the same path and architecture,
 exceeds ``--memory-limit-mb`` (default: 16 GiB, the issue's goal, or 90% of MemAvailable if less)
-is skipped with that status.  Both paths use the algorithm's Ipopt options updated by ``--ipopt``
-(default :data:`SCALE_IPOPT`; recorded in the ``ipopt_options`` column).
-Columns: ``build_s`` (model or CasADi graph), ``transform_s`` (Pyomo transformations + reference;
-direct: exactness weights + re-centring), ``translate_s`` (Pyomo -> CasADi incl. ``nlpsol``;
-direct: ``nlpsol`` only), ``first_solve_s`` (Ipopt, round 1), ``resolve_s`` (round 2: new
-reference and solve), ``seconds_per_iteration`` (round 1), ``*_cpu_s`` (process CPU seconds of the
-Ipopt calls: robust when other jobs share the cores), ``eval_s`` (CasADi callbacks, direct path),
-``round1_loss``/``round2_loss`` (true loss of each round's network).  At the end the fitted exponent
-``b`` of ``round_s ~ m^b`` (round_s = build + transform + translate + first solve) is printed.
+is skipped with that status.  The ``pyomo`` path uses the algorithm's Ipopt options updated by
+``--ipopt`` (default :data:`SCALE_IPOPT`; recorded in the ``ipopt_options`` column; the ``schur``
+path takes no Ipopt options, its rows were measured with ``--ipopt '{}'``).
+Columns: ``build_s`` (the round's model: relaxation and regularizer included; schur: the template
+model and its per-sample derivation), ``transform_s`` (exactness weights + re-centring at the
+reference), ``translate_s`` (pyomo: Pyomo -> CasADi incl. ``nlpsol``; schur: 0, part of the
+build), ``first_solve_s`` (round 1), ``resolve_s`` (round 2: new reference and solve),
+``ipopt_iterations`` (schur: its own iterations), ``seconds_per_iteration`` (round 1), ``*_cpu_s``
+(process CPU seconds of the solves: robust when other jobs share the cores), ``eval_s`` (CasADi
+callbacks of the retired direct path; empty now), ``round1_loss``/``round2_loss`` (true loss of
+each round's network).  At the end the fitted exponent ``b`` of ``round_s ~ m^b`` (round_s = build
++ transform + translate + first solve) is printed.
 
-``--options-study`` times round 1 of the direct path under CasADi/Ipopt variants
-(:data:`VARIANTS`) into ``DIR/scale_options.csv``.
+``--options-study`` times round 1 of the ``pyomo`` path under Ipopt options and environment
+variants (:data:`VARIANTS`) into ``DIR/scale_options.csv``.
 
-``--profile-study`` runs round 1 of the direct path per size with Ipopt's timing statistics and
+``--profile-study`` runs round 1 of the ``pyomo`` path per size with Ipopt's timing statistics and
 MUMPS's own report (``mumps_print_level`` 2) and writes ``DIR/scale_profile.csv``: MUMPS's
 factorizations (count, seconds, operations of one factorization, entries of the factor, its
 memory), its solves (count, seconds) and analysis, Ipopt's total and function-evaluation seconds:
 where a round's time goes, and how each part grows with m.
 
-``--rounds-study`` runs Algorithm 1 (``train``, adaptive schedule, direct path, ``--rounds`` at
-most) per size and appends every round to ``DIR/scale_rounds.csv`` (``m, round, true_loss,
+``--rounds-study`` runs Algorithm 1 (``train``, adaptive schedule, the default Schur rounds,
+``--rounds`` at most) per size and appends every round to ``DIR/scale_rounds.csv`` (``m, round, true_loss,
 floor, loss_over_floor, seconds, status``; ``floor`` is the teacher's own mean loss on the same
 data), then prints the first round within 10% of the floor: does the schedule need more rounds as
 m grows?
@@ -79,20 +87,17 @@ COLUMNS = ["m", "path", "variables", "constraints", "build_s", "transform_s", "t
 #: ~60 GB of address space, would be refused by the kernel's overcommit heuristic on a 24 GB machine)
 SCALE_IPOPT = {"mumps_pivot_order": 6, "mumps_mem_percent": 5}
 
-#: --options-study variants: DirectParabolicRound arguments, Ipopt options, environment, rounds
+#: --options-study variants of the pyomo path: Ipopt options, environment, rounds (the direct path's
+#: own variants -- parallel maps, nlpsol options, SX derivatives -- were retired with it)
 _WARM = {"warm_start_init_point": "yes", "mu_init": 1e-4}
 VARIANTS = {
-    "serial": {},  # map "serial", mapped derivatives (MX), the algorithm's Ipopt options (MUMPS METIS, mem 1000%)
-    "thread": {"round": {"parallelization": "thread", "n_threads": 2}},
-    "openmp": {"round": {"parallelization": "openmp"}},  # this CasADi wheel has no OpenMP: runs serially
+    "defaults": {},  # the algorithm's Ipopt options (MUMPS METIS, mem 1000%)
     "amd": {"ipopt": {"mumps_pivot_order": 0}},
     "amf": {"ipopt": {"mumps_pivot_order": 2}},
     "qamd": {"ipopt": {"mumps_pivot_order": 6}},
     "auto-order": {"ipopt": {"mumps_pivot_order": 7}},
     "mem5": {"ipopt": {"mumps_mem_percent": 5}},
     "amd-mem5": {"ipopt": {"mumps_pivot_order": 0, "mumps_mem_percent": 5}},
-    "expand": {"round": {"nlpsol_options": {"expand": True}}},
-    "casadi-ad-sx": {"round": {"mapped_derivatives": False, "nlpsol_options": {"expand": True}}},
     "monotone": {"ipopt": {"mu_strategy": "monotone"}},
     "blas2": {"env": {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}},
     # Ipopt's other linear solver in the CasADi wheel (HSL's are not in it); MUMPS scaling off; no
@@ -104,7 +109,7 @@ VARIANTS = {
     "amd-2rounds": {"ipopt": {"mumps_pivot_order": 0}, "rounds": 2},
     "amd-2rounds-warm": {"ipopt": {"mumps_pivot_order": 0}, "rounds": 2, "resolve_ipopt": _WARM},
 }
-DEFAULT_VARIANTS = ",".join(k for k in VARIANTS if k not in ("openmp", "spral"))  # spral: 8x slower
+DEFAULT_VARIANTS = ",".join(k for k in VARIANTS if k != "spral")  # spral: 8x slower
 
 
 # ---------------------------------------------------------------------------------------- worker
@@ -129,33 +134,50 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def _direct_rounds(net, X, Y, spec: dict, row: dict) -> None:
-    from convexnn_pyomo.solvers.casadi_direct import DirectParabolicRound
+def _recentre(rnd, ref, X) -> None:
+    """Centre the round at ``ref`` with eta 2 and the exactness weights there (the adaptive schedule's)."""
+    fp = ref.forward_pass(X)
+    rnd.recentre(ref, 2.0, fp, **rnd.exactness_weights(ref, fp))
 
+
+def _two_rounds(rnd, X, Y, net, spec: dict, row: dict, options: dict, resolve_options: dict, details=None) -> None:
+    """Round 1 at ``net`` and round 2 re-centred at round 1's solution (``spec["rounds"]`` < 2: round 1
+    only), through the round's ``recentre``/``solve``; ``details(solve)`` gives the last solve's
+    ``(translate_s, solve_s, status)`` in the solver's own terms (default: no translation, the
+    solve's wall time, its termination)."""
+    details = details or (lambda out: (0.0, out.seconds, out.termination))
+    limit = float(spec.get("timeout", 7200.0))
     t0 = time.perf_counter()
-    rnd = DirectParabolicRound(net, X, Y, reduction="mean", eta=2.0, ipopt_options=spec.get("ipopt"),
-                               **spec.get("round", {}))
-    row.update(build_s=time.perf_counter() - t0, variables=rnd.n_variables, constraints=rnd.n_constraints)
-    t0 = time.perf_counter()
-    rnd.recentre(net, 2.0, **rnd.exactness_weights(net))
+    _recentre(rnd, net, X)
     row["transform_s"] = time.perf_counter() - t0
-    out = rnd.solve()
-    row.update(translate_s=rnd.timings["nlpsol"], first_solve_s=out["seconds"] - rnd.timings["nlpsol"],
-               ipopt_iterations=out["iterations"], status=out["return_status"], first_solve_cpu_s=out["cpu_seconds"],
-               eval_s=sum(v for k, v in out["timings"].items() if k.startswith("nlp_")))
-    row["round1_loss"] = rnd.solution().loss(X, Y, "mean")
-    if "factor" in out["timings"]:  # solver="schur": where round 1's solve went (printed, not a column)
-        total = sum(out["timings"].values()) or 1.0
-        row["solve_shares"] = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in out["timings"].items())
-    if spec.get("rounds", 2) < 2:
+    cpu = time.process_time()
+    out = rnd.solve(limit, options)
+    cpu = time.process_time() - cpu
+    translate, solve, status = details(out)
+    row.update(translate_s=translate, first_solve_s=solve, ipopt_iterations=out.iterations, status=status,
+               first_solve_cpu_s=cpu, round1_loss=rnd.solution().loss(X, Y, "mean") if out.ok else float("nan"))
+    if spec.get("rounds", 2) < 2 or not out.ok:
         return
     t0 = time.perf_counter()
-    ref = rnd.solution()
-    rnd.recentre(ref, 2.0, **rnd.exactness_weights(ref))
-    out = rnd.solve(options=spec.get("resolve_ipopt"))
-    row.update(resolve_s=time.perf_counter() - t0, resolve_iterations=out["iterations"],
-               resolve_cpu_s=out["cpu_seconds"],
-               status=f"{row['status']}; {out['return_status']}", round2_loss=rnd.solution().loss(X, Y, "mean"))
+    _recentre(rnd, rnd.solution(), X)
+    cpu = time.process_time()
+    out = rnd.solve(limit, {**options, **resolve_options})
+    cpu = time.process_time() - cpu
+    row.update(resolve_s=time.perf_counter() - t0, resolve_iterations=out.iterations, resolve_cpu_s=cpu,
+               status=f"{row['status']}; {details(out)[2]}",
+               round2_loss=rnd.solution().loss(X, Y, "mean") if out.ok else float("nan"))
+
+
+class _Recorded:
+    """A Pyomo solver that keeps its last results (for Ipopt's build and solve times)."""
+
+    def __init__(self, opt):
+        self.opt, self.last = opt, None
+        self.name = getattr(opt, "name", "")
+
+    def solve(self, model, **kwds):
+        self.last = self.opt.solve(model, **kwds)
+        return self.last
 
 
 def _regularized_model(net, X, Y, relaxation: str, row: dict):
@@ -180,36 +202,29 @@ def _regularized_model(net, X, Y, relaxation: str, row: dict):
 
 
 def _pyomo_rounds(net, X, Y, spec: dict, row: dict) -> None:
+    """The Pyomo model on every sample (:class:`PyomoRound`, the algorithm's Ipopt options updated by
+    ``spec["ipopt"]``), solved by ``ipopt_casadi``."""
     import pyomo.environ as pyo
 
-    import convexnn_pyomo as cnn
-    from convexnn_pyomo.algorithms import IPOPT_DEFAULTS
+    from convexnn_pyomo.algorithms.rounds import PyomoRound
     from convexnn_pyomo.solvers import require_solver
 
-    model = _regularized_model(net, X, Y, "parabolic", row)
-    opt, options = require_solver("ipopt_casadi"), {**IPOPT_DEFAULTS, **spec.get("ipopt", {})}
-
-    def solve(extra=None):
-        cpu = time.process_time()
-        res = opt.solve(model, solver_options={**options, **(extra or {})}, load_solutions=False,
-                        raise_exception_on_nonoptimal_result=False)
-        if pyo.check_optimal_termination(res):
-            res.solution_loader.load_vars()
-        return res.extra_info, time.process_time() - cpu
-
-    info, _ = solve()  # its CPU time includes the translation's
-    row.update(translate_s=info.build_time, first_solve_s=info.solve_time, ipopt_iterations=info.iteration_count,
-               status=info.return_status, round1_loss=cnn.network_from_model(model).loss(X, Y, "mean"))
-    if spec.get("rounds", 2) < 2:
-        return
+    opt = _Recorded(require_solver("ipopt_casadi"))
     t0 = time.perf_counter()
-    ref = cnn.network_from_model(model)
-    cnn.update_reference(model, ref, eta=2.0, **cnn.exactness_weights(model, ref))
-    cnn.set_lifted_values(model, ref)
-    info, cpu = solve(spec.get("resolve_ipopt"))
-    row.update(resolve_s=time.perf_counter() - t0, resolve_iterations=info.iteration_count, resolve_cpu_s=cpu,
-               status=f"{row['status']}; {info.return_status}",
-               round2_loss=cnn.network_from_model(model).loss(X, Y, "mean"))
+    rnd = PyomoRound(net, X, Y, "mean", "parabolic", [], opt, 2.0, (1.0, 1.0, 1.0))
+    row["build_s"] = time.perf_counter() - t0
+    row["variables"] = sum(1 for _ in rnd.model.component_data_objects(pyo.Var))
+    row["constraints"] = sum(1 for _ in rnd.model.component_data_objects(pyo.Constraint, active=True))
+
+    def details(out):  # Ipopt's own accounting: the first solve's build time is the translation (incl. nlpsol)
+        if opt.last is None:  # the solve raised: the round's termination says why
+            return 0.0, out.seconds, out.termination
+        info = opt.last.extra_info
+        return info.build_time, info.solve_time, info.return_status
+
+    _two_rounds(rnd, X, Y, net, spec, row, dict(spec.get("ipopt") or {}), dict(spec.get("resolve_ipopt") or {}),
+                details)
+    row.pop("first_solve_cpu_s", None)  # round 1's CPU time includes the translation's
 
 
 def _sdp_rounds(net, X, Y, spec: dict, row: dict) -> None:
@@ -232,13 +247,28 @@ def _sdp_rounds(net, X, Y, spec: dict, row: dict) -> None:
 
 
 def _schur_rounds(net, X, Y, spec: dict, row: dict) -> None:
-    """The direct round solved by the sample-by-sample interior point (``solver="schur"``; Ipopt
-    options unused, the ``ipopt_*`` columns hold its iterations)."""
-    _direct_rounds(net, X, Y, {**spec, "ipopt": None, "resolve_ipopt": None,
-                               "round": {**spec.get("round", {}), "solver": "schur"}}, row)
+    """The structured round (:class:`StructuredRound`, the default rounds of ``train``) solved by the
+    Schur interior point (Ipopt options unused; the ``ipopt_*`` columns hold its iterations)."""
+    from convexnn_pyomo.algorithms.rounds import StructuredRound
+
+    t0 = time.perf_counter()
+    rnd = StructuredRound(net, X, Y, "mean", [], 2.0, (1.0, 1.0, 1.0), "squared")
+    row["build_s"] = time.perf_counter() - t0
+    m = X.shape[0]
+    row.update(variables=rnd.arrow.ns + m * rnd.arrow.nv, constraints=m * rnd.arrow.ng + rnd.arrow.n_link)
+    timings: list[dict] = []
+
+    def details(out):  # keeps where each solve went (round 1's is printed, not a column)
+        timings.append(dict(rnd.ipm.last.timings) if rnd.ipm.last is not None else {})
+        return 0.0, out.seconds, out.termination
+
+    _two_rounds(rnd, X, Y, net, spec, row, {}, {}, details)
+    if timings and timings[0]:
+        total = sum(timings[0].values()) or 1.0
+        row["solve_shares"] = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in timings[0].items())
 
 
-_ROUNDS = {"direct": _direct_rounds, "pyomo": _pyomo_rounds, "sdp": _sdp_rounds, "schur": _schur_rounds}
+_ROUNDS = {"pyomo": _pyomo_rounds, "sdp": _sdp_rounds, "schur": _schur_rounds}
 
 
 def worker(spec: dict) -> dict:
@@ -338,7 +368,7 @@ def round_seconds(r: dict) -> float:
 def scale_run(args, sizes: list[int], hidden: list[int]) -> None:
     out = Path(args.out) / "scale.csv"
     limit = args.memory_limit_mb or min(16384.0, 0.9 * memory_available_mb())
-    paths = ["direct", "pyomo"] if args.path == "both" else [args.path]
+    paths = ["schur", "pyomo"] if args.path == "both" else [args.path]
     tag = "-".join(map(str, hidden))
     for m in sizes:
         for path in paths:
@@ -350,7 +380,7 @@ def scale_run(args, sizes: list[int], hidden: list[int]) -> None:
                 row["status"] = f"skipped: predicted peak {guess:.0f} MB > limit {limit:.0f} MB"
             else:
                 spec = {"m": m, "path": path, "hidden": hidden, "noise": args.noise, "ipopt": json.loads(args.ipopt),
-                        "resolve_ipopt": json.loads(args.resolve_ipopt)}
+                        "resolve_ipopt": json.loads(args.resolve_ipopt), "timeout": args.timeout}
                 row = {**row, **run_child(spec, args.timeout)}
             append_row(out, row)
             print(", ".join(f"{k}={row[k]}" for k in COLUMNS if k in row), flush=True)
@@ -406,10 +436,13 @@ ROUND_COLUMNS = ["m", "round", "true_loss", "floor", "loss_over_floor", "eta", "
 
 
 def rounds_study(args, sizes: list[int], hidden: list[int]) -> None:
-    """Algorithm 1 (adaptive, direct) per size; every round's loss against the teacher's own loss."""
+    """Algorithm 1 (adaptive, the default Schur rounds) per size; every round's loss against the
+    teacher's own loss (rows of an m already in the file, e.g. measured on the retired direct
+    path, are kept and not rerun)."""
     import pandas as pd
 
     import convexnn_pyomo as cnn
+    from convexnn_pyomo.algorithms import SchurRounds
 
     out, tag = Path(args.out) / "scale_rounds.csv", "-".join(map(str, hidden))
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=ROUND_COLUMNS)
@@ -419,8 +452,8 @@ def rounds_study(args, sizes: list[int], hidden: list[int]) -> None:
             X, Y, clean = teacher_data(m, hidden, args.noise)
             floor = float(np.mean((clean - Y) ** 2))
             net = cnn.Network([8, *hidden, 1], "sigmoid").init_he(0)
-            res = cnn.train(net, X, Y, rounds=args.rounds, backend="direct", progress=True, round_time_limit=args.timeout,
-                            solver_options=json.loads(args.ipopt))
+            res = cnn.train(net, X, Y, rounds=args.rounds, progress=True,
+                            round_solver=SchurRounds(time_limit=args.timeout))
             h = res.history
             mine = pd.DataFrame({"m": m, "round": h["round"], "true_loss": h["true_loss"] / m, "floor": floor,
                                  "loss_over_floor": h["true_loss"] / m / floor, "eta": h["eta"],
@@ -437,16 +470,16 @@ def options_study(args, sizes: list[int], hidden: list[int]) -> None:
     for m in [m for m in sizes for _ in range(args.repeat)]:
         for name in args.variants.split(","):
             v = VARIANTS[name]
-            spec = {"m": m, "path": "direct", "hidden": hidden, "noise": args.noise, "rounds": v.get("rounds", 1),
-                    "variant": name, "ipopt": v.get("ipopt", {}), "round": v.get("round", {}),
-                    "resolve_ipopt": v.get("resolve_ipopt", {})}
-            row = {"m": m, "path": "direct", "variant": name, **run_child(spec, args.timeout, v.get("env"))}
+            spec = {"m": m, "path": "pyomo", "hidden": hidden, "noise": args.noise, "rounds": v.get("rounds", 1),
+                    "variant": name, "ipopt": v.get("ipopt", {}), "resolve_ipopt": v.get("resolve_ipopt", {}),
+                    "timeout": args.timeout}
+            row = {"m": m, "path": "pyomo", "variant": name, **run_child(spec, args.timeout, v.get("env"))}
             append_row(out, row)
             cpu_it = _number(row.get("first_solve_cpu_s")) / max(_number(row.get("ipopt_iterations")), 1)
             print(f"m={m:6d} {name:14s} iterations={row.get('ipopt_iterations', '-')!s:>4} "
                   f"s/iteration={_number(row.get('seconds_per_iteration')):.4f} cpu s/iteration={cpu_it:.4f} "
                   f"first_solve_s={_number(row.get('first_solve_s')):.2f} "
-                  f"translate_s={_number(row.get('translate_s')):.2f} eval_s={_number(row.get('eval_s')):.2f} "
+                  f"translate_s={_number(row.get('translate_s')):.2f} "
                   f"peak_rss_mb={_number(row.get('peak_rss_mb')):.0f} status={row.get('status')}"
                   + (f" resolve_iterations={row['resolve_iterations']} resolve_s={_number(row['resolve_s']):.2f}"
                      if "resolve_iterations" in row else ""), flush=True)
@@ -487,14 +520,15 @@ def parse_profile(text: str) -> dict:
 
 
 def profile_study(args, sizes: list[int], hidden: list[int]) -> None:
-    """Round 1 of the direct path per size with the solvers' own accounting (``scale_profile.csv``)."""
+    """Round 1 of the pyomo path per size with the solvers' own accounting (``scale_profile.csv``;
+    its ``group_size`` column belongs to rows of the retired direct path)."""
     out = Path(args.out) / "scale_profile.csv"
     ipopt = {**json.loads(args.ipopt), **PROFILE_IPOPT}
     for m in sizes:
-        spec = {"m": m, "path": "direct", "hidden": hidden, "noise": args.noise, "rounds": 1, "ipopt": ipopt,
-                "round": {"group_size": args.group_size}}
+        spec = {"m": m, "path": "pyomo", "hidden": hidden, "noise": args.noise, "rounds": 1, "ipopt": ipopt,
+                "timeout": args.timeout}
         row = run_child(spec, args.timeout, {"GFORTRAN_UNBUFFERED_PRECONNECTED": "y"}, parse_profile)
-        row.update(hidden="-".join(map(str, hidden)), ipopt_options=args.ipopt, group_size=args.group_size or "")
+        row.update(hidden="-".join(map(str, hidden)), ipopt_options=args.ipopt)
         new = not out.exists()
         with out.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=PROFILE_COLUMNS, extrasaction="ignore")
@@ -509,8 +543,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--hidden", default="6,6", help="hidden layer sizes of teacher and student")
-    ap.add_argument("--path", choices=["direct", "pyomo", "both", "sdp", "schur"], default="both",
-                    help="schur: the direct round solved by SchurInteriorPoint instead of Ipopt")
+    ap.add_argument("--path", choices=["schur", "pyomo", "both", "sdp"], default="both",
+                    help="schur: the structured round (train's default) solved by SchurInteriorPoint; pyomo: the "
+                         "Pyomo model on every sample solved by ipopt_casadi; both: these two (the direct CasADi path "
+                         "was retired: its rows are reproducible at commit ec0d73c)")
     ap.add_argument("--pyomo-max-m", type=int, default=10000, help="largest m for the Pyomo path")
     ap.add_argument("--noise", type=float, default=0.1, help="standard deviation of the label noise")
     ap.add_argument("--memory-limit-mb", type=float, default=None,
@@ -521,7 +557,7 @@ def main() -> None:
     ap.add_argument("--resolve-ipopt", default="{}",
                     help="JSON: extra Ipopt options for round 2, e.g. "
                          '\'{"warm_start_init_point": "yes", "mu_init": 1e-4}\' '
-                         "(the direct path then starts from round 1's multipliers)")
+                         "(the pyomo path then starts from round 1's multipliers)")
     ap.add_argument("--options-study", action="store_true", help="time CasADi/Ipopt variants instead")
     ap.add_argument("--repeat", type=int, default=1, help="for --options-study: runs per (m, variant)")
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"for --options-study, from {','.join(VARIANTS)}")
@@ -529,9 +565,6 @@ def main() -> None:
     ap.add_argument("--rounds-study", action="store_true", help="Algorithm 1 per size: rounds to the noise floor")
     ap.add_argument("--profile-study", action="store_true",
                     help="round 1 per size with Ipopt's timings and MUMPS's report: scale_profile.csv")
-    ap.add_argument("--group-size", type=int, default=None,
-                    help="for --profile-study: one copy of the shared variables per this many samples "
-                         "(DirectParabolicRound's group_size; default: none)")
     ap.add_argument("--rounds", type=int, default=15, help="for --rounds-study: rounds at most")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()

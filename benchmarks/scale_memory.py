@@ -1,9 +1,17 @@
-"""Where the direct round's memory goes (issue 10): RSS after each stage of one round at size m.
+"""Where one round's memory goes (issue 10): RSS after each stage of one round at size m.
 
-    python benchmarks/scale_memory.py --m 10000 [--ipopt '{"mumps_pivot_order": 6}'] [--group-size 100]
+    python benchmarks/scale_memory.py --m 10000 [--path schur|pyomo] [--ipopt '{"mumps_pivot_order": 6}']
 
-Prints VmRSS/VmHWM (MB) after the data, after building the CasADi graph and after the first solve, the Jacobian/Hessian nonzeros per sample and the work-vector sizes (doubles) of the
-three derivative Functions given to ``nlpsol``.  MUMPS's own memory is in ``scale.py --profile-study``.
+Prints VmRSS/VmHWM (MB) after the data, after building the round, after centring it at the initial
+network and after the first solve, and the round's size.  ``--path schur`` (default) is the
+structured round of ``train`` (:class:`~convexnn_pyomo.algorithms.rounds.StructuredRound`: the
+Pyomo model on a template of two samples, derived per sample, solved by the Schur interior point):
+its per-sample variables and rows and the shared variables and linking rows.  ``--path pyomo`` is
+the Pyomo model on every sample (:class:`~convexnn_pyomo.algorithms.rounds.PyomoRound`) solved by
+``ipopt_casadi`` with the algorithm's Ipopt options updated by ``--ipopt``: its variables and
+constraints.  MUMPS's own memory is in ``scale.py --profile-study``.  (The measurements of the
+hand-written CasADi round -- nonzeros and work vectors of its derivative Functions, ``--group-size``
+copies of the shared variables -- were retired with it; reproducible at commit ec0d73c.)
 """
 
 from __future__ import annotations
@@ -25,26 +33,39 @@ def _rss() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--m", type=int, default=10000)
-    ap.add_argument("--ipopt", default='{"mumps_pivot_order": 6, "mumps_mem_percent": 5}')
-    ap.add_argument("--group-size", type=int, default=None, help="samples per copy of the shared variables")
+    ap.add_argument("--path", choices=["schur", "pyomo"], default="schur",
+                    help="schur: the structured round (train's default); pyomo: the Pyomo model solved by ipopt_casadi")
+    ap.add_argument("--ipopt", default='{"mumps_pivot_order": 6, "mumps_mem_percent": 5}',
+                    help="JSON: Ipopt options of the pyomo path over the algorithm's defaults")
     args = ap.parse_args()
+    import pyomo.environ as pyo
+
     import convexnn_pyomo as cnn
-    from convexnn_pyomo.solvers.casadi_direct import DirectParabolicRound
+    from convexnn_pyomo.algorithms.rounds import PyomoRound, StructuredRound
+    from convexnn_pyomo.solvers import require_solver
     from scale import teacher_data
 
     X, Y, _ = teacher_data(args.m, [6, 6], 0.1)
     net = cnn.Network([8, 6, 6, 1], "sigmoid").init_he(0)
     print("data", _rss(), flush=True)
-    rnd = DirectParabolicRound(net, X, Y, reduction="mean", eta=2.0, ipopt_options=json.loads(args.ipopt),
-                               group_size=args.group_size)
+    if args.path == "schur":
+        rnd, options = StructuredRound(net, X, Y, "mean", [], 2.0, (1.0, 1.0, 1.0), "squared"), {}
+        a = rnd.arrow
+        size = (f"per sample: {a.nv} variables, {a.ng} rows; shared: {a.ns} variables, {a.n_link} linking rows "
+                f"({a.ns + args.m * a.nv} variables in all)")
+    else:
+        rnd = PyomoRound(net, X, Y, "mean", "parabolic", [], require_solver("ipopt_casadi"), 2.0, (1.0, 1.0, 1.0))
+        options = json.loads(args.ipopt)
+        n_var = sum(1 for _ in rnd.model.component_data_objects(pyo.Var))
+        n_con = sum(1 for _ in rnd.model.component_data_objects(pyo.Constraint, active=True))
+        size = f"{n_var} variables, {n_con} constraints ({n_var / args.m:.1f} and {n_con / args.m:.1f} per sample)"
     print("built", _rss(), flush=True)
-    rnd.recentre(net, 2.0, **rnd.exactness_weights(net))
-    d = rnd.derivatives
-    jac, hess = d["jac_g"].sparsity_out(1).nnz(), d["hess_lag"].sparsity_out(0).nnz()
-    print(f"nonzeros per sample: jacobian {jac / args.m:.1f}, hessian {hess / args.m:.1f}")
-    print("work vectors (doubles):", {k: f.sz_w() for k, f in d.items()}, flush=True)
-    out = rnd.solve()
-    print("solved", _rss(), out["iterations"], "iterations", round(out["seconds"], 1), "s", out["return_status"])
+    fp = net.forward_pass(X)
+    rnd.recentre(net, 2.0, fp, **rnd.exactness_weights(net, fp))
+    print("centred", _rss(), flush=True)
+    print(size, flush=True)
+    out = rnd.solve(7200.0, options)
+    print("solved", _rss(), out.iterations, "iterations", round(out.seconds, 1), "s", out.termination)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,26 @@
 """Sharded rounds (issue 13): rounds of the default schedule split over K data shards (mpi-sppy PH).
 
     python benchmarks/sharded.py --sizes 10000 --shards 1,2,4,8 --out DIR [--hidden 6,6] [--ranks N]
-        [--rounds 2] [--ph-iterations 500] [--tol 1e-6] [--timeout 7200] [--single direct|pyomo]
+        [--rounds 2] [--ph-iterations 500] [--tol 1e-6] [--timeout 7200] [--single schur|pyomo]
         [--cold-rounds] [--ipopt JSON]
 
 Data: ``benchmarks/scale.py``'s teacher data (``X ~ N(0, I_8)``, a random 8-6-6-1 sigmoid teacher
 plus noise 0.1).  Student: the same architecture, He seed 0, averaged loss.  Round 1 is the
 adaptive schedule's first round (eta 2, mu = the exactness weights at the initial network, warm
 start at its lift); each of the ``--rounds`` after it is re-centred at the last round's solution.
-``K = 1`` is the single round (``--single``: the direct CasADi round, default, or the Pyomo
-model's :class:`~convexnn_pyomo.algorithms.rounds.PyomoRound`); ``K > 1`` is
+``K = 1`` is the single round (``--single``: the structured round of ``train``,
+:class:`~convexnn_pyomo.algorithms.rounds.StructuredRound` solved by the Schur interior point,
+default, or the Pyomo model's :class:`~convexnn_pyomo.algorithms.rounds.PyomoRound` solved by
+Ipopt; the ``single = direct`` rows of ``sharded.csv`` were measured with the hand-written CasADi
+round retired in favour of the structured round, reproducible at commit ec0d73c); ``K > 1`` is
 :class:`~convexnn_pyomo.algorithms.sharded.ShardedRound` with PH's stopping rule ``--tol``, one PH
 for all rounds unless ``--cold-rounds``; ``--ipopt`` updates the Ipopt options (for K > 1 the
-subproblems').  Each (m, K) runs in its own process group: ``mpiexec -n min(K, N)`` with ``--ranks
-N`` (default 1: one process holds every shard, mpi-sppy without MPI).
+subproblems'; not used by the schur round).  Each (m, K) runs in its own process group:
+``mpiexec -n min(K, N)`` with ``--ranks N`` (default 1: one process holds every shard, mpi-sppy
+without MPI).
 
 Row per (m, K, round), appended to ``DIR/sharded.csv`` as soon as it is measured: ``build_s`` (the
-shard models, relaxation, regularizer; round 1), ``round_s`` (the solve: Ipopt or all PH
+shard models, relaxation, regularizer; round 1), ``round_s`` (the solve: Schur, Ipopt or all PH
 iterations), ``ph_iterations``, ``seconds_per_ph_iteration``, ``peak_rss_mb_per_rank`` (largest
 VmHWM over the ranks), ``relaxed_objective``, ``round_loss`` (mean true loss of the round's
 network) and ``max_weight_diff`` (largest |w_K - w_1| against the K = 1 row of the same m and round).
@@ -45,33 +49,28 @@ COLUMNS = ["m", "shards", "ranks", "round", "build_s", "round_s", "ph_iterations
 
 
 def _single_round(net, X, Y, single: str):
-    """K = 1: the direct CasADi round (same problem as the Pyomo model, ``tests/test_casadi_direct.py``)
-    or the Pyomo model's round; both with ``ShardedRound``'s protocol as far as used here."""
-    from convexnn_pyomo.algorithms.rounds import PyomoRound
+    """K = 1: the structured round (the default rounds of ``train``) or the Pyomo model's round; both
+    with ``ShardedRound``'s protocol (:class:`~convexnn_pyomo.algorithms.rounds.RoundProblem`)."""
+    from convexnn_pyomo.algorithms.rounds import PyomoRound, StructuredRound
     from convexnn_pyomo.solvers.registry import require_solver
 
     if single == "pyomo":
         return PyomoRound(net, X, Y, "mean", "parabolic", [], require_solver("ipopt_casadi"), 2.0, (1.0, 1.0, 1.0))
-    from convexnn_pyomo.solvers.casadi_direct import DirectParabolicRound
-
-    return DirectParabolicRound(net, X, Y, reduction="mean", eta=2.0)
+    return StructuredRound(net, X, Y, "mean", [], 2.0, (1.0, 1.0, 1.0), "squared")
 
 
 def _recentre(rnd, ref, X) -> None:
-    """Centre the round at ``ref`` with eta 2 and the exactness weights there (both protocols)."""
-    if hasattr(rnd, "shards") or hasattr(rnd, "model"):  # ShardedRound, PyomoRound
-        fp = ref.forward_pass(X)
-        rnd.recentre(ref, 2.0, fp, **rnd.exactness_weights(ref, fp))
-    else:  # DirectParabolicRound
-        rnd.recentre(ref, 2.0, **rnd.exactness_weights(ref))
+    """Centre the round at ``ref`` with eta 2 and the exactness weights there."""
+    fp = ref.forward_pass(X)
+    rnd.recentre(ref, 2.0, fp, **rnd.exactness_weights(ref, fp))
 
 
-def _solve(rnd, K: int, timeout: float, ipopt: dict) -> tuple[float, int, str]:
-    """(seconds, PH iterations or Ipopt's, status) of one round; ``ipopt`` over the round's defaults."""
-    if K == 1 and not hasattr(rnd, "model"):  # the direct round
-        out = rnd.solve(time_limit=timeout, options=ipopt)
-        return out["seconds"], out["iterations"], out["return_status"]
-    solve = rnd.solve(timeout, dict(ipopt))
+def _solve(rnd, timeout: float, ipopt: dict) -> tuple[float, int, str]:
+    """(seconds, PH iterations, Ipopt's or Schur's, status) of one round; ``ipopt`` over the round's
+    defaults (the structured round takes no Ipopt options)."""
+    from convexnn_pyomo.algorithms.rounds import StructuredRound
+
+    solve = rnd.solve(timeout, {} if isinstance(rnd, StructuredRound) else dict(ipopt))
     return solve.seconds, solve.iterations, solve.termination
 
 
@@ -86,7 +85,7 @@ def worker(spec: dict) -> None:
     net = cnn.Network([8, *hidden, 1], "sigmoid").init_he(0)
     t0 = time.perf_counter()
     if K == 1:
-        rnd, comm = _single_round(net, X, Y, spec.get("single", "direct")), None
+        rnd, comm = _single_round(net, X, Y, spec.get("single", "schur")), None
     else:
         from convexnn_pyomo.algorithms.sharded import ShardedRound
 
@@ -97,7 +96,7 @@ def worker(spec: dict) -> None:
     build_s, ref = time.perf_counter() - t0, net
     for r in range(1, spec.get("rounds", 1) + 1):
         _recentre(rnd, ref, X)
-        seconds, its, status = _solve(rnd, K, spec["timeout"], spec.get("ipopt", {}))
+        seconds, its, status = _solve(rnd, spec["timeout"], spec.get("ipopt", {}))
         ref = rnd.solution()
         _print_row(spec, comm, {"round": r, "build_s": build_s if r == 1 else 0.0, "round_s": seconds,
                                 "ph_iterations": its if K > 1 else 0, "status": status,
@@ -112,7 +111,8 @@ def _print_row(spec: dict, comm, row: dict) -> None:
     row.update(m=spec["m"], shards=spec["shards"], ranks=1 if comm is None else comm.Get_size(),
                seconds_per_ph_iteration=row["round_s"] / its if its else "", peak_rss_mb_per_rank=rss,
                hidden=",".join(map(str, spec["hidden"])), tol=spec["tol"],
-               single=spec.get("single", "direct") if spec["shards"] == 1 else "", ipopt=json.dumps(spec.get("ipopt", {})))
+               single=spec.get("single", "schur") if spec["shards"] == 1 else "",
+               ipopt=json.dumps(spec.get("ipopt", {})))
     if comm is None or comm.Get_rank() == 0:
         print(json.dumps(row), flush=True)
 
@@ -171,7 +171,9 @@ def main() -> None:
     p.add_argument("--ph-iterations", type=int, default=500)
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--cold-rounds", action="store_true", help="a fresh PH per round (ph_options warm_rounds=False)")
-    p.add_argument("--single", choices=["direct", "pyomo"], default="direct", help="the K = 1 round's path")
+    p.add_argument("--single", choices=["schur", "pyomo"], default="schur",
+                   help="the K = 1 round: the structured round (schur) or the Pyomo model by Ipopt (pyomo); the "
+                        "direct CasADi round was retired (its rows: commit ec0d73c)")
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per round (PH's time limit)")
     p.add_argument("--ipopt", default="{}", help="JSON: Ipopt options over the rounds' defaults (K > 1: the "
                    "subproblems' IPOPT_SUBPROBLEM), e.g. '{\"mumps_pivot_order\": 5}' for METIS")

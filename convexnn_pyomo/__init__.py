@@ -4,14 +4,8 @@ Importing the package registers its transformations (``convexnn.*``) with Pyomo'
 ``TransformationFactory`` and its solver plugins with ``SolverFactory``.
 """
 
-import os as _os
-
-# One BLAS thread per process unless the user says otherwise: the KKT systems here are small and
-# sparse; on an idle machine threads gain nothing (benchmarks/round_options.py), and under load or
-# with parallel workers CasADi's OpenBLAS threads spin in the kernel (a round at m = 100 took 1.2 s
-# instead of 0.66 s while a sweep ran).  Must precede the casadi import.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-    _os.environ.setdefault(_var, "1")
+# Thread counts are the caller's: importing the package changes no environment variable
+# (convexnn_pyomo.threads.blas_threads limits BLAS threads for a block; the CLI uses one thread).
 
 from .activations import (
     Activation,

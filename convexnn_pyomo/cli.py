@@ -135,19 +135,6 @@ def _data_lines(path: Path) -> int:
         return max(sum(1 for _ in fh) - 1, 0)
 
 
-def _check_solver(name: str | None) -> None:
-    """Fail before anything is written when the solver (or the default one) is not usable."""
-    from .solvers import default_nlp_solver, require_solver
-
-    try:
-        if name:
-            require_solver(name)
-        else:
-            default_nlp_solver()
-    except (RuntimeError, ImportError) as exc:  # the solver layer's "not available" error names the fix
-        raise CliError(str(exc)) from None
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
@@ -223,9 +210,72 @@ def _prepare_target(ds, args) -> tuple[np.ndarray, str]:
     return ds.y, f"real-valued (regression), {args.loss} loss"
 
 
+#: ``--round-solver`` choices of ``convexnn train`` and the experiments
+ROUND_SOLVER_CHOICES = ("auto", "schur", "pyomo")
+ROUND_SOLVER_HELP = (
+    "how each convex round is solved: 'schur' = the structured round (the round's Pyomo model written on two "
+    "template samples and derived per sample) solved by the package's Schur interior point, time and memory linear "
+    "in the samples; 'pyomo' = the Pyomo model on every sample solved by a Pyomo NLP solver (--solver); 'auto' = "
+    "'schur'{shards}, so the default is the structured Schur round (default: auto)"
+)
+
+
+def _round_solver_choice(text: str) -> str:
+    """An argparse type for ``--round-solver``: the old ``ipopt`` choice (direct CasADi rounds) is gone."""
+    if text == "ipopt":
+        raise argparse.ArgumentTypeError(
+            "'ipopt' (the direct CasADi rounds) was removed: the default 'auto' solves the structured round by the "
+            "Schur interior point; for Ipopt give --round-solver pyomo (the Pyomo model, solved by ipopt on PATH, "
+            "else ipopt_casadi) or --solver ipopt"
+        )
+    return text
+
+
+def _round_solver_spec(round_solver: str, solver: str | None) -> str:
+    """``--round-solver`` and ``--solver`` as one ``round_solver`` spec: a solver name implies the Pyomo
+    rounds solved by it; ``schur`` takes no Pyomo solver."""
+    if solver and round_solver == "schur":
+        raise CliError(f"--solver {solver} names a Pyomo solver, but --round-solver schur is solved by the package's "
+                       "Schur interior point: drop --solver, or give --round-solver pyomo")
+    return solver or round_solver
+
+
+def _train_algorithm(args) -> tuple:
+    """The schedule and the round solver of ``convexnn train`` from its flags, built (and the solver
+    checked) before anything is written."""
+    from .algorithms import ShardedRounds, get_round_solver, get_schedule
+
+    spec = _round_solver_spec(args.round_solver, args.solver)
+    try:
+        schedule = get_schedule(args.schedule, eta=args.eta)
+        if args.shards > 1:
+            if spec == "schur":
+                raise CliError("--shards > 1 splits the Pyomo model over mpi-sppy: --round-solver schur cannot; "
+                               "drop it (or give --round-solver pyomo)")
+            ph_options = None if args.ph_tol is None else {"tol": args.ph_tol}
+            rounds = ShardedRounds(shards=args.shards, solver=args.solver, ph_options=ph_options)
+        else:
+            if args.ph_tol is not None:
+                raise CliError("--ph-tol applies to sharded rounds only: give --shards > 1 (or drop --ph-tol)")
+            rounds = get_round_solver(spec)
+    except (ValueError, RuntimeError, ImportError) as exc:  # the solver layer's "not available" names the fix
+        raise CliError(str(exc)) from None
+    return schedule, rounds
+
+
+def _describe_rounds(rounds) -> str:
+    """How the rounds are solved, for the header line."""
+    if rounds.name == "schur":
+        return "structured rounds by the Schur interior point"
+    if rounds.name == "sharded":
+        return f"rounds in {rounds.config.shards} shards by PH over {rounds.solver_name}"
+    return f"Pyomo rounds by {rounds.solver_name}"
+
+
 def _cmd_train(args) -> int:
+    from .algorithms import SequentialRelaxation
     from .network import Network
-    from .training import HISTORY_COLUMNS, train
+    from .training import HISTORY_COLUMNS
 
     ds, described = _train_data(args)
     sizes = [ds.X.shape[1], *args.hidden, ds.y.shape[1] if ds.y.ndim == 2 else 1]
@@ -233,7 +283,7 @@ def _cmd_train(args) -> int:
         net = Network(sizes, [args.activation] * len(args.hidden) + ["identity"]).init_he(args.seed)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    _check_solver(args.solver)
+    schedule, rounds = _train_algorithm(args)
     out = Path(args.out)
     if args.shards > 1 and _mpi_rank() > 0:  # under mpiexec: rank 0 prints and writes OUT, the others only solve
         out, sys.stdout = Path(tempfile.mkdtemp(prefix=f"convexnn-rank{_mpi_rank()}-")), open(os.devnull, "w")  # noqa: SIM115
@@ -242,7 +292,8 @@ def _cmd_train(args) -> int:
         with open(hist_path, "w", newline="") as fh:
             csv.writer(fh).writerow(HISTORY_COLUMNS)
         print(f"convexnn train: {ds.name}, network {'-'.join(map(str, sizes))} ({args.activation}), schedule "
-              f"{args.schedule}, initial loss {net.loss(ds.X, ds.y):.6g}\n{described}", flush=True)
+              f"{args.schedule}, {_describe_rounds(rounds)}, initial loss "
+              f"{net.loss(ds.X, ds.y):.6g}\n{described}", flush=True)
         printer = RoundPrinter()
 
         def on_round(row: dict, best: Network) -> None:
@@ -257,12 +308,11 @@ def _cmd_train(args) -> int:
 
         t0 = time.perf_counter()
         try:
-            result = train(
-                net, ds.X, ds.y, schedule=args.schedule, rounds=args.rounds, eta=args.eta, solver=args.solver,
-                time_limit=args.time_limit, target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start,
-                loss=args.loss, shards=args.shards, ph_options=None if args.ph_tol is None else {"tol": args.ph_tol},
-                round_solver=args.round_solver,
-            )
+            result = SequentialRelaxation(
+                schedule=schedule, round_solver=rounds, rounds=args.rounds, time_limit=args.time_limit,
+                target_loss=args.target_loss, progress=on_round, warm_start=args.warm_start, loss=args.loss,
+                shards=args.shards,
+            ).solve(net, ds.X, ds.y)
         except (ValueError, RuntimeError, ImportError) as exc:
             raise CliError(str(exc)) from None
     result.network.save(out / "weights.npz")
@@ -330,7 +380,7 @@ def _cmd_experiment_imbalance(args) -> int:
         kappa_factor=args.kappa_factor, extra_kappa_factors=args.extra_kappa_factors, rounds=args.rounds,
         balanced_bound=args.balanced_bound,
         adam_steps=args.adam_steps, train_majority=args.train_majority, test_per_class=args.test_per_class,
-        seed=args.seed, solver=args.solver,
+        seed=args.seed, solver=args.solver, round_solver=args.round_solver,
     )
     return _run_study(cfg, args, preflight, run_sweep, format_summary, "runs.csv")
 
@@ -361,7 +411,8 @@ def _cmd_experiment_constraints(args) -> int:
 
     given = {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "rounds": args.rounds,
              "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
-             "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path}
+             "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path,
+             "round_solver": args.round_solver}
     base = ConstraintsConfig.quick() if args.quick else ConstraintsConfig()
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
     return _run_study(cfg, args, preflight, run_study, format_summary, "results.csv")
@@ -471,7 +522,9 @@ def _train_parser(sub) -> None:
                    "the initial safety factor on the exactness weights (default 2)")
     t.add_argument("--schedule", choices=["adaptive", "paper", "default"], default="adaptive",
                    help="Algorithm 1's schedule, docs/algorithm.md; 'default' is an alias of 'adaptive' (default: adaptive)")
-    t.add_argument("--solver", default=None, help="Pyomo solver name (default: ipopt on PATH, else ipopt_casadi)")
+    t.add_argument("--solver", default=None, help="Pyomo NLP solver of the rounds; implies --round-solver pyomo "
+                   "(default: none, the Schur round; with --round-solver pyomo or --shards > 1: ipopt on PATH, else "
+                   "ipopt_casadi)")
     t.add_argument("--time-limit", type=_positive_float, default=None, help="wall-clock seconds for the run (default: none)")
     t.add_argument("--target-loss", type=_finite_float, default=None, help="stop when the training loss reaches this (default: none)")
     t.add_argument("--warm-start", type=_nonnegative_int, default=0, help="full-batch Adam steps before the first round")
@@ -480,10 +533,17 @@ def _train_parser(sub) -> None:
                    "(pip install 'convexnn-pyomo[mpi]'); run with mpiexec -n K for K processes (default: 1)")
     t.add_argument("--ph-tol", type=_positive_float, default=None,
                    help="with --shards > 1: PH stops when both residuals are at most this (default: 1e-6)")
-    t.add_argument("--round-solver", choices=["ipopt", "schur"], default="ipopt",
-                   help="direct rounds: Ipopt, or 'schur', the sample-by-sample interior point "
-                        "(linear in m, for m >= 10^4; docs/results.md) (default: ipopt)")
+    t.add_argument("--round-solver", type=_round_solver_choice, choices=ROUND_SOLVER_CHOICES, default="auto",
+                   help=ROUND_SOLVER_HELP.format(shards=" (with --shards > 1: the sharded Pyomo model)"))
     t.add_argument("--out", required=True, help="output folder (created if missing)")
+
+
+def _study_round_solver_arguments(p: argparse.ArgumentParser) -> None:
+    """``--round-solver`` and ``--solver`` of Convex-NN in a study."""
+    p.add_argument("--round-solver", type=_round_solver_choice, choices=ROUND_SOLVER_CHOICES, default="auto",
+                   help="Convex-NN: " + ROUND_SOLVER_HELP.format(shards=""))
+    p.add_argument("--solver", default=None, help="Pyomo NLP solver of Convex-NN's rounds; implies --round-solver "
+                   "pyomo (default: none, the Schur round; with --round-solver pyomo: ipopt on PATH, else ipopt_casadi)")
 
 
 def _imbalance_parser(sub) -> None:
@@ -509,7 +569,7 @@ def _imbalance_parser(sub) -> None:
     im.add_argument("--train-majority", type=_positive_int, default=100, help="training samples of the majority class")
     im.add_argument("--test-per-class", type=_positive_int, default=50, help="balanced test set: samples per class")
     im.add_argument("--seed", type=int, default=0, help="base seed of the splits and initial weights")
-    im.add_argument("--solver", default=None, help="Pyomo solver for Convex-NN (default: ipopt on PATH, else ipopt_casadi)")
+    _study_round_solver_arguments(im)
     im.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     im.add_argument("--out", default="runs/imbalance", help="output folder (a rerun resumes when it holds runs.csv)")
 
@@ -536,7 +596,7 @@ def _constraints_parser(experiments) -> None:
     c.add_argument("--train-size", type=_positive_int, default=None, help="training samples (default: each task's own, "
                    "100 or 200, yeast 100 majority; 40 with --quick)")
     c.add_argument("--seed", type=int, default=None, help="base seed of the splits and initial weights (default: 0)")
-    c.add_argument("--solver", default=None, help="Pyomo solver for Convex-NN (default: ipopt on PATH, else ipopt_casadi)")
+    _study_round_solver_arguments(c)
     c.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
     c.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     c.add_argument("--out", default="runs/constraints", help="output folder (a rerun resumes when it holds results.csv)")
@@ -566,15 +626,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``convexnn``; a :class:`CliError` becomes one ``error:`` line on stderr and status 2."""
-    try:
-        args = build_parser().parse_args(argv)
-        if getattr(args, "out", None) is not None:
-            _check_out(Path(args.out))
-        return int(args.func(args) or 0)
-    except CliError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+    """Run ``convexnn``; a :class:`CliError` becomes one ``error:`` line on stderr and status 2.
+
+    The command runs one BLAS thread per process unless ``OPENBLAS_NUM_THREADS`` or
+    ``OMP_NUM_THREADS`` is set (:func:`convexnn_pyomo.threads.one_thread_unless_set`)."""
+    from .threads import one_thread_unless_set
+
+    with one_thread_unless_set():
+        try:
+            args = build_parser().parse_args(argv)
+            if getattr(args, "out", None) is not None:
+                _check_out(Path(args.out))
+            return int(args.func(args) or 0)
+        except CliError as exc:
+            print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

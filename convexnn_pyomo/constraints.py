@@ -29,6 +29,7 @@ from pyomo.common.modeling import unique_component_name
 
 from .model import get_training_problem, layer_blocks
 from .network import Network, check_data
+from .samples import sample_param
 
 __all__ = [
     "BalancedMisfitBounds",
@@ -149,11 +150,11 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         for o in objs:
             o.deactivate()
         blk.bound.deactivate()
-        members = list(self.classes(get_training_problem(model).Y).values())
+        sizes = [len(idx) for idx in self.classes(get_training_problem(model).Y).values()]
         out = layer_blocks(model)[-1]
         blk.factor = pyo.Var(domain=pyo.NonNegativeReals)
         blk.scaled_bound = pyo.Constraint(
-            blk.classes, rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in members[c]) <= b.factor * len(members[c])
+            blk.classes, rule=lambda b, c: _member_sum(b, c, out, model) <= b.factor * sizes[c]
         )
         blk.min_factor = pyo.Objective(expr=blk.factor)
         try:
@@ -175,15 +176,12 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         blk = self._block(model, "classwise_misfit", "class-wise misfit bounds (19)")
         blk.classes = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each class in self.classes(Y)")
         blk.kappa = pyo.Param(blk.classes, mutable=True, initialize={c: kappas[k] for c, k in enumerate(keys)})
+        sample_param(blk, "member", [blk.classes], _membership(members, tp.m), doc="1 when sample j is in class c")
         blk.t = pyo.Var(out.nodes, model.samples, domain=pyo.NonNegativeReals, doc="t >= |z^L - y|",
                         initialize=lambda b, i, j: abs(pyo.value(out.z[i, j]) - pyo.value(model.y[i, j])))
         blk.abs_pos = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= out.z[i, j] - model.y[i, j])
         blk.abs_neg = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= model.y[i, j] - out.z[i, j])
-        blk.bound = pyo.Constraint(
-            blk.classes,
-            rule=lambda b, c: sum(b.t[i, j] for i in out.nodes for j in members[c]) <= b.kappa[c],
-            doc="(19)",
-        )
+        blk.bound = pyo.Constraint(blk.classes, rule=lambda b, c: _member_sum(b, c, out, model) <= b.kappa[c], doc="(19)")
 
     def misfits(self, net: Network, X, Y) -> dict[float, float]:
         """``sum_{i in C_j} |f_i - y_i|_1`` per class for the real network."""
@@ -204,6 +202,20 @@ class ClasswiseMisfitBounds(ResidualConstraint):
 
     def __repr__(self):
         return f"ClasswiseMisfitBounds(kappa_factor={self.kappa_factor}, kappa={self.kappa})"
+
+
+def _membership(members: list, m: int) -> np.ndarray:
+    """``(len(members), m)`` 0/1 array: row ``c`` marks the samples of ``members[c]``."""
+    out = np.zeros((len(members), m))
+    for c, idx in enumerate(members):
+        out[c, idx] = 1.0
+    return out
+
+
+def _member_sum(blk, c: int, out, model):
+    r""":math:`\sum_j \text{member}_{cj} \sum_i t_{ij}`: a sum over the samples of one class, written over
+    every sample the model holds (so that a template derives it per sample)."""
+    return sum(blk.member[c, j] * blk.t[i, j] for i in out.nodes for j in model.samples)
 
 
 def _class_key(label):
@@ -339,14 +351,17 @@ class BalancedMisfitBounds(ResidualConstraint):
         blk = self._block(model, "balanced_misfit", "balanced class-wise hinge bounds")
         blk.classes = pyo.Set(initialize=range(len(members)), ordered=True)
         blk.t = pyo.Param(mutable=True, initialize=self.bound, doc="common bound t")
+        sample_param(blk, "sign", [], s, doc="+1 for the upper label, -1 for the lower")
+        sample_param(blk, "member", [blk.classes], _membership(members, tp.m), doc="1 when sample j is in class c")
 
         def margin(j):
-            return 1.0 - s[j] * (out.z[0, j] - theta) / delta
+            return 1.0 - blk.sign[j] * (out.z[0, j] - theta) / delta
 
         blk.h = pyo.Var(model.samples, domain=pyo.NonNegativeReals, doc="hinge h >= 1 - s (z - theta) / delta",
                         initialize=lambda b, j: max(0.0, pyo.value(margin(j))))
         blk.hinge = pyo.Constraint(model.samples, rule=lambda b, j: b.h[j] >= margin(j))
-        blk.bound = pyo.Constraint(blk.classes, rule=lambda b, c: sum(b.h[j] for j in members[c]) <= b.t * len(members[c]))
+        blk.bound = pyo.Constraint(blk.classes, rule=lambda b, c: sum(
+            b.member[c, j] * b.h[j] for j in model.samples) <= b.t * len(members[c]))
 
     def __repr__(self):
         return f"BalancedMisfitBounds(bound={self.bound}, labels={self.labels})"
@@ -388,8 +403,9 @@ class GroupLossBounds(ResidualConstraint):
         blk = self._block(model, "group_loss", "group loss bounds")
         blk.groups = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each group")
         blk.kappa = pyo.Param(blk.groups, mutable=True, initialize={c: self.kappa_of(g) for c, g in enumerate(keys)})
-        blk.bound = pyo.Constraint(blk.groups, rule=lambda b, c: sum(
-            (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes for j in members[c]) <= b.kappa[c] * len(members[c]))
+        sample_param(blk, "member", [blk.groups], _membership(members, tp.m), doc="1 when sample j is in group g")
+        blk.bound = pyo.Constraint(blk.groups, rule=lambda b, c: sum(b.member[c, j] * sum(
+            (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes) for j in model.samples) <= b.kappa[c] * len(members[c]))
 
     def __repr__(self):
         return f"GroupLossBounds(groups={self.groups!r}, kappa={self.kappa})"
@@ -429,10 +445,14 @@ class DemographicParity(ResidualConstraint):
         blk = self._block(model, "demographic_parity", "demographic parity")
         blk.pairs = pyo.Set(initialize=range(len(pairs)), ordered=True)
         blk.epsilon = pyo.Param(mutable=True, initialize=self.epsilon)
+        weights = np.zeros((len(pairs), tp.m))
+        for p, (ga, gb) in enumerate(pairs):
+            weights[p, ga] += 1.0 / len(ga)
+            weights[p, gb] -= 1.0 / len(gb)
+        sample_param(blk, "weight", [blk.pairs], weights, doc="1/|G_a| in group a, -1/|G_b| in group b")
 
         def gap(p):
-            ga, gb = pairs[p]
-            return sum(out.z[o, j] for j in ga) / len(ga) - sum(out.z[o, j] for j in gb) / len(gb)
+            return sum(blk.weight[p, j] * out.z[o, j] for j in model.samples)
 
         blk.upper = pyo.Constraint(blk.pairs, rule=lambda b, p: gap(p) <= b.epsilon)
         blk.lower = pyo.Constraint(blk.pairs, rule=lambda b, p: gap(p) >= -b.epsilon)
@@ -492,9 +512,13 @@ class OutputBounds(ResidualConstraint):
         for name, bound, sense in (("lower", lo, 1.0), ("upper", hi, -1.0)):
             if bound is None:
                 continue
-            index = [(i, j) for j, i in zip(*np.nonzero(np.isfinite(bound)))]
-            blk.add_component(name, pyo.Constraint(
-                index, rule=lambda b, i, j, bound=bound, sense=sense: sense * (out.z[i, j] - float(bound[j, i])) >= 0))
+            finite = np.isfinite(bound.T)
+            value = sample_param(blk, f"{name}_value", [out.nodes], np.where(finite, bound.T, 0.0))
+            # an infinite bound leaves its point free: a 0/1 Param switches the row off (every
+            # sample has the same rows, so that a template derives them per sample)
+            on = sample_param(blk, f"{name}_on", [out.nodes], finite) if not finite.all() else None
+            blk.add_component(name, pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j, v=value, on=on, sense=sense:
+                              (1.0 if on is None else on[i, j]) * sense * (out.z[i, j] - v[i, j]) >= 0))
 
     def __repr__(self):
         return f"OutputBounds(lower={self.lower!r}, upper={self.upper!r})"
@@ -566,8 +590,9 @@ class LinearOutputEquality(ResidualConstraint):
                 A[r, i] * out.w[i, k] for i in out.nodes) == 0.0)
             blk.biases = pyo.Constraint(blk.rows, rule=lambda b, r: sum(A[r, i] * out.b[i] for i in out.nodes) == c[0, r])
         else:
+            sample_param(blk, "rhs", [blk.rows], c.T, doc="c_j")
             blk.outputs = pyo.Constraint(blk.rows, model.samples, rule=lambda b, r, j: sum(
-                A[r, i] * out.z[i, j] for i in out.nodes) == c[j, r])
+                A[r, i] * out.z[i, j] for i in out.nodes) == b.rhs[r, j])
 
     def __repr__(self):
         return f"LinearOutputEquality(A={self.A.tolist()}, rhs={self.rhs!r}, every_input={self.every_input})"

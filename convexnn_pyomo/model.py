@@ -30,6 +30,7 @@ from pyomo.core.base.block import BlockData, declare_custom_block
 from .activations import Activation
 from .losses import Loss, SquaredLoss, get_loss
 from .network import Network, check_data
+from .samples import get_sample_array, set_sample_array
 
 __all__ = [
     "LayerBlock",
@@ -116,7 +117,8 @@ def get_training_problem(model) -> TrainingProblem:
 
 
 def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str = "convexnn_training",
-                         elementary: bool = False, loss: str | Loss = "squared") -> pyo.ConcreteModel:
+                         elementary: bool = False, loss: str | Loss = "squared",
+                         samples=None) -> pyo.ConcreteModel:
     """Build the exact training problem (2a)-(2c).
 
     ``X`` has shape ``(m, n_0)``, ``Y`` shape ``(m, n_L)`` or ``(m,)``; sizes come from the data
@@ -125,7 +127,10 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
     :class:`TrainingProblem`).  ``reduction="sum"`` sums it over samples; ``"mean"`` divides it by
     ``m``.  When ``net`` has weights, every variable starts at the network's forward pass (a
     feasible point).  ``elementary=True`` writes (2c) and the loss with ``exp``/``log``/division
-    only, the form global solvers accept (see :meth:`Activation.elementary_expr`).
+    only, the form global solvers accept (see :meth:`Activation.elementary_expr`).  ``samples``
+    (default: all) builds a *template* holding only those samples (:mod:`convexnn_pyomo.samples`):
+    everything that depends on the data as a whole (loss scale, class sizes, bounds) still uses
+    every sample, and the data of the others are kept for the structured round.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
@@ -137,18 +142,18 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
 
     model = pyo.ConcreteModel(name=name)
     model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction, loss_fn)
-    model.samples = pyo.Set(initialize=range(m_samples), ordered=True, doc="data points j")
+    held = range(m_samples) if samples is None else sorted({int(j) for j in samples})
+    if not held or held[0] < 0 or held[-1] >= m_samples:
+        raise ValueError(f"samples must be indices in [0, {m_samples}), got {samples!r}")
+    model.samples = pyo.Set(initialize=held, ordered=True, doc="data points j")
     model.features = pyo.Set(initialize=range(net.sizes[0]), ordered=True)
     model.outputs = pyo.Set(initialize=range(net.sizes[-1]), ordered=True)
-    model.x_data = pyo.Param(
-        model.features, model.samples, initialize={(k, j): float(X[j, k]) for j in range(m_samples) for k in range(net.sizes[0])},
-        mutable=True,  # gives ParamData objects, so layer 1's Reference is an ordinary component
-        doc="input data x^1 (n_0 x m)",
-    )
-    model.y = pyo.Param(
-        model.outputs, model.samples, initialize={(i, j): float(Y[j, i]) for j in range(m_samples) for i in range(net.sizes[-1])},
-        doc="labels y (n_L x m)",
-    )
+    # mutable: ParamData objects (layer 1's Reference is an ordinary component) that translate to
+    # parameters, so one sample's functions serve every sample
+    model.x_data = pyo.Param(model.features, model.samples, mutable=True, initialize=0.0, doc="input data x^1 (n_0 x m)")
+    model.y = pyo.Param(model.outputs, model.samples, mutable=True, initialize=0.0, doc="labels y (n_L x m)")
+    set_sample_array(model.x_data, X.T)
+    set_sample_array(model.y, Y.T)
     model.layer = LayerBlock(range(1, L + 1))
     for l in range(1, L + 1):
         x_in = model.x_data if l == 1 else model.layer[l - 1].x
@@ -177,17 +182,11 @@ def set_values_from_network(model, net: Network, fp=None) -> None:
         fp = net.forward_pass(get_training_problem(model).X)
     for blk in layer_blocks(model):
         l = blk.index_l
-        _set_matrix(blk.w, net.weights[l - 1])
-        for i, bi in enumerate(net.biases[l - 1]):
-            blk.b[i].set_value(float(bi), skip_validation=True)
-        _set_matrix(blk.z, fp.z[l - 1])
+        set_sample_array(blk.w, net.weights[l - 1])
+        set_sample_array(blk.b, net.biases[l - 1])
+        set_sample_array(blk.z, fp.z[l - 1])
         if not blk.is_output:
-            _set_matrix(blk.x, fp.x[l])
-
-
-def _set_matrix(var, arr: np.ndarray) -> None:
-    for (i, j), v in np.ndenumerate(arr):
-        var[i, j].set_value(float(v), skip_validation=True)
+            set_sample_array(blk.x, fp.x[l])
 
 
 def var_matrix(var, shape: tuple[int, int]) -> np.ndarray:
@@ -228,10 +227,10 @@ def constraint_gaps(model) -> tuple[float, float]:
         l = blk.index_l
         w = var_matrix(blk.w, (sizes[l], sizes[l - 1]))
         b = np.array([blk.b[i].value for i in blk.nodes], dtype=float)
-        z = var_matrix(blk.z, (sizes[l], m))
+        z = get_sample_array(blk.z, (sizes[l], m))
         bil = max(bil, float(np.nanmax(np.abs(z - (w @ prev_x + b[:, None])))))
         if not blk.is_output:
-            x = var_matrix(blk.x, (sizes[l], m))
+            x = get_sample_array(blk.x, (sizes[l], m))
             act = max(act, float(np.nanmax(np.abs(x - blk.activation_function.value(z)))))
             prev_x = x
     return bil, act

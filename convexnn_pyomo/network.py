@@ -9,6 +9,9 @@ Conventions (paper section II with the shapes made consistent, see ``docs/formul
 * the public data layout is the scikit-learn one: ``X`` has shape ``(m, n_0)`` and ``Y`` shape
   ``(m, n_L)`` (or ``(m,)`` for one output); internally ``x^1 = X.T`` has one column per sample;
 * ``z^l = w^l x^l + b^l 1^T`` and ``x^{l+1} = h^l(z^l)``; ``h^L`` is the identity.
+
+:meth:`Network.to_torch`, :meth:`Network.from_torch` and :meth:`Network.to_onnx` call
+:mod:`convexnn_pyomo.interop`, which does not import this module (see its docstring).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import interop
 from .activations import Activation, Identity, as_activation_list
 from .losses import Loss, get_loss
 
@@ -78,6 +82,7 @@ def check_data(X, Y=None, n_inputs: int | None = None, n_outputs: int | None = N
     return X, Y
 
 
+@interop.network_class  # what interop.from_torch / from_sklearn build
 @dataclass
 class Network:
     """A fully connected network ``sizes[0] -> ... -> sizes[L]`` with element-wise activations.
@@ -274,19 +279,16 @@ class Network:
     # -- interop (convexnn_pyomo.interop) ------------------------------------------------------------
     def to_torch(self, dtype=None):
         """An equal ``torch.nn.Sequential`` (float64 by default): :func:`convexnn_pyomo.interop.to_torch`."""
-        from .interop import to_torch
-
-        return to_torch(self, dtype)
+        return interop.to_torch(self, dtype)
 
     @classmethod
     def from_torch(cls, module) -> "Network":
         """A network from a ``torch.nn.Sequential``: :func:`convexnn_pyomo.interop.from_torch`."""
-        from .interop import from_torch
+        return interop.from_torch(module, network_cls=cls)
 
-        return from_torch(module)
-
-    def to_onnx(self, path: str | Path | None = None, **kwds):
-        """The network as an ONNX model, written to ``path``: :func:`convexnn_pyomo.interop.to_onnx`."""
-        from .interop import to_onnx
-
-        return to_onnx(self, path, **kwds)
+    def to_onnx(self, path: str | Path | None = None, dtype="float64", **kwds):
+        """The network as an ONNX model, written to ``path`` when given:
+        :func:`convexnn_pyomo.interop.to_onnx`.  ``dtype`` is ``"float64"`` (default, exact to
+        round-off; what OMLT should read) or ``"float32"`` (what most ONNX runtimes are fed), by
+        name or as a numpy dtype."""
+        return interop.to_onnx(self, path, dtype=dtype, **kwds)

@@ -24,7 +24,6 @@ Losses.  The regressor trains the squared loss.  The classifier trains, on the n
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import numbers
 import warnings
 
@@ -38,16 +37,26 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import get_activation
-from .algorithms import RunStatus
+from .algorithms import RoundSolver, RunStatus, SequentialRelaxation
 from .network import Network
-from .training import train
 
 __all__ = ["ConvexNNClassifier", "ConvexNNRegressor"]
 
 #: run statuses that leave the network short of what ``rounds`` promised: warned about
 _FAILED = (RunStatus.SOLVER_FAILED, RunStatus.STALLED, RunStatus.INFEASIBLE)
-#: estimator parameters that are ``train`` keywords: ``train_options`` may not repeat them
-_OWN_TRAIN_KEYWORDS = ("rounds", "schedule", "hard_constraints", "solver", "time_limit", "progress", "loss")
+#: estimator parameters that are :class:`SequentialRelaxation` options (or make one): ``train_options``
+#: may not repeat them
+_OWN_TRAIN_KEYWORDS = ("rounds", "schedule", "hard_constraints", "solver", "round_solver", "time_limit", "progress",
+                       "loss")
+#: options ``train`` took before the schedule and round-solver objects, and where they went
+_MOVED_OPTIONS = {
+    **dict.fromkeys(("eta", "epsilon", "patience", "loss_fraction", "mu"),
+                    "a schedule option: schedule=AdaptiveSchedule(eta=..., rel_tol=..., patience=..., "
+                    "loss_fraction=..., mu=...) or PaperSchedule(eta=..., epsilon=..., mu=...) (convexnn_pyomo.algorithms)"),
+    **dict.fromkeys(("solver_options", "round_time_limit", "relaxation", "backend", "ph_options"),
+                    "a round-solver option: round_solver=SchurRounds(time_limit=..., options=...) or "
+                    "PyomoRounds(solver=..., time_limit=..., options=..., relaxation=...) (convexnn_pyomo.algorithms)"),
+}
 
 
 def _seed(random_state) -> int:
@@ -101,21 +110,27 @@ class _ConvexNNBase(BaseEstimator):
         :class:`~convexnn_pyomo.activations.Activation`.
     loss: ``None`` (the estimator's default, see the module docstring) or a loss name.
     rounds: maximum number of convex rounds of Algorithm 1 (``train(rounds=...)``).
-    schedule: ``"adaptive"`` or ``"paper"`` (``train(schedule=...)``).
+    schedule: ``"adaptive"``, ``"paper"`` or a configured schedule, e.g. ``AdaptiveSchedule(eta=4)``
+        (``train(schedule=...)``; eta, mu and the stop rule are the schedule's).
     hard_constraints: passed to ``train``; they see the scaled training data.
-    solver: NLP solver name (default: :func:`~convexnn_pyomo.solvers.default_nlp_solver`).
+    solver: a Pyomo NLP solver name: the rounds are then the Pyomo model on every sample solved by it
+        (``round_solver=solver``); ``None`` (default): as ``round_solver`` says.
+    round_solver: ``"auto"`` (default: the structured round by the Schur interior point), ``"schur"``,
+        ``"pyomo"`` (the Pyomo model, solved by :func:`~convexnn_pyomo.solvers.default_nlp_solver`) or
+        a configured :class:`~convexnn_pyomo.algorithms.RoundSolver` (``train(round_solver=...)``).
     time_limit: seconds for the whole training run (``None``: no limit).
     scale: min-max scale the inputs (and standardise regression targets) for training, folded
         into ``network_`` afterwards.
-    train_options: further keywords of :func:`~convexnn_pyomo.training.train` (``eta``,
-        ``patience``, ``solver_options``, ...), not those given by the parameters above.
+    train_options: further options of :class:`~convexnn_pyomo.algorithms.SequentialRelaxation`
+        (``target_loss``, ``shards``, ``warm_start``, ``max_failures``, ``constraint_tol``,
+        ``exact_tol``), not those given by the parameters above.
     random_state: seed of the He initialisation (int, ``RandomState`` or ``None``).
     verbose: print one line per round.
     """
 
     def __init__(self, hidden_layer_sizes=(6,), activation="sigmoid", loss=None, rounds=20, schedule="adaptive",
-                 hard_constraints=None, solver=None, time_limit=None, scale=True, train_options=None,
-                 random_state=None, verbose=False):
+                 hard_constraints=None, solver=None, round_solver="auto", time_limit=None, scale=True,
+                 train_options=None, random_state=None, verbose=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -123,6 +138,7 @@ class _ConvexNNBase(BaseEstimator):
         self.schedule = schedule
         self.hard_constraints = hard_constraints
         self.solver = solver
+        self.round_solver = round_solver
         self.time_limit = time_limit
         self.scale = scale
         self.train_options = train_options
@@ -143,8 +159,24 @@ class _ConvexNNBase(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, e.g. (6,) or (6, 6); got {self.hidden_layer_sizes!r}")
         return tuple(int(n) for n in sizes)
 
+    def _round_solver(self):
+        """``round_solver`` for :class:`SequentialRelaxation`: a ``solver`` name implies the Pyomo rounds."""
+        rs = self.round_solver
+        if not (isinstance(rs, RoundSolver) or (isinstance(rs, str) and rs)):
+            raise ValueError(f"round_solver must be 'auto', 'schur', 'pyomo', a Pyomo solver name or a RoundSolver, "
+                             f"got {rs!r}")
+        if self.solver is None:
+            return rs
+        if not isinstance(self.solver, str):
+            raise ValueError(f"solver must be None or a Pyomo solver name, got {self.solver!r}")
+        if not (isinstance(rs, str) and rs in ("auto", "pyomo")):
+            raise ValueError(f"solver={self.solver!r} names the Pyomo solver of the Pyomo rounds; round_solver={rs!r} "
+                             "cannot take it: leave round_solver='auto' (or 'pyomo'), or configure the round solver "
+                             "alone, e.g. PyomoRounds(solver=...)")
+        return self.solver
+
     def _train_kwargs(self, loss: str) -> dict:
-        """Keywords for ``train`` from the parameters (``loss`` only when the losses module exists)."""
+        """Options of :class:`SequentialRelaxation` from the parameters."""
         if not (isinstance(self.rounds, numbers.Integral) and not isinstance(self.rounds, bool) and self.rounds >= 1):
             raise ValueError(f"rounds must be a positive integer, got {self.rounds!r}")
         if self.time_limit is not None and not (isinstance(self.time_limit, numbers.Real) and self.time_limit > 0):
@@ -154,16 +186,20 @@ class _ConvexNNBase(BaseEstimator):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         extra = {} if self.train_options is None else self.train_options
         if not isinstance(extra, dict):
-            raise ValueError(f"train_options must be a dict of train() keywords or None, got {type(extra).__name__}")
-        known = set(inspect.signature(train).parameters) - {"net", "X", "Y"}
+            raise ValueError(f"train_options must be a dict of SequentialRelaxation options or None, got "
+                             f"{type(extra).__name__}")
+        known = set(SequentialRelaxation.CONFIG) - set(_OWN_TRAIN_KEYWORDS)
         for key in extra:
             if key in _OWN_TRAIN_KEYWORDS:
                 raise ValueError(f"train_options sets {key!r}, which is an estimator parameter: set it there")
+            if key in _MOVED_OPTIONS:
+                raise ValueError(f"train_options has {key!r}, now {_MOVED_OPTIONS[key]}")
             if key not in known:
-                raise ValueError(f"train_options has {key!r}, not a train() keyword; known: {', '.join(sorted(known))}")
+                raise ValueError(f"train_options has {key!r}, not a train() or SequentialRelaxation option; known: "
+                                 f"{', '.join(sorted(known))}")
         kwargs = {"rounds": int(self.rounds), "schedule": self.schedule, "hard_constraints": self.hard_constraints,
-                  "solver": self.solver, "time_limit": self.time_limit, "progress": bool(self.verbose), "loss": loss,
-                  **extra}
+                  "round_solver": self._round_solver(), "time_limit": self.time_limit, "progress": bool(self.verbose),
+                  "loss": loss, **extra}
         return kwargs
 
     # -- training --------------------------------------------------------------------------------
@@ -182,7 +218,7 @@ class _ConvexNNBase(BaseEstimator):
         else:
             x_shift, x_scale, t_shift, t_scale = np.zeros(X.shape[1]), np.ones(X.shape[1]), np.zeros(T.shape[1]), np.ones(T.shape[1])
         net = Network([X.shape[1], *hidden, T.shape[1]], [act] * len(hidden) + ["identity"]).init_he(_seed(self.random_state))
-        result = train(net, (X - x_shift) / x_scale, (T - t_shift) / t_scale, **kwargs)
+        result = SequentialRelaxation(**kwargs).solve(net, (X - x_shift) / x_scale, (T - t_shift) / t_scale)
         self.network_ = _fold_scaling(result.network, x_shift, x_scale, t_shift, t_scale)
         self.train_result_ = dataclasses.replace(result, model=None)  # the Pyomo model is not kept
         self.history_ = result.history

@@ -45,11 +45,18 @@ MISTAKES = [
     (["train", "--activation", "swish", "--out", "out"], "invalid choice: 'swish'"),
     (["train", "--solver", "no_such_solver", "--out", "out"], "'no_such_solver' is not available"),
     (["train", "--hidden", "6,,6", "--out", "out"], "empty field in '6,,6'"),
+    (["train", "--round-solver", "ipopt", "--out", "out"],
+     r"'ipopt' \(the direct CasADi rounds\) was removed.*--round-solver pyomo"),
+    (["train", "--solver", "ipopt_casadi", "--round-solver", "schur", "--out", "out"],
+     "--round-solver schur is solved by the package's Schur interior point"),
+    (["train", "--ph-tol", "1e-5", "--out", "out"], "--ph-tol applies to sharded rounds only: give --shards > 1"),
     (["train", "--data", "three.csv", "--target", "y", "--out", "out"], "3 classes .* multi-class .* --regression"),
     (["train", "--data", "two.csv", "--out", "out"], "--data needs --target"),
     (["train", "--data", "missing.csv", "--target", "y", "--out", "out"], "does not exist"),
     (["experiment", "imbalance", "--solver", "no_such_solver", "--out", "out"], "'no_such_solver' is not available"),
     (["experiment", "imbalance", "--methods", "sgd", "--out", "out"], "invalid choice: 'sgd'"),
+    (["experiment", "constraints", "--solver", "ipopt_casadi", "--round-solver", "schur", "--out", "out"],
+     "round_solver 'schur' is solved by the Schur interior point"),
     (["experiment", "imbalance", "--ratios", "0.5,1.2", "--out", "out"], r"majority proportions must be in \[0.5, 1\)"),
     (["experiment", "imbalance", "--runs", "0", "--out", "out"], "--runs: expected a positive integer"),
     (["experiment", "imbalance", "--dataset", "yeast", "--data-path", "missing.data", "--out", "out"], "does not exist"),
@@ -136,6 +143,30 @@ def test_train_help_explains_the_round_columns_and_rounds_default(capsys):
     for column in ("relaxed", "gaps a/b", "step", "eta", "loss"):
         assert f"\n  {column}" in out, column
     assert "--no-scale" in out and "multi-class" in out
+    words = " ".join(out.split())
+    assert "{auto,schur,pyomo}" in words and "so the default is the structured Schur round (default: auto)" in words
+    assert "'schur' = the structured round" in words and "'pyomo' = the Pyomo model on every sample" in words
+
+
+def test_train_flags_build_the_schedule_and_the_round_solver():
+    """--schedule/--eta become the schedule object, --round-solver/--solver/--shards/--ph-tol the
+    round solver object, as convexnn train passes them to SequentialRelaxation."""
+    from convexnn_pyomo.algorithms import AdaptiveSchedule, PaperSchedule, PyomoRounds, SchurRounds
+    from convexnn_pyomo.cli import _train_algorithm
+
+    def built(*flags):
+        return _train_algorithm(build_parser().parse_args(["train", *flags, "--out", "x"]))
+
+    schedule, rounds = built()
+    assert type(schedule) is AdaptiveSchedule and schedule.eta == 2.0 and type(rounds) is SchurRounds
+    schedule, rounds = built("--schedule", "paper", "--eta", "50", "--round-solver", "schur")
+    assert type(schedule) is PaperSchedule and schedule.eta == 50.0 and type(rounds) is SchurRounds
+    assert built("--eta", "3")[0].eta == 3.0
+    _, rounds = built("--round-solver", "pyomo")
+    assert type(rounds) is PyomoRounds
+    for flags in (["--solver", "ipopt_casadi"], ["--solver", "ipopt_casadi", "--round-solver", "pyomo"]):
+        _, rounds = built(*flags)
+        assert type(rounds) is PyomoRounds and rounds.solver_name == "ipopt_casadi"
 
 
 def test_imbalance_help_lists_every_method_with_its_meaning(capsys):

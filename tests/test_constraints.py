@@ -185,7 +185,7 @@ def test_training_returns_a_network_that_meets_the_constraint(name):
     cons = TRAINED[name]()
     if name != "rows":  # the row bounds hold at the start: the run must keep them
         assert cons.violation(net, X, y) > 1e-3
-    res = train(net, X, y, rounds=6, hard_constraints=cons, solver=SOLVER)
+    res = train(net, X, y, rounds=6, hard_constraints=cons, round_solver=SOLVER)
     assert res.violation <= 1e-6 and cons.violation(res.network, X, y) <= 1e-6, res.history
     assert res.final_loss < res.initial_loss
 
@@ -198,12 +198,12 @@ def test_equalities_across_two_outputs_on_a_two_output_regression():
     Y = np.c_[X[:, 0] + X[:, 2], X[:, 1] - X[:, 2]]
     net = cnn.Network([3, 5, 2], ["sigmoid", "identity"]).init_he(1)
     on_weights = LinearOutputEquality([[1.0, 1.0]], 0.5, every_input=True)
-    res = train(net, X, Y, rounds=4, hard_constraints=on_weights, solver=SOLVER)
+    res = train(net, X, Y, rounds=4, hard_constraints=on_weights, round_solver=SOLVER)
     fresh = np.random.default_rng(5).uniform(-2, 3, size=(200, 3))
     assert on_weights.violation(res.network, fresh, np.zeros((200, 2))) <= 1e-6
     on_points = LinearOutputEquality([[1.0, 1.0]], lambda X: X[:, 0] + X[:, 1])
     before = on_points.violation(net, X, Y)
-    res = train(net, X, Y, rounds=10, hard_constraints=on_points, solver=SOLVER)
+    res = train(net, X, Y, rounds=10, hard_constraints=on_points, round_solver=SOLVER)
     accepted = res.history.loc[res.history.status == "accepted", "violation"].to_numpy()
     assert len(accepted) > 0 and np.all(np.diff(np.r_[before, accepted]) <= 1e-12)  # accepted by violation first
     assert on_points.violation(res.network, X, Y) == pytest.approx(res.violation)
@@ -217,7 +217,7 @@ def test_monotone_network_is_monotone_on_unseen_inputs():
     y = np.sin(6 * X[:, 0]) - X[:, 1] ** 2 + X[:, 2]  # not monotone in x_0: the constraint binds
     net = cnn.Network([3, 6, 4, 1], ["tanh", "sigmoid", "identity"]).init_he(2)
     cons = MonotoneInputs(increasing=[0], decreasing=[1])
-    res = train(net, X, y, rounds=4, hard_constraints=cons, solver=SOLVER)
+    res = train(net, X, y, rounds=4, hard_constraints=cons, round_solver=SOLVER)
     assert cons.violation(res.network, X, y) == 0.0
 
     rng = np.random.default_rng(7)
@@ -241,7 +241,7 @@ def test_norm_bounds_give_a_lipschitz_bound_for_every_input():
     net = cnn.Network([3, 6, 2], ["tanh", "identity"]).init_he(3)
     cons = WeightNormBounds([1.5, 1.0])
     assert cons.violation(net, X, Y) > 0
-    res = train(net, X, Y, rounds=4, hard_constraints=cons, solver=SOLVER)
+    res = train(net, X, Y, rounds=4, hard_constraints=cons, round_solver=SOLVER)
     assert cons.violation(res.network, X, Y) <= 1e-6
     rng = np.random.default_rng(11)
     A, B = rng.uniform(-2, 3, size=(3000, 3)), rng.uniform(-2, 3, size=(3000, 3))

@@ -12,9 +12,9 @@ from convexnn_pyomo.experiments.imbalance import (
     MIN_RUNS_FOR_INTERVAL,
     RUN_COLUMNS,
     ImbalanceConfig,
-    _SweepProgress,
     describe_method,
     format_summary,
+    imbalance_study,
     imbalanced_split,
     plot_figure2,
     read_runs,
@@ -37,6 +37,21 @@ def test_split_is_balanced_disjoint_and_has_the_requested_imbalance():
         assert (ytr == 0).mean() == pytest.approx(rho, abs=0.02 if rho < 0.98 else 0.01)
     with pytest.raises(ValueError, match="not enough samples"):
         imbalanced_split(X, y, 0.5, 300, 30, rng)
+
+
+def test_the_studies_take_convexnns_round_solver():
+    """``round_solver`` (default ``auto``: the Schur rounds) and ``solver`` (a Pyomo solver name: the
+    Pyomo rounds by it) of both studies become train's ``round_solver``; contradictions are refused."""
+    from convexnn_pyomo.experiments.constraints import ConstraintsConfig
+
+    for Config in (ImbalanceConfig, ConstraintsConfig):
+        assert Config().round_solver_spec() == "auto"
+        assert Config(round_solver="pyomo").round_solver_spec() == "pyomo"
+        assert Config(solver="ipopt_casadi").round_solver_spec() == "ipopt_casadi"
+        with pytest.raises(ValueError, match="round_solver must be one of auto, schur, pyomo"):
+            Config(round_solver="ipopt").validate()
+        with pytest.raises(ValueError, match="round_solver 'schur' is solved by the Schur interior point"):
+            Config(round_solver="schur", solver="ipopt_casadi").validate()
 
 
 def _tiny(tmp_path, **kw):
@@ -153,7 +168,7 @@ def test_progress_events_name_method_and_round():
 def test_eta_is_the_measured_time_of_the_remaining_units_over_the_workers():
     cfg = ImbalanceConfig(dataset="synthetic", ratios=(0.5, 0.9), runs=2, methods=["convexnn", "adam"])
     todo = [(rho, run, m) for run in range(2) for rho in (0.5, 0.9) for m in ("convexnn", "adam")]
-    bar = _SweepProgress(cfg, len(todo), todo, jobs=2)
+    bar = imbalance_study(cfg).progress_bar(todo, jobs=2)
     try:
         assert bar.eta() is None
         seconds = {(0.5, "convexnn"): 30.0, (0.9, "convexnn"): 10.0, (0.5, "adam"): 2.0, (0.9, "adam"): 4.0}

@@ -48,6 +48,16 @@ def test_torch_round_trip_equals_the_numpy_forward_pass(acts):
 
 
 @requires_module("torch")
+def test_from_torch_builds_the_class_it_is_called_on():
+    class Tagged(cnn.Network):
+        pass
+
+    module = _network(SMOOTH[0]).to_torch()
+    assert type(Tagged.from_torch(module)) is Tagged
+    assert type(from_torch(module)) is cnn.Network and type(from_torch(module, network_cls=Tagged)) is Tagged
+
+
+@requires_module("torch")
 def test_from_torch_reads_what_torch_builds():
     """A module built in PyTorch (consecutive Linear, no bias, Identity) gives the same outputs."""
     import torch
@@ -138,16 +148,27 @@ def test_from_sklearn_errors():
 
 
 # -- ONNX ----------------------------------------------------------------------------------------
+ONNX_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus", "relu": "Relu"}
+
+
+def _tensor_types(model) -> set[int]:
+    """The element types of the model's input, output and weights."""
+    return ({v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+            | {t.data_type for t in model.graph.initializer})
+
+
 @requires_module("onnx", "onnxruntime")
 @pytest.mark.parametrize("acts", [SMOOTH[0], SMOOTH[2], ["relu", "tanh"]], ids=lambda a: "-".join(map(str, a)))
 def test_onnx_float64_runs_in_onnxruntime_like_numpy(acts, tmp_path):
+    import onnx
     import onnxruntime as ort
 
     net, X = _network(acts), _inputs()
     model = net.to_onnx(tmp_path / "net.onnx")
     ops = [n.op_type for n in model.graph.node]
-    expected = [op for a in net.activations for op in ("Gemm", {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}.get(a.name))]
+    expected = [op for a in net.activations for op in ("Gemm", ONNX_OPS.get(a.name))]
     assert ops == [op for op in expected if op is not None]
+    assert _tensor_types(model) == {onnx.TensorProto.DOUBLE}
     session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"x": X})
     assert out.dtype == np.float64
@@ -155,17 +176,44 @@ def test_onnx_float64_runs_in_onnxruntime_like_numpy(acts, tmp_path):
 
 
 @requires_module("onnx", "onnxruntime")
-def test_onnx_softplus_runs_in_float32(tmp_path):
-    """onnxruntime has no float64 Softplus kernel: the float32 export runs, to float32 accuracy
-    (outputs of size ~1-10 agree to 1e-5), with tau folded into the weights."""
+@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32")],
+                         ids=["name", "numpy-type", "numpy-dtype"])
+@pytest.mark.parametrize("acts", [*SMOOTH, ["relu", "tanh"]], ids=lambda a: "-".join(map(str, a)))
+def test_onnx_float32_runs_in_onnxruntime_to_float32_accuracy(acts, dtype, tmp_path):
+    """The float32 export (the type most ONNX consumers feed) has FLOAT input, output and weights;
+    onnxruntime runs it on float32 inputs and agrees with the float64 forward pass to 1e-5 of the
+    outputs' size (float32 rounds to 6e-8; three layers, sums of a few terms).  Softplus runs too
+    (onnxruntime has no float64 Softplus kernel), with tau folded into the weights."""
+    import onnx
     import onnxruntime as ort
 
-    net, X = _network(SMOOTH[1]), _inputs()
-    net.to_onnx(tmp_path / "net.onnx", dtype="float32")
-    (out,) = ort.InferenceSession(str(tmp_path / "net.onnx")).run(None, {"x": X.astype(np.float32)})
-    np.testing.assert_allclose(out, net.predict(X), rtol=1e-5, atol=1e-5)
+    net, X = _network(acts), _inputs()
+    model = net.to_onnx(tmp_path / "net.onnx", dtype=dtype)
+    assert _tensor_types(model) == {onnx.TensorProto.FLOAT}
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.type for i in session.get_inputs()] == ["tensor(float)"]
+    assert [o.type for o in session.get_outputs()] == ["tensor(float)"]
+    (out,) = session.run(None, {"x": X.astype(np.float32)})
+    assert out.dtype == np.float32
+    expected = net.predict(X)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@requires_module("onnx")
+@pytest.mark.parametrize("dtype", ["float16", np.int32, "int64", "not a type", None, object])
+def test_onnx_refuses_other_dtypes(dtype):
     with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32'"):
-        net.to_onnx(dtype="float16")
+        _network(SMOOTH[0]).to_onnx(dtype=dtype)
+
+
+@requires_module("onnx")
+def test_onnx_export_leaves_the_network_alone():
+    """Folding softplus's tau into the exported weights works on copies."""
+    net = _network(SMOOTH[1])
+    before = net.get_flat()
+    to_onnx(net, dtype="float32")
+    np.testing.assert_array_equal(net.get_flat(), before)
+    assert net.activations[0].tau == 2.5
 
 
 # -- OMLT ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 from conftest import max_violation
 
 import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms import PyomoRounds, SchurRounds
 from convexnn_pyomo.constraints import ClasswiseMisfitBounds
 from convexnn_pyomo.losses import LOSSES, get_loss
 from convexnn_pyomo.model import var_matrix
@@ -99,7 +100,7 @@ def test_bad_targets_and_names_are_explained():
     with pytest.raises(ValueError, match="unknown loss 'hinge'.*logistic, softmax, squared"):
         get_loss("hinge")
     with pytest.raises(ValueError, match="logistic loss needs labels"):
-        train(net, X, [0.0, 1.0, 3.0], loss="logistic", rounds=1, solver=SOLVER)
+        train(net, X, [0.0, 1.0, 3.0], loss="logistic", rounds=1, round_solver=SOLVER)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -199,7 +200,7 @@ def test_logistic_training_never_increases_the_true_loss():
     idx = np.random.default_rng(0).choice(ds.m, 60, replace=False)
     X, Y = ds.X[idx], ds.y[idx]
     net = cnn.Network([X.shape[1], 5, 1], ["sigmoid", "identity"]).init_he(0)
-    res = train(net, X, Y, rounds=5, solver=SOLVER, loss="logistic")
+    res = train(net, X, Y, rounds=5, round_solver=SOLVER, loss="logistic")
     losses = _accepted_losses(res, X, Y, "logistic")
     assert res.final_loss < 0.5 * res.initial_loss, losses
 
@@ -212,15 +213,15 @@ def test_softmax_trains_on_three_iris_classes():
     X = (iris.data - iris.data.mean(axis=0)) / iris.data.std(axis=0)
     X, Y = X[idx], np.eye(3)[iris.target[idx]]
     net = cnn.Network([4, 5, 3], ["tanh", "identity"]).init_he(0)
-    res = train(net, X, Y, rounds=5, solver=SOLVER, loss="softmax")
+    res = train(net, X, Y, rounds=5, round_solver=SOLVER, loss="softmax")
     losses = _accepted_losses(res, X, Y, "softmax")
     assert res.final_loss < 0.2 * res.initial_loss, losses
     proba = get_loss("softmax").predict(res.network.predict(X), axis=1)
     assert (proba.argmax(axis=1) == iris.target[idx]).mean() >= 0.9
 
 
-@pytest.mark.parametrize("backend", ["direct", "pyomo"])
-def test_softmax_round_with_a_one_sample_class_reaches_its_optimum(backend):
+@pytest.mark.parametrize("round_solver", ["schur", "pyomo"])
+def test_softmax_round_with_a_one_sample_class_reaches_its_optimum(round_solver):
     """A class with one sample saturates the softmax; the output-bias anchor of the regularizer
     keeps the round's optimum attained near the reference (without it Ipopt ran into its
     iteration limit on this very case: seed 2, 200 iterations).  The lifted reference is feasible
@@ -228,8 +229,9 @@ def test_softmax_round_with_a_one_sample_class_reaches_its_optimum(backend):
     rng = np.random.default_rng(2)
     X, Y = rng.random((80, 4)), np.eye(4)[np.repeat(np.arange(4), [50, 20, 9, 1])]
     net = cnn.Network([4, 6, 4], ["sigmoid", "identity"]).init_he(2)
-    res = train(net, X, Y, rounds=1, solver=SOLVER, loss="softmax", backend=backend,
-                solver_options={"max_iter": 100})
+    rounds = (SchurRounds(options={"max_iter": 100}) if round_solver == "schur"
+              else PyomoRounds(solver=SOLVER, options={"max_iter": 100}))
+    res = train(net, X, Y, rounds=1, round_solver=rounds, loss="softmax")
     row = res.history.iloc[-1]
     assert row.status == "accepted", res.history.to_dict("records")
     assert row.relaxed_objective <= res.initial_loss + 1e-7
@@ -291,7 +293,7 @@ def test_multi_output_training_agrees_with_the_numpy_forward_pass():
             z_sol = cnn.network_from_model(model).forward_pass(X).z[-1]
             checked.append(np.abs(var_matrix(out.z, (3, len(Y))) - z_sol).max())
 
-    algorithm = SequentialRelaxation(rounds=4, solver=SOLVER, progress=check, backend="pyomo")  # reads the model
+    algorithm = SequentialRelaxation(rounds=4, round_solver=SOLVER, progress=check)  # Pyomo rounds: reads the model
     res = algorithm.solve(net, X, Y)
     _accepted_losses(res, X, Y, "squared")
     assert res.final_loss < 0.5 * res.initial_loss

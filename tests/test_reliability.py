@@ -18,6 +18,7 @@ from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 
 import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms import SequentialRelaxation
 from convexnn_pyomo.constraints import ClasswiseMisfitBounds
 from convexnn_pyomo.data import DataError, load_csv
 from convexnn_pyomo.experiments.imbalance import RUN_COLUMNS, ImbalanceConfig, _binary_minority_is_one, run_one
@@ -71,14 +72,15 @@ def test_infeasible_hard_constraints_report_the_smallest_kappa(small_problem):
     def box(model):  # a small weight box makes tiny misfits unreachable
         pyo.TransformationFactory("convexnn.bound").apply_to(model, weight_bound=0.2, bias_bound=0.2)
 
-    res = train(net, X, Y, rounds=3, hard_constraints=[box, ClasswiseMisfitBounds(0.01)])
+    # the diagnosis solves the Pyomo model (the structured round has none): the Pyomo rounds
+    res = train(net, X, Y, rounds=3, hard_constraints=[box, ClasswiseMisfitBounds(0.01)], round_solver="pyomo")
     assert res.status == "infeasible" and "smallest kappa_factor" in res.message
     factor = res.smallest_kappa_factor
     assert f"{factor:.6g}" in res.message
     assert 0.01 < factor < 1.0
     np.testing.assert_array_equal(res.network.get_flat(), net.get_flat())
     # and that factor is feasible for the relaxation
-    ok = train(net, X, Y, rounds=1, hard_constraints=[box, ClasswiseMisfitBounds(factor * 1.01)])
+    ok = train(net, X, Y, rounds=1, hard_constraints=[box, ClasswiseMisfitBounds(factor * 1.01)], round_solver="pyomo")
     assert ok.status != "infeasible"
 
 
@@ -121,7 +123,7 @@ def test_a_failed_solve_costs_a_round_not_the_run(small_problem):
     the run goes on to its round limit."""
     net, X, Y = small_problem
     _flaky(cap={3})
-    res = train(net, X, Y, rounds=6, solver="flaky_ipopt_test")
+    res = train(net, X, Y, rounds=6, round_solver="flaky_ipopt_test")
     h = res.history
     assert res.status == "round_limit", h
     assert len(h) == 6 and h.status.iloc[2] == "solver_failed" and h.termination.iloc[2] == "iterationLimit"
@@ -134,7 +136,7 @@ def test_a_failed_solve_costs_a_round_not_the_run(small_problem):
 def test_repeated_solver_failures_end_the_run_with_the_best_weights(small_problem):
     net, X, Y = small_problem
     _flaky(cap=set(range(3, 100)))
-    res = train(net, X, Y, rounds=10, solver="flaky_ipopt_test", max_failures=3)
+    res = SequentialRelaxation(rounds=10, round_solver="flaky_ipopt_test", max_failures=3).solve(net, X, Y)
     h = res.history
     assert res.status == "solver_failed" and res.termination == "iterationLimit"
     assert len(h) == 5 and list(h.status.iloc[2:]) == ["solver_failed"] * 3
@@ -148,7 +150,7 @@ def test_spurious_infeasibility_without_hard_constraints_is_a_solver_failure(sma
     reference is always feasible there, so it is a failed solve and the run continues."""
     net, X, Y = small_problem
     _flaky(infeasible={2})
-    res = train(net, X, Y, rounds=4, solver="flaky_ipopt_test")
+    res = train(net, X, Y, rounds=4, round_solver="flaky_ipopt_test")
     h = res.history
     assert res.status == "round_limit", h
     assert h.status.iloc[1] == "solver_failed" and h.termination.iloc[1] == "locallyInfeasible"

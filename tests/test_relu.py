@@ -101,7 +101,7 @@ def test_relu_network_trains_on_breast_cancer():
     idx = np.random.default_rng(0).choice(ds.m, 100, replace=False)
     X, Y = ds.X[idx], ds.y[idx]
     net = cnn.Network([X.shape[1], 6, 6, 1], ["relu", "relu", "identity"]).init_he(0)
-    res = cnn.train(net, X, Y, rounds=3, solver=SOLVER)
+    res = cnn.train(net, X, Y, rounds=3, round_solver=SOLVER)
     acc = res.history.loc[res.history.status == "accepted", "true_loss"].to_numpy()
     assert np.all(np.diff(np.r_[res.initial_loss, acc]) <= 1e-9)
     assert res.final_loss == pytest.approx(res.network.loss(X, Y))

@@ -1,178 +1,112 @@
-"""The sample-by-sample interior point (solvers/schur_ipm.py) solves the direct round's problem.
+"""The Schur interior point's linear algebra (solvers/schur_ipm.py), on problems derived from the
+Pyomo model of a round (tests/test_structured.py compares whole solves with Ipopt):
 
-Two paths to the same problem: its optimum is Ipopt's on every architecture and loss; its Newton
-step, computed by eliminating the samples around the Schur complement, equals a dense solve of the
-condensed KKT system assembled from CasADi's own derivatives of the whole problem; chunking the
-samples changes nothing; the solution is feasible for every row of (9).
+* the elimination solves the unreduced Newton system, linking rows included;
+* that Newton matrix is the derivative of the KKT residual (finite differences);
+* the inertia correction touches only the blocks that need it;
+* scaling, chunks and warm starts do not change the optimum.
 """
 
-from __future__ import annotations
-
-import casadi as ca
 import numpy as np
 import pytest
 
 import convexnn_pyomo as cnn
-from convexnn_pyomo.solvers.casadi_direct import DirectParabolicRound
-
-from test_casadi_direct import ARCHITECTURES, OPTIONS, _labels, _problem
-
-
-def _pair(arch, m, seed, reduction="mean", loss="squared", **schur):
-    net, X, Y, reference, eta, weights = _problem(arch, m, seed)
-    Y = _labels(Y, loss)
-    rounds = []
-    for solver, extra in (("ipopt", {}), ("schur", {"schur_options": schur})):
-        rnd = DirectParabolicRound(net, X, Y, reduction=reduction, eta=1.0, ipopt_options=OPTIONS, loss=loss,
-                                   solver=solver, **extra)
-        rnd.recentre(reference, eta, **weights)
-        rounds.append(rnd)
-    return rounds, (X, Y, reference, reduction)
+from convexnn_pyomo.algorithms.rounds import StructuredRound
+from convexnn_pyomo.solvers.schur_ipm import SchurInteriorPoint, _cholesky, _Rhs
 
 
-_CASES = [(a, "squared", r) for a in ARCHITECTURES for r in ("mean", "sum")] + [
-    (a, loss, r) for a, loss in [("sigmoid-1hidden-1out", "logistic"), ("tanh-2hidden-2out", "softmax")]
-    for r in ("mean", "sum")]
+def _group(X):
+    return (X[:, 0] > 0.5).astype(float)
 
 
-@pytest.mark.parametrize("arch,loss,reduction", _CASES)
-def test_same_optimum_as_ipopt(arch, loss, reduction):
-    (ipopt, schur), (X, Y, reference, reduction) = _pair(arch, 40, 21, reduction, loss)
-    a, b = ipopt.solve(), schur.solve()
-    assert a["ok"] and b["ok"] and b["iterations"] > 0
-    assert np.abs(ipopt.solution().get_flat() - schur.solution().get_flat()).max() < 1e-5
-    assert schur.relaxed_objective() == pytest.approx(ipopt.relaxed_objective(), rel=1e-5, abs=1e-8)
-    f, g = schur.evaluate(schur._x_sol)  # the solution is feasible for every row of (9)
-    assert f == pytest.approx(b["objective"], rel=1e-12)
-    assert np.abs(g[schur.equality_rows]).max() < 1e-7 and g[~schur.equality_rows].max() < 1e-7
-    lbx = schur.lower_bounds  # the bounds W, X >= 0 it does not impose hold: (5c), (5d) imply them
-    assert (schur._x_sol[np.isfinite(lbx)] >= -1e-9).all()
-    if loss != "softmax":  # softmax is blind to a common shift of the z's: their gap is not unique
-        assert np.allclose(schur.gaps(), ipopt.gaps(), atol=1e-4)
-    assert schur.relaxed_objective() <= reference.loss(X, Y, reduction, loss=loss) + 1e-7
-
-
-def _condensed_dense(rnd, ipm, st):
-    """``[[H + J_I^T Sigma J_I, J_E^T], [J_E, 0]]`` of the whole problem from CasADi's AD of ``rnd.nlp``."""
-    nlp = rnd.nlp
-    x, p, f, g = nlp["x"], nlp["p"], nlp["f"], nlp["g"]
-    n = ipm.ns + ipm.nv * ipm.m
-    lam = ca.MX.sym("lam", g.numel())
-    lag = ipm.omega * f + ca.dot(lam, g)
-    fn = ca.Function("kkt", [x, p, lam], [ca.hessian(lag, x)[0], ca.jacobian(g, x)])
-    mult = np.concatenate([st.lam0, st.M.ravel(order="F")])
-    H, J = (np.array(a) for a in fn(np.concatenate([st.s, st.V.ravel(order="F")]), rnd.parameters, mult))
-    H, J = H[:n, :n], J[:, :n]
-    eq = rnd.equality_rows
-    sig = np.concatenate([st.lam0 / st.t0, (st.M / st.T).ravel(order="F")])
-    A = H + J[~eq].T @ (sig[~eq][:, None] * J[~eq])
-    return np.block([[A, J[eq].T], [J[eq], np.zeros((eq.sum(), eq.sum()))]]), J, eq
-
-
-@pytest.mark.parametrize("augmentation", [0.0, 1.0])
-def test_elimination_equals_a_dense_solve_of_the_condensed_system(augmentation):
-    """At an interior iterate, the step of the elimination (shared ``ds``, every ``dv_j``, ``dy_j``)
-    is the dense solve of the condensed Newton system, with or without the augmented blocks
-    ``A_vv + rho J_Ev^T J_Ev``; refinement leaves nothing of the unreduced one."""
-    (_, rnd), _ = _pair("tanh-2hidden-2out", 9, 5, max_iter=3, chunk_size=4, augmentation=augmentation)
-    ipm = rnd._schur
-    rnd.solve()
-    st = ipm.state
-    r = ipm._residual(st)
-    factors, S = ipm._factor(st)
-    comp = np.where(ipm.ineq[:, None], st.T * st.M - 1e-3, 0.0)
-    rhs = ipm._rhs(st, r, comp, st.t0 * st.lam0 - 1e-3)
-    d = ipm._direction(st, rhs, factors, S)
-    K, J, eq = _condensed_dense(rnd, ipm, st)
-    # right-hand side of the condensed system: -(rd + J_I^T w), -rE
-    w = np.concatenate([(st.lam0 * rhs.rI0 - rhs.rc0) / st.t0, ((st.M * rhs.rI - rhs.rc) / st.T).ravel(order="F")])
-    w[eq] = 0.0
-    rd = np.concatenate([rhs.rd_s, rhs.rd_v.ravel(order="F")])
-    sol = np.linalg.solve(K, np.concatenate([-(rd + J.T @ w), -np.concatenate([[], rhs.rE.ravel(order="F")])]))
-    n = rd.size
-    assert np.allclose(sol[:ipm.ns], d.s, rtol=1e-7, atol=1e-9)
-    assert np.allclose(sol[ipm.ns:n], d.V.ravel(order="F"), rtol=1e-7, atol=1e-9)
-    assert np.allclose(sol[n:], d.M[~ipm.ineq].ravel(order="F"), rtol=1e-7, atol=1e-9)
-    refined = ipm._solve(st, rhs, factors, S)
-    assert ipm._remainder(st, refined, rhs).size(ipm.m) <= 1e-8 * rhs.size(ipm.m)
-
-
-def test_near_the_optimum_the_schur_complement_stays_psd_and_refinement_converges():
-    """With slacks near zero (Sigma ~ 1e9) the sample terms of S cancel to O(1): the factored form
-    ``A_ss - G^T G + F^T F`` keeps S positive semidefinite (an explicit inverse of A_vv made it
-    indefinite here and refinement diverge) and refinement meets the unreduced system."""
-    (_, rnd), _ = _pair("softplus-2hidden-1out", 40, 21, max_iter=9)  # 3 iterations before the optimum
-    rnd.solve()
-    ipm = rnd._schur
-    st = ipm.state
-    factors, S = ipm._factor(st)
-    sig = (st.M / st.T)[ipm.ineq]
-    assert sig.max() > 1e9  # the ill-conditioned regime this is about
-    assert np.linalg.eigvalsh(S)[0] > 0.0
-    r = ipm._residual(st)
-    mu = ipm._norms(st, r, 0.0)["mu"]
-    comp = np.where(ipm.ineq[:, None], st.T * st.M - 0.1 * mu, 0.0)
-    rhs = ipm._rhs(st, r, comp, st.t0 * st.lam0 - 0.1 * mu)
-    d = ipm._solve(st, rhs, factors, S)
-    assert ipm._remainder(st, d, rhs).size(ipm.m) <= 1e-8 * rhs.size(ipm.m)
-
-
-def test_chunks_do_not_change_the_iterates():
-    (_, one), _ = _pair("softplus-2hidden-1out", 23, 3)
-    (_, chunked), _ = _pair("softplus-2hidden-1out", 23, 3, chunk_size=7)  # 7 + 7 + 7 + 2 samples
-    a, b = one.solve(), chunked.solve()
-    assert a["ok"] and b["ok"] and a["iterations"] == b["iterations"]
-    assert np.abs(one._x_sol - chunked._x_sol).max() < 1e-9
-
-
-def test_recentred_second_round_reaches_ipopts_optimum():
-    (ipopt, schur), (X, Y, *_) = _pair("sigmoid-1hidden-1out", 30, 8)
-    assert ipopt.solve()["ok"] and schur.solve()["ok"]
-    for rnd in (ipopt, schur):
-        ref = rnd.solution()
-        rnd.recentre(ref, 2.0, **rnd.exactness_weights(ref))
-    assert ipopt.solve()["ok"] and schur.solve()["ok"]
-    assert np.abs(ipopt.solution().get_flat() - schur.solution().get_flat()).max() < 1e-5
-
-
-def test_limits_and_bad_options_report_clearly():
-    (_, rnd), _ = _pair("sigmoid-1hidden-1out", 10, 2)
-    out = rnd.solve(options={"max_iter": 1})
-    assert not out["ok"] and out["return_status"] == "Maximum_Iterations_Exceeded" and out["iterations"] == 1
-    out = rnd.solve(time_limit=1e-9)
-    assert not out["ok"] and out["time_limit"] and out["return_status"] == "Maximum_WallTime_Exceeded"
-    with pytest.raises(ValueError, match="not options of solver='schur'"):
-        rnd.solve(options={"mu_strategy": "adaptive"})
-    assert rnd.solve()["ok"]  # the options of one call do not stick
-    net, X, Y, *_ = _problem("sigmoid-1hidden-1out", 10, 2)
-    with pytest.raises(ValueError, match="group_size"):
-        DirectParabolicRound(net, X, Y, solver="schur", group_size=5)
-    with pytest.raises(ValueError, match="solver must be one of"):
-        DirectParabolicRound(net, X, Y, solver="mumps")
-
-
-def test_train_with_the_schur_round_solver_matches_ipopt():
-    """Algorithm 1 (adaptive schedule) takes the same first rounds with either round solver."""
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(60, 3))
-    Y = np.tanh(X @ np.array([[0.5], [-1.0], [0.3]]))
-    net = cnn.Network([3, 4, 1], "sigmoid").init_he(0)
-    runs = [cnn.train(net, X, Y, rounds=3, backend="direct", round_solver=s) for s in ("ipopt", "schur")]
-    a, b = (r.history for r in runs)
-    assert list(a["status"]) == list(b["status"])
-    assert np.allclose(a["true_loss"], b["true_loss"], rtol=1e-4)  # the solvers stop at ~1e-6 relative
-    with pytest.raises(ValueError, match="round_solver='schur' solves direct rounds only"):
-        cnn.train(net, X, Y, rounds=1, backend="pyomo", round_solver="schur")
-
-
-def test_cholesky_shifts_a_roundoff_indefinite_block_and_refuses_an_indefinite_one():
-    from convexnn_pyomo.solvers.schur_ipm import _cholesky
-
+def _ipm(acts=("relu", "identity"), m=30, constraints=None, **options):
     rng = np.random.default_rng(0)
-    B = rng.normal(size=(3, 5, 4))
-    a = B @ B.transpose(0, 2, 1) * 1e6  # rank 4 of 5: PSD, singular
-    a[1] -= 1e-9 * np.eye(5)  # one block indefinite at the level of roundoff
-    L = _cholesky(a)
-    assert np.allclose(L @ L.transpose(0, 2, 1), a, rtol=0, atol=1e-6 * np.abs(a).max())
-    with pytest.raises(np.linalg.LinAlgError):
-        _cholesky(np.array([np.diag([1.0, -1.0])]))
+    net = cnn.Network([3, 4, 1], list(acts)).init_he(0)
+    X, Y = rng.uniform(size=(m, 3)), (rng.uniform(size=(m, 1)) > 0.6).astype(float)
+    if constraints is None:
+        constraints = [cnn.ClasswiseMisfitBounds(0.3), cnn.DemographicParity(_group, 0.02)]
+    rnd = StructuredRound(net, X, Y, "mean", constraints, 2.0, (1.0, 1.0, 1.0))
+    fp = net.forward_pass(X)
+    rnd.recentre(net, 2.0, fp, **rnd.exactness_weights(net, fp))
+    P = rnd.arrow
+    ipm = SchurInteriorPoint(P, omega=float(m), **options)
+    ps, pv = P.parameters()
+    s0, V0 = P.start()
+    ipm.ps, ipm.pv = ps, pv
+    ipm._scale(s0, V0)
+    return ipm, ipm._start(s0, V0), (s0, V0, ps, pv)
+
+
+def _kkt(ipm, st):
+    """The KKT residual as an _Rhs (complementarity target 0)."""
+    r = ipm._residual(st)
+    return ipm._rhs(st, r, np.where(ipm.ineq[:, None], st.T * st.M, 0.0), np.where(ipm.ineq_link, st.t * st.lam, 0.0))
+
+
+def _flat(rhs: _Rhs) -> np.ndarray:
+    return np.concatenate([np.ravel(a) for a in (rhs.rd_s, rhs.rd_v, rhs.rE, rhs.rI, rhs.rL, rhs.rc, rhs.rcL)])
+
+
+def test_elimination_solves_the_unreduced_newton_system_with_linking_rows():
+    ipm, st, _ = _ipm()
+    assert ipm.nL > 0
+    factors, S = ipm._factor(st)
+    assert ipm._corrected == 0
+    rhs = _kkt(ipm, st)
+    d = ipm._direction(st, rhs, factors, S)
+    left = ipm._remainder(st, d, rhs)  # K d + rhs
+    assert np.abs(_flat(left)).max() <= 1e-8 * np.abs(_flat(rhs)).max()
+
+
+def test_the_newton_matrix_is_the_derivative_of_the_kkt_residual():
+    ipm, st, _ = _ipm(acts=("sigmoid", "identity"))
+    rng = np.random.default_rng(1)
+    d = st.plus(st)  # a direction of the right shapes, filled below
+    for name in ("s", "V", "M", "T", "lam", "t"):
+        setattr(d, name, rng.normal(size=np.shape(getattr(st, name))))
+    base = _kkt(ipm, st)
+    zero = _Rhs(*(np.zeros_like(a) for a in (base.rd_s, base.rd_v, base.rE, base.rI, base.rL, base.rc, base.rcL)))
+    ipm._factor(st)  # sets the shared Hessian and Jacobian the products use
+    Kd = _flat(ipm._remainder(st, d, zero))
+    eps = 1e-6
+    moved = st.moved(d, eps, ipm.ineq, ipm.ineq_link)
+    fd = (_flat(_kkt(ipm, moved)) - _flat(base)) / eps
+    np.testing.assert_allclose(fd, Kd, rtol=1e-4, atol=1e-4 * np.abs(Kd).max())
+
+
+def test_inertia_correction_touches_only_the_indefinite_blocks():
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(5, 6, 6))
+    A = B @ B.transpose(0, 2, 1) + 0.1 * np.eye(6)
+    A[3] = A[3] - np.diag([500.0, 0, 0, 0, 0, 0])  # a negative eigenvalue
+    L, corrected = _cholesky(A)
+    assert corrected == 1
+    for k in (0, 1, 2, 4):
+        np.testing.assert_allclose(L[k], np.linalg.cholesky(A[k]))
+    assert np.all(np.linalg.eigvalsh(L[3] @ L[3].T - A[3]) > 0)  # a positive shift
+
+
+@pytest.mark.parametrize("options", [{"scaling": False}, {"chunk_size": 7}, {"mu_init": 0.1}])
+def test_options_do_not_change_the_optimum(options):
+    ipm, _, args = _ipm(acts=("sigmoid", "identity"))
+    ref = SchurInteriorPoint(ipm.problem, omega=ipm.omega0).solve(*args)
+    other = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, **options).solve(*args)
+    assert ref.ok and other.ok
+    np.testing.assert_allclose(other.s, ref.s, atol=1e-6)
+    assert other.objective == pytest.approx(ref.objective, rel=1e-7)
+
+
+def test_warm_start_from_the_last_multipliers_reaches_the_same_optimum():
+    ipm, _, args = _ipm(acts=("sigmoid", "identity"), warm_start=True)
+    first = ipm.solve(*args)
+    second = ipm.solve(*args)
+    assert first.ok and second.ok
+    np.testing.assert_allclose(second.s, first.s, atol=1e-6)
+    assert second.iterations <= first.iterations
+
+
+def test_a_failed_solve_says_why():
+    ipm, _, args = _ipm(acts=("sigmoid", "identity"), max_iter=2)
+    res = ipm.solve(*args)
+    assert not res.ok and res.status == "Maximum_Iterations_Exceeded"
+    assert "after 2 iterations: primal residual" in res.message

@@ -6,6 +6,7 @@ import pytest
 from conftest import requires_module, requires_solver
 
 import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms import PyomoRounds
 from convexnn_pyomo.algorithms.rounds import IPOPT_DEFAULTS, PyomoRound
 from convexnn_pyomo.constraints import ClasswiseMisfitBounds
 from convexnn_pyomo.solvers.registry import require_solver
@@ -129,8 +130,13 @@ def test_unknown_ph_options_are_refused(small_problem):
     net, X, Y = small_problem
     with pytest.raises(ValueError, match=r"unknown PH options \['tolerance'\]"):
         ShardedRound(net, X, Y, "mean", "parabolic", [], "ipopt_casadi", 2.0, (1.0, 1.0, 1.0), ph_options={"tolerance": 1})
-    with pytest.raises(ValueError, match="ph_options apply to sharded rounds only"):
-        cnn.train(net, X, Y, rounds=1, ph_options={"tol": 1e-5})
+    # PH options belong to the sharded round solver only, and the Schur rounds are not sharded
+    with pytest.raises(ValueError, match="ph_options"):
+        PyomoRounds(ph_options={"tol": 1e-5})
+    with pytest.raises(ValueError, match="shards=2 splits the Pyomo model over mpi-sppy"):
+        cnn.train(net, X, Y, rounds=1, shards=2, round_solver="schur")
+    with pytest.raises(ValueError, match="shards=2 needs a ShardedRounds"):
+        cnn.train(net, X, Y, rounds=1, shards=2, round_solver=PyomoRounds())
 
 
 def test_shard_indices_cover_the_samples_once():
@@ -166,6 +172,20 @@ def test_cli_rejects_bad_shards(tmp_path, capsys):
     assert "shards must be an integer between 1 and the number of samples (4)" in capsys.readouterr().err
     assert main(["train", "--samples", "4", "--shards", "2", "--ph-tol", "0", "--out", str(tmp_path / "c")]) == 2
     assert "--ph-tol" in capsys.readouterr().err
+
+
+def test_cli_shards_build_the_sharded_round_solver():
+    from convexnn_pyomo.algorithms import ShardedRounds
+    from convexnn_pyomo.cli import _train_algorithm, build_parser
+
+    def rounds(*flags):
+        return _train_algorithm(build_parser().parse_args(["train", *flags, "--out", "x"]))[1]
+
+    sharded = rounds("--shards", "3", "--ph-tol", "1e-5")
+    assert type(sharded) is ShardedRounds and sharded.config.shards == 3 and sharded.config.ph_options == {"tol": 1e-5}
+    for flags in (["--round-solver", "pyomo"], ["--solver", "ipopt_casadi"]):
+        sharded = rounds("--shards", "2", *flags)
+        assert type(sharded) is ShardedRounds and sharded.solver_name == "ipopt_casadi" and sharded.config.shards == 2
 
 
 # -- several processes ----------------------------------------------------------------------------

@@ -171,7 +171,11 @@ def test_classifier_given_a_continuous_target_names_the_regressor():
         (ConvexNNRegressor(loss="logistic"), "ConvexNNRegressor trains the squared loss.*ConvexNNClassifier"),
         (ConvexNNClassifier(loss="hinge"), "loss must be None"),
         (ConvexNNRegressor(train_options={"rounds": 3}), "'rounds', which is an estimator parameter"),
-        (ConvexNNRegressor(train_options={"epochs": 3}), "'epochs', not a train\\(\\) keyword"),
+        (ConvexNNRegressor(train_options={"epochs": 3}), "'epochs', not a train\\(\\) or SequentialRelaxation option"),
+        (ConvexNNRegressor(train_options={"eta": 3.0}), "'eta', now a schedule option: schedule=AdaptiveSchedule"),
+        (ConvexNNRegressor(train_options={"solver_options": {}}), "now a round-solver option: round_solver=Schur"),
+        (ConvexNNRegressor(solver="ipopt_casadi", round_solver="schur"), "round_solver='schur' cannot take it"),
+        (ConvexNNRegressor(round_solver=None), "round_solver must be 'auto', 'schur', 'pyomo'"),
         (ConvexNNRegressor(train_options=[("eta", 1.0)]), "train_options must be a dict"),
     ],
 )
@@ -179,6 +183,25 @@ def test_bad_parameters_fail_in_fit_with_a_clear_message(estimator, match):
     X, y = np.random.default_rng(0).uniform(size=(10, 2)), np.array([0, 1] * 5)
     with pytest.raises(ValueError, match=match):
         estimator.fit(X, y)
+
+
+def test_solver_and_round_solver_choose_the_rounds():
+    """round_solver (default 'auto': the Schur rounds) and solver (a Pyomo solver name: the Pyomo
+    rounds by it) reach SequentialRelaxation; schedule and train_options objects pass through."""
+    from convexnn_pyomo.algorithms import AdaptiveSchedule, PyomoRounds
+
+    X = np.random.default_rng(0).uniform(size=(12, 2))
+    y = X.sum(axis=1)
+    fits = {
+        "schur": ConvexNNRegressor(rounds=1, random_state=0),
+        "ipopt_casadi": ConvexNNRegressor(rounds=1, random_state=0, solver="ipopt_casadi"),
+        "pyomo": ConvexNNRegressor(rounds=1, random_state=0, round_solver=PyomoRounds(solver="ipopt_casadi"),
+                                   schedule=AdaptiveSchedule(eta=4.0), train_options={"max_failures": 1}),
+    }
+    for name, est in fits.items():
+        result = est.fit(X, y).train_result_
+        assert result.solver == ("ipopt_casadi" if name == "pyomo" else name), name
+    assert fits["pyomo"].history_.eta.iloc[0] == 4.0
 
 
 def test_one_class_is_refused():

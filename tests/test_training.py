@@ -11,6 +11,8 @@ from conftest import requires_module
 import convexnn_pyomo as cnn
 from convexnn_pyomo.constraints import ClasswiseMisfitBounds
 from convexnn_pyomo.model import var_matrix
+from convexnn_pyomo.solvers.arrow import NotSeparableError
+from convexnn_pyomo.algorithms import AdaptiveSchedule, PaperSchedule, PyomoRounds, SequentialRelaxation
 from convexnn_pyomo.training import HISTORY_COLUMNS, train
 
 SOLVER = "ipopt_casadi"
@@ -119,7 +121,7 @@ def test_update_reference_rejects_bad_weights(small_problem):
 @pytest.mark.parametrize("schedule", ["paper", "default"])
 def test_accepted_true_losses_never_increase(small_problem, schedule):
     net, X, Y = small_problem
-    res = train(net, X, Y, schedule=schedule, rounds=6, solver=SOLVER)
+    res = train(net, X, Y, schedule=schedule, rounds=6, round_solver=SOLVER)
     h = res.history
     assert list(h.columns) == HISTORY_COLUMNS and len(h) >= 1
     acc = h.loc[h.status == "accepted", "true_loss"].to_numpy()
@@ -131,7 +133,7 @@ def test_accepted_true_losses_never_increase(small_problem, schedule):
 
 def test_default_schedule_makes_real_progress(small_problem):
     net, X, Y = small_problem
-    res = train(net, X, Y, rounds=8, solver=SOLVER)
+    res = train(net, X, Y, rounds=8, round_solver=SOLVER)
     assert res.final_loss < 0.8 * res.initial_loss, res.history
 
 
@@ -147,7 +149,7 @@ def test_default_schedule_reaches_adams_loss_on_breast_cancer():
     X, Y = ds.X[idx], ds.y[idx]
     net = cnn.Network([8, 6, 6, 1], ["sigmoid", "sigmoid", "identity"]).init_he(0)
     target = float(train_adam(net, X, Y, steps=2000, lr=0.005).losses[-1])
-    res = train(net, X, Y, rounds=20, target_loss=target, solver=SOLVER)
+    res = train(net, X, Y, rounds=20, target_loss=target, round_solver=SOLVER)
     assert res.status == "target_reached", (target, res.history[["round", "true_loss", "status"]])
     assert res.network.loss(X, Y) <= target
 
@@ -159,7 +161,7 @@ def test_hard_constraints_hold_for_the_real_network(small_problem):
     before = cons.misfits(net, X, Y)
     kappas = cons.kappas(Y)
     assert any(before[c] > kappas[c] for c in kappas), "the test needs an initially violated bound"
-    res = train(net, X, Y, rounds=15, hard_constraints=cons, solver=SOLVER)
+    res = train(net, X, Y, rounds=15, hard_constraints=cons, round_solver=SOLVER)
     assert res.violation <= 1e-6, res.history
     after = cons.misfits(res.network, X, Y)
     assert all(after[c] <= kappas[c] + 1e-6 for c in kappas)
@@ -174,7 +176,7 @@ def test_callable_hard_constraint_on_weights(small_problem):
         model.wbound = pyo.Constraint(out.inputs, rule=lambda m, k: out.w[0, k] <= 0.3)
 
     assert np.any(net.weights[2] > 0.3), "the test needs an initially violated bound"
-    res = train(net, X, Y, rounds=6, hard_constraints=bound_output_weights, solver=SOLVER)
+    res = train(net, X, Y, rounds=6, hard_constraints=bound_output_weights, round_solver=SOLVER)
     assert res.violation <= 1e-6, res.history
     assert np.all(res.network.weights[2] <= 0.3 + 1e-6)
     assert res.feasible and "violated" not in res.message
@@ -182,7 +184,7 @@ def test_callable_hard_constraint_on_weights(small_problem):
 
 def test_solver_failure_keeps_best_weights(small_problem):
     net, X, Y = small_problem
-    res = train(net, X, Y, rounds=5, solver=SOLVER, solver_options={"max_iter": 1})
+    res = train(net, X, Y, rounds=5, round_solver=PyomoRounds(solver=SOLVER, options={"max_iter": 1}))
     assert res.status == "solver_failed" and res.termination == "iterationLimit"
     assert res.history.status.iloc[-1] == "solver_failed" and res.history.termination.iloc[-1] == "iterationLimit"
     np.testing.assert_array_equal(res.network.get_flat(), net.get_flat())  # nothing accepted: the start
@@ -193,15 +195,19 @@ def test_train_rejects_bad_arguments(small_problem):
     with pytest.raises(ValueError, match="schedule"):
         train(net, X, Y, schedule="fast")
     with pytest.raises(ValueError, match="eta"):
-        train(net, X, Y, eta=-1.0)
+        AdaptiveSchedule(eta=-1.0)
     with pytest.raises(ValueError, match="mu must be three positive numbers"):
-        train(net, X, Y, mu=(1.0, -1.0, 1.0))
+        AdaptiveSchedule(mu=(1.0, -1.0, 1.0))
     with pytest.raises(ValueError, match="mu must be three positive numbers"):
-        train(net, X, Y, mu=2.0)
-    with pytest.raises(ValueError, match="method"):
-        train(net, X, Y, method="sgd")
+        PaperSchedule(mu=2.0)
+    # the options train took before the schedule and round-solver objects
+    for removed in ("method", "eta", "solver", "solver_options", "backend", "relaxation"):
+        with pytest.raises(TypeError, match=removed):
+            train(net, X, Y, **{removed: 1})
+    with pytest.raises(ValueError, match="eta"):
+        SequentialRelaxation(eta=2.0)
     with pytest.raises(RuntimeError, match="not available"):
-        train(net, X, Y, solver="no_such_solver_xyz")
+        train(net, X, Y, round_solver="no_such_solver_xyz")
 
 
 def test_cli_train_writes_weights_history_and_summary(tmp_path, capsys):
@@ -235,7 +241,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
 def test_warm_start_runs_adam_first(small_problem):
     pytest.importorskip("torch", reason="the warm start uses the PyTorch Adam baseline")
     net, X, Y = small_problem
-    res = train(net, X, Y, rounds=2, warm_start=50)
+    res = SequentialRelaxation(rounds=2, warm_start=50).solve(net, X, Y)
     h = res.history
     assert h.status.iloc[0] == "warm_start" and h["round"].iloc[0] == 0
     assert h.true_loss.iloc[0] < res.initial_loss  # Adam made progress before the rounds
@@ -248,7 +254,7 @@ def test_time_limit_also_bounds_the_solve_in_progress(small_problem):
 
     t0 = _time.perf_counter()
     # stop rules off (20 samples are interpolated within 3 s): only the time limit can end the run
-    res = train(net, X, Y, rounds=300, time_limit=3.0, loss_fraction=1e-300, patience=10**6)
+    res = train(net, X, Y, rounds=300, time_limit=3.0, schedule=AdaptiveSchedule(loss_fraction=1e-300, patience=10**6))
     assert _time.perf_counter() - t0 < 3.0 + 10.0  # one model build and translation may come on top
     assert res.status == "time_limit"
     acc = res.history[res.history.status == "accepted"]
@@ -261,12 +267,12 @@ def test_exact_rounds_report_a_relaxed_objective_not_below_their_true_loss(small
     default bound_relax_factor (1e-8) relaxes W, X >= 0 and broke this (25.1375 < 25.1628, m = 100);
     the rounds run with bound_relax_factor = 0."""
     net, X, Y = small_problem
-    h = train(net, X, Y, schedule="paper", eta=1000.0, rounds=2, solver=SOLVER).history
+    h = train(net, X, Y, schedule=PaperSchedule(eta=1000.0), rounds=2, round_solver=SOLVER).history
     exact = h[(h.bilinear_gap <= 1e-6) & (h.activation_gap <= 1e-6)]
     assert len(exact) == 2, h
     assert (exact.relaxed_objective >= exact.true_loss * (1 - 1e-9)).all(), h
-    relaxed = train(net, X, Y, schedule="paper", eta=1000.0, rounds=1, solver=SOLVER,
-                    solver_options={"bound_relax_factor": 1e-8}).history
+    relaxed = train(net, X, Y, schedule=PaperSchedule(eta=1000.0), rounds=1,
+                    round_solver=PyomoRounds(solver=SOLVER, options={"bound_relax_factor": 1e-8})).history
     assert relaxed.relaxed_objective.iloc[0] < relaxed.true_loss.iloc[0]  # the defect, with Ipopt's default
 
 
@@ -275,7 +281,7 @@ def test_adaptive_schedule_stops_once_the_data_are_interpolated(small_problem):
     by round 10): the adaptive schedule stops when the loss falls below loss_fraction (1e-5) of
     the initial loss, with status converged, long before the round limit."""
     net, X, Y = small_problem  # 103 weights, 20 samples: interpolation is reachable
-    res = train(net, X, Y, rounds=60, solver=SOLVER)
+    res = train(net, X, Y, rounds=60, round_solver=SOLVER)
     assert res.status == "converged", res.history
     assert res.final_loss <= 1e-5 * res.initial_loss
     assert res.rounds < 60 and "below" in res.message
@@ -285,7 +291,6 @@ def test_adaptive_schedule_stops_once_the_data_are_interpolated(small_problem):
 
 
 def test_adaptive_stop_rule_counts_exact_small_improvements_in_a_row():
-    from convexnn_pyomo.algorithms import AdaptiveSchedule
     from convexnn_pyomo.algorithms.schedules import RoundOutcome
 
     s = AdaptiveSchedule(rel_tol=1e-3, patience=2, loss_fraction=1e-9)
@@ -301,15 +306,13 @@ def test_adaptive_stop_rule_counts_exact_small_improvements_in_a_row():
 
 def test_algorithm_class_and_train_are_one_path(small_problem):
     """`train` is a thin wrapper: the class with the same options gives the same history."""
-    from convexnn_pyomo.algorithms import SequentialRelaxation
-
     net, X, Y = small_problem
-    a = train(net, X, Y, rounds=3, solver=SOLVER)
+    a = train(net, X, Y, rounds=3, round_solver=SOLVER)
     algo = SequentialRelaxation(rounds=3)
-    b = algo.solve(net, X, Y, solver=SOLVER)
+    b = algo.solve(net, X, Y, round_solver=SOLVER)
     cols = ["round", "true_loss", "eta", "status", "step"]
     pd.testing.assert_frame_equal(a.history[cols], b.history[cols], rtol=1e-6)
-    assert algo.config.rounds == 3 and algo.config.schedule == "adaptive"
+    assert algo.config.rounds == 3 and algo.config.schedule.name == "adaptive"
     with pytest.raises(ValueError, match="rounds"):
         SequentialRelaxation(rounds=0)
 
@@ -318,25 +321,39 @@ def test_mccormick_rounds_train_inside_the_weight_box(small_problem):
     """relaxation='mccormick': the regularizer is defined for it (exact proximal terms); the run
     keeps accepted losses monotone and the weights inside convexnn.bound's box (5)."""
     net, X, Y = small_problem
-    res = train(net, X, Y, rounds=3, relaxation="mccormick", solver=SOLVER)
+    res = train(net, X, Y, rounds=3, round_solver=PyomoRounds(solver=SOLVER, relaxation="mccormick"))
     acc = res.history.loc[res.history.status == "accepted", "true_loss"].to_numpy()
     assert len(acc) >= 1 and np.all(np.diff(np.r_[res.initial_loss, acc]) <= 1e-9)
     assert res.final_loss < res.initial_loss
     assert max(np.abs(w).max() for w in res.network.weights) <= 5.0 + 1e-6
     with pytest.raises(ValueError, match="relaxation"):
-        train(net, X, Y, rounds=1, relaxation="sdp")
+        PyomoRounds(relaxation="sdp")
 
 
-def test_pyomo_and_direct_backends_train_alike(small_problem):
-    """Two paths to the same rounds: the Pyomo model and the direct CasADi program (backend='auto'
-    picks it without hard constraints) give the same accepted losses and eta schedule."""
+def test_schur_and_pyomo_round_solvers_train_alike(small_problem):
+    """Two paths to the same rounds: the Pyomo model on every sample (solved by Ipopt) and the
+    structured round (the default, solved by the Schur interior point) give the same accepted
+    losses and eta schedule; the Pyomo rounds keep the model on every sample, the structured round
+    its template."""
     net, X, Y = small_problem
-    a = train(net, X, Y, rounds=4, solver=SOLVER, backend="pyomo")
-    b = train(net, X, Y, rounds=4, solver=SOLVER, backend="direct")
-    assert a.model is not None and b.model is None
+    a = train(net, X, Y, rounds=4, round_solver=SOLVER)
+    b = train(net, X, Y, rounds=4)
+    assert (a.solver, b.solver) == (SOLVER, "schur")
+    assert len(list(a.model.samples)) == len(Y) and len(list(b.model.samples)) < len(Y)
     cols = ["round", "status", "eta"]
     pd.testing.assert_frame_equal(a.history[cols], b.history[cols])
-    np.testing.assert_allclose(a.history.true_loss, b.history.true_loss, rtol=1e-5, atol=1e-9)
-    np.testing.assert_allclose(a.network.get_flat(), b.network.get_flat(), rtol=1e-3, atol=1e-5)
-    with pytest.raises(ValueError, match="backend='direct' is not available here: hard constraints"):
-        train(net, X, Y, rounds=1, solver=SOLVER, backend="direct", hard_constraints=ClasswiseMisfitBounds(0.5))
+    # the two solvers' stopping tolerances: after 4 rounds the losses agree to a relative 3e-5, the
+    # weights to an absolute 3e-5
+    np.testing.assert_allclose(a.history.true_loss, b.history.true_loss, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(a.network.get_flat(), b.network.get_flat(), rtol=1e-3, atol=1e-4)
+
+    def couple(model):  # a product of two samples' outputs: neither a per-sample row nor a sum over samples
+        out = cnn.layer_blocks(model)[-1]
+        model.couple = pyo.Constraint(expr=out.z[0, min(model.samples)] * out.z[0, max(model.samples)] <= 10.0)
+
+    with pytest.raises(NotSeparableError, match="couples samples"):  # asked for, the structured round refuses it
+        train(net, X, Y, rounds=1, hard_constraints=couple, round_solver="schur")
+    with pytest.warns(UserWarning, match="solving the Pyomo model on every sample instead"):  # auto falls back
+        fallback = train(net, X, Y, rounds=1, hard_constraints=couple)
+    assert fallback.solver == SOLVER and len(list(fallback.model.samples)) == len(Y)
+    assert len(train(net, X, Y, rounds=1, hard_constraints=couple, round_solver=SOLVER).history) == 1  # Pyomo takes it

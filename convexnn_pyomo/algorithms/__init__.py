@@ -1,8 +1,10 @@
 """Training algorithms: Algorithm 1 as :class:`SequentialRelaxation`, its schedules and step proposals."""
 
 from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
+from .round_solvers import ROUND_SOLVERS, PyomoRounds, RoundSolver, SchurRounds, ShardedRounds, get_round_solver
+from .rounds import IPOPT_DEFAULTS, RoundProblem
 from .schedules import SCHEDULES, AdaptiveSchedule, PaperSchedule, Schedule, get_schedule
-from .sequential import IPOPT_DEFAULTS, SequentialRelaxation
+from .sequential import SequentialRelaxation
 from .steps import Evaluator, IdentityStep, LineSearch, Proposal, StepProposal, SubspaceSearch
 
 __all__ = [
@@ -13,6 +15,13 @@ __all__ = [
     "IdentityStep",
     "LineSearch",
     "PaperSchedule",
+    "PyomoRounds",
+    "ROUND_SOLVERS",
+    "RoundProblem",
+    "RoundSolver",
+    "SchurRounds",
+    "ShardedRounds",
+    "get_round_solver",
     "Proposal",
     "RoundStatus",
     "RunStatus",

@@ -1,14 +1,23 @@
-"""The convex program of one round, behind one small protocol the algorithm drives.
+"""The convex program of one round, behind one small protocol the algorithm drives (:class:`RoundProblem`).
 
-:class:`PyomoRound` is the reference implementation: the Pyomo training model with a relaxation,
-the hard constraints and the regularizer (8), solved by any Pyomo solver (new solver API).  A round
-changes mutable Params only, so a persistent translation (``ipopt_casadi``) is reused.
+The round is written once, as a Pyomo model (:func:`build_round_model`: the training model, a
+relaxation, the hard constraints, the lifted start and the regularizer (8)).  Two back-ends solve it:
+
+* :class:`StructuredRound` (the default): the model built on a template of two samples, its
+  per-sample functions derived by :func:`~convexnn_pyomo.solvers.arrow.arrow_problem` and solved by
+  :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint` (time and memory linear in ``m``);
+* :class:`PyomoRound`: the model on every sample, solved by any Pyomo solver (new solver API), for
+  the studies and for models a user extends beyond the per-sample structure.
+
+(:class:`~.sharded.ShardedRound` splits the Pyomo model over mpi-sppy.)  A round changes mutable
+Params only, so a persistent translation is reused.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyomo.environ as pyo
@@ -17,10 +26,13 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 from ..losses import Loss
 from ..model import build_training_model, constraint_gaps, network_from_model
 from ..network import ForwardPass, Network
+from ..samples import template_samples
 from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values, update_reference
+from ..transformations.regularize import get_regularization_block
 from .diagnosis import smallest_kappa_factor
 
-__all__ = ["RoundSolve", "PyomoRound", "DirectRound", "TRAINABLE_RELAXATIONS", "direct_unsupported"]
+__all__ = ["IPOPT_DEFAULTS", "RoundProblem", "RoundSolve", "PyomoRound", "StructuredRound", "TRAINABLE_RELAXATIONS",
+           "build_round_model"]
 
 # mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py);
 # max_iter: a few rounds (large eta after rejections) otherwise ran thousands of iterations;
@@ -46,6 +58,31 @@ class RoundSolve:
     time_limit: bool
     iterations: int
     seconds: float
+    message: str = ""  # why a failed solve failed (the solver's words), or infeasibility evidence
+
+
+@runtime_checkable
+class RoundProblem(Protocol):
+    """What :class:`~.sequential.SequentialRelaxation` needs of a round's convex program."""
+
+    model: object  # the Pyomo model behind it (a template for the structured round), or None
+
+    @property
+    def eta(self) -> float: ...
+
+    def exactness_weights(self, reference: Network, fp: ForwardPass) -> dict: ...
+
+    def recentre(self, reference: Network, eta: float, fp: ForwardPass, **mu_weights) -> None: ...
+
+    def solve(self, time_limit: float, options: dict) -> RoundSolve: ...
+
+    def solution(self) -> Network: ...
+
+    def gaps(self) -> tuple[float, float]: ...
+
+    def relaxed_objective(self) -> float: ...
+
+    def smallest_kappa_factor(self) -> float | None: ...
 
 
 def relax(model, name: str) -> None:
@@ -57,24 +94,38 @@ def relax(model, name: str) -> None:
     pyo.TransformationFactory(f"convexnn.{name}").apply_to(model)
 
 
-class PyomoRound:
-    """Exact model (2a)-(2c), relaxation, hard constraints, lifted start and regularizer (9)."""
+def build_round_model(net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
+                      constraints: list, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared",
+                      samples=None):
+    """The round's program (9) as a Pyomo model: exact model (2a)-(2c), relaxation, hard constraints,
+    lifted start and regularizer (8); on ``samples`` only (a template) when given."""
+    model = build_training_model(net, X, Y, reduction=reduction, loss=loss, samples=samples)
+    relax(model, relaxation)
+    for c in constraints:
+        c.add_to(model)
+    set_lifted_values(model, net)
+    pyo.TransformationFactory("convexnn.regularize").apply_to(
+        model, eta=eta, reference=net, mu_z=mu[0], mu_p=mu[1], mu_q=mu[2]
+    )
+    return model
 
-    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
-                 constraints: list, opt, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared"):
-        model = build_training_model(net, X, Y, reduction=reduction, loss=loss)
-        relax(model, relaxation)
-        for c in constraints:
-            c.add_to(model)
-        set_lifted_values(model, net)
-        pyo.TransformationFactory("convexnn.regularize").apply_to(
-            model, eta=eta, reference=net, mu_z=mu[0], mu_p=mu[1], mu_q=mu[2]
-        )
-        self.model, self.opt, self.constraints, self.X = model, opt, constraints, X
+
+def _condition(status: str) -> str:
+    """The Pyomo termination condition's name for an Ipopt-style status (every round reports alike)."""
+    from ..solvers.base import map_status
+    from ..solvers.casadi_ipopt import IPOPT_STATUS
+
+    return map_status(IPOPT_STATUS, status)[0].name
+
+
+class _ModelRound:
+    """What both back-ends do on their Pyomo model: recentre, read the solution, the gaps."""
+
+    model: object
 
     @property
     def eta(self) -> float:
-        return float(pyo.value(self.model.regularization.eta))
+        return float(pyo.value(get_regularization_block(self.model).eta))
 
     def exactness_weights(self, reference: Network, fp: ForwardPass) -> dict:
         return exactness_weights(self.model, reference, fp=fp)
@@ -83,6 +134,97 @@ class PyomoRound:
         """Centre (8) at ``reference`` with ``eta`` (and per-layer mu's) and warm start at its lift."""
         update_reference(self.model, reference, eta=eta, fp=fp, **mu_weights)
         set_lifted_values(self.model, reference, fp=fp)
+
+    def solution(self) -> Network:
+        return network_from_model(self.model)
+
+    def gaps(self) -> tuple[float, float]:
+        return constraint_gaps(self.model)
+
+
+class StructuredRound(_ModelRound):
+    """The round derived per sample from its Pyomo model and solved by the Schur interior point.
+
+    The model is :func:`build_round_model` on a template of two samples (the first and the last),
+    so its build cost does not grow with ``m``; :func:`~convexnn_pyomo.solvers.arrow.arrow_problem`
+    reads the per-sample, shared and linking (sums over samples) parts off it, and
+    :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint` solves every round (``options``:
+    its ``CONFIG``).  Raises :class:`~convexnn_pyomo.solvers.arrow.NotSeparableError` when a hard
+    constraint is not a per-sample row or a sum over samples (use a Pyomo solver then).
+    """
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, constraints: list, eta: float,
+                 mu: tuple[float, float, float], loss: str | Loss = "squared", options: dict | None = None):
+        from ..solvers.arrow import arrow_problem
+        from ..solvers.schur_ipm import SchurInteriorPoint
+
+        m = X.shape[0]
+        self.model = build_round_model(net, X, Y, reduction, "parabolic", constraints, eta, mu, loss,
+                                       samples=template_samples(m))
+        self.constraints, self.arrow = constraints, arrow_problem(self.model)
+        self.ipm = SchurInteriorPoint(self.arrow, omega=float(m) if reduction == "mean" else 1.0, **(options or {}))
+        self._objective: float | None = None
+
+    def solve(self, time_limit: float, options: dict) -> RoundSolve:
+        """One round by the interior point; ``options`` (its ``CONFIG`` keys) for this solve only."""
+        unknown = sorted(set(options or {}) - set(self.ipm.CONFIG))
+        if unknown:
+            raise ValueError(f"options {unknown} are not options of the Schur interior point; it takes "
+                             f"{sorted(self.ipm.CONFIG)}")
+        saved = self.ipm.config()
+        self.ipm.config.set_value(options or {})
+        try:
+            ps, pv = self.arrow.parameters()
+            s0, V0 = self.arrow.start()
+            res = self.ipm.solve(s0, V0, ps, pv, max_wall_time=time_limit)
+        finally:
+            self.ipm.config = saved
+        if res.ok:
+            self.arrow.load(res.s, res.V)
+            self._objective = res.objective
+        elif self.constraints and res.status != "Maximum_WallTime_Exceeded":
+            evidence = self._phase_one(time_limit)
+            if evidence:
+                return RoundSolve(False, _condition("Infeasible_Problem_Detected"), True, False, res.iterations,
+                                  res.seconds, evidence)
+        return RoundSolve(res.ok, _condition(res.status), res.infeasible, res.status == "Maximum_WallTime_Exceeded",
+                          res.iterations, res.seconds, res.message or res.status)
+
+    def _phase_one(self, time_limit: float, tol: float = 1e-6) -> str:
+        r"""After a failed solve: the least violation of the hard constraints over the relaxation
+        (``convexnn.elastic``: every constraint row gets a slack, the objective is their sum, per-sample
+        slacks averaged), solved the same way.  A positive minimum proves the round, and so the
+        constrained training problem it relaxes, infeasible: returns the evidence ('' otherwise)."""
+        from ..solvers.arrow import arrow_problem
+        from ..solvers.schur_ipm import SchurInteriorPoint
+        from ..transformations.elastic import elastic_phase, violations
+
+        with elastic_phase(self.model, self.constraints):
+            P = arrow_problem(self.model)
+            res = SchurInteriorPoint(P, omega=float(P.m)).solve(*P.start(), *P.parameters(), max_wall_time=time_limit)
+            if not res.ok or res.objective <= tol:
+                return ""
+            P.load(res.s, res.V)
+            worst = sorted(violations(self.model).items(), key=lambda kv: -kv[1])
+        parts = ", ".join(f"{name} by {v:.4g}" for name, v in worst if v > tol)
+        return f"phase 1: the least violation the relaxation admits is {res.objective:.4g} ({parts})"
+
+    def relaxed_objective(self) -> float:
+        if self._objective is None:
+            raise ValueError("no solution yet: call solve() first")
+        return self._objective
+
+    def smallest_kappa_factor(self) -> None:
+        return None  # the diagnosis solves the full Pyomo model (PyomoRound)
+
+
+class PyomoRound(_ModelRound):
+    """The round's Pyomo model on every sample (:func:`build_round_model`), solved by a Pyomo solver."""
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
+                 constraints: list, opt, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared"):
+        self.model = build_round_model(net, X, Y, reduction, relaxation, constraints, eta, mu, loss)
+        self.opt, self.constraints, self.X = opt, constraints, X
 
     def solve(self, time_limit: float, options: dict) -> RoundSolve:
         """One convex solve; a solver exception is a failed round, not a crash (the weights survive)."""
@@ -102,83 +244,8 @@ class PyomoRound:
         return RoundSolve(ok, term.name, term in _INFEASIBLE, term == TerminationCondition.maxTimeLimit,
                           -1 if iterations is None else int(iterations), time.perf_counter() - t0)
 
-    def solution(self) -> Network:
-        return network_from_model(self.model)
-
-    def gaps(self) -> tuple[float, float]:
-        return constraint_gaps(self.model)
-
     def relaxed_objective(self) -> float:
         return float(pyo.value(self.model.regularization.objective))
 
     def smallest_kappa_factor(self) -> float | None:
         return smallest_kappa_factor(self.model, self.constraints, self.opt)
-
-
-def direct_unsupported(relaxation: str, constraints: list, solver_name: str) -> str:
-    """Why :class:`DirectRound` cannot replace :class:`PyomoRound` here ('' when it can)."""
-    if relaxation != "parabolic":
-        return f"it builds the parabolic relaxation only (relaxation={relaxation!r})"
-    if constraints:
-        return "hard constraints are Pyomo constraints"
-    if solver_name != "ipopt_casadi":
-        return f"it runs the embedded Ipopt (solver 'ipopt_casadi'), not {solver_name!r}"
-    return ""
-
-
-class DirectRound:
-    """The parabolic round built directly in CasADi (:class:`~convexnn_pyomo.solvers.casadi_direct.DirectParabolicRound`).
-
-    The same problem as :class:`PyomoRound` with the parabolic relaxation and no hard constraints
-    (tested variable by variable and constraint by constraint, ``tests/test_casadi_direct.py``),
-    built per sample and mapped over the samples, so its build and translation cost does not grow
-    with ``m``.  From ``m >= 1000`` it cuts MUMPS's workspace margin to 5 % (which keeps MUMPS's
-    reservation for m = 10^5 within the machine) and orders by AMD below m = 5,000 (27-30 % less CPU
-    per Ipopt iteration than METIS at m = 1,000-3,000), by QAMD from there on: AMD's ordering time
-    grows as m^2 on this KKT structure (0.29 / 2.06 / 23.5 / 235 s at m = 10^3 / 3 x 10^3 / 10^4 /
-    3 x 10^4, half of the round at 3 x 10^4) while QAMD, which detects the quasi-dense rows of the
-    shared variables, orders m = 3 x 10^4 in 12.8 s and solves the round 2.1x faster
-    (``python benchmarks/scale.py --profile-study``, ``benchmarks/results/scale_profile.csv``).
-    ``solver="schur"`` solves the rounds with :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`
-    instead (the algorithm's ``round_solver``): linear in ``m`` with no ordering, for m >= 10^4.
-    """
-
-    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, eta: float,
-                 mu: tuple[float, float, float], loss="squared", solver: str = "ipopt"):
-        from ..solvers.casadi_direct import DirectParabolicRound
-
-        m = X.shape[0]
-        large = {"mumps_pivot_order": 0 if m < 5000 else 6, "mumps_mem_percent": 5} if m >= 1000 else {}
-        self.round = DirectParabolicRound(net, X, Y, reduction=reduction, eta=eta, mu=mu, loss=loss,
-                                          ipopt_options=large, solver=solver)
-        self.model = None  # no Pyomo model: use backend="pyomo" to keep one
-
-    @property
-    def eta(self) -> float:
-        return self.round.eta
-
-    def exactness_weights(self, reference: Network, fp: ForwardPass) -> dict:
-        return self.round.exactness_weights(reference, fp=fp)
-
-    def recentre(self, reference: Network, eta: float, fp: ForwardPass, **mu_weights) -> None:
-        self.round.recentre(reference, eta, fp=fp, **mu_weights)
-
-    def solve(self, time_limit: float, options: dict) -> RoundSolve:
-        from ..solvers.base import map_status
-        from ..solvers.casadi_ipopt import IPOPT_STATUS
-
-        d = self.round.solve(time_limit=time_limit, options=options)
-        term = map_status(IPOPT_STATUS, d["return_status"])[0]  # the same names as the Pyomo path's
-        return RoundSolve(d["ok"], term.name, d["infeasible"], d["time_limit"], d["iterations"], d["seconds"])
-
-    def solution(self) -> Network:
-        return self.round.solution()
-
-    def gaps(self) -> tuple[float, float]:
-        return self.round.gaps()
-
-    def relaxed_objective(self) -> float:
-        return self.round.relaxed_objective()
-
-    def smallest_kappa_factor(self) -> None:
-        return None  # no hard constraints on this path

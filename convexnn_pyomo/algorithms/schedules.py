@@ -41,6 +41,21 @@ class RoundOutcome:
     initial_loss: float
 
 
+def _mu_triple(v):
+    """``None`` or three positive numbers ``(mu_z, mu_p, mu_q)``."""
+    if v is None:
+        return None
+    try:
+        mu = tuple(float(a) for a in v)
+    except TypeError:
+        mu = (v,)
+    except ValueError:
+        mu = ()
+    if len(mu) != 3 or any(not (isinstance(a, float) and math.isfinite(a) and a > 0) for a in mu):
+        raise ValueError(f"mu must be three positive numbers (mu_z, mu_p, mu_q), got {v!r}")
+    return mu
+
+
 def _positive(name: str, value) -> float:
     v = float(value)
     if not (math.isfinite(v) and v > 0):
@@ -58,7 +73,11 @@ class Schedule:
     def __init__(self, eta: float, eta_floor: float, mu: tuple[float, float, float] | None):
         self.eta = _positive("eta", eta)
         self.eta_floor = _positive("eta floor", eta_floor)
-        self.mu = mu
+        self.mu = _mu_triple(mu)
+        self._stalls = 0
+
+    def reset(self) -> None:
+        """Forget what an earlier run left (a schedule instance can serve several runs)."""
         self._stalls = 0
 
     # -- regularizer -------------------------------------------------------------------------
@@ -155,7 +174,8 @@ SCHEDULES: dict[str, type[Schedule]] = {"paper": PaperSchedule, "adaptive": Adap
 
 
 def get_schedule(name: str | Schedule, **options) -> Schedule:
-    """A schedule by name (``paper``, ``adaptive``; ``default`` = ``adaptive``) with its options."""
+    """A schedule by name (``paper``, ``adaptive``; ``default`` = ``adaptive``) with its options, or a
+    configured :class:`Schedule` as it is."""
     if isinstance(name, Schedule):
         return name
     if name not in SCHEDULES:

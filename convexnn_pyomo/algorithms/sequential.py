@@ -13,36 +13,24 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import pandas as pd
-from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..constraints import as_hard_constraints
 from ..losses import get_loss
 from ..network import Network, check_data
-from ..solvers.registry import default_nlp_solver, require_solver
 from .progress import RoundPrinter
-from .rounds import IPOPT_DEFAULTS, DirectRound, PyomoRound, RoundSolve, direct_unsupported
+from ..solvers.arrow import NotSeparableError
+from .round_solvers import PyomoRounds, get_round_solver
+from .rounds import IPOPT_DEFAULTS, RoundProblem, RoundSolve
 from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
-from .schedules import RoundOutcome, Schedule, get_schedule
+from .schedules import RoundOutcome, get_schedule
 from .steps import Evaluator
 
-__all__ = ["SequentialRelaxation", "IPOPT_DEFAULTS"]
-
-
-def _mu_triple(v):
-    if v is None:
-        return None
-    try:
-        mu = tuple(float(a) for a in v)
-    except TypeError:
-        mu = (v,)
-    except ValueError:
-        mu = ()
-    if len(mu) != 3 or any(not (isinstance(a, float) and math.isfinite(a) and a > 0) for a in mu):
-        raise ValueError(f"mu must be three positive numbers (mu_z, mu_p, mu_q), got {v!r}")
-    return mu
+__all__ = ["SequentialRelaxation"]
 
 
 def _optional_positive(v):
@@ -87,69 +75,71 @@ class SequentialRelaxation:
     """
 
     CONFIG = ConfigDict("convexnn.sequential")
-    CONFIG.declare("schedule", ConfigValue(default="adaptive", description="'adaptive' (alias 'default'), 'paper' or a Schedule"))
+    CONFIG.declare("schedule", ConfigValue(default="adaptive", domain=get_schedule,
+                                           description="'adaptive' (alias 'default'), 'paper' or a configured Schedule",
+                                           doc="e.g. AdaptiveSchedule(eta=4, rel_tol=1e-5) or PaperSchedule(eta=100): "
+                                               "eta, mu and the stop rule belong to the schedule"))
+    CONFIG.declare("round_solver", ConfigValue(default="auto",
+                                               description="'auto', 'schur', 'pyomo', a Pyomo solver name, or a "
+                                                           "configured RoundSolver",
+                                               doc="auto: SchurRounds (ShardedRounds with shards > 1); the solver's "
+                                                   "options, time limit per round and relaxation belong to it "
+                                                   "(convexnn_pyomo.algorithms.round_solvers)"))
     CONFIG.declare("rounds", ConfigValue(default=300, domain=PositiveInt, description="maximum number of convex solves"))
-    CONFIG.declare("eta", ConfigValue(default=None, domain=_optional_positive,
-                                      description="paper: the fixed eta (100); adaptive: the initial safety factor (2)"))
-    CONFIG.declare("epsilon", ConfigValue(default=None, domain=_optional_positive,
-                                          description="paper: absolute stop tolerance (1e-7); adaptive: rel_tol (1e-4)"))
-    CONFIG.declare("patience", ConfigValue(default=5, domain=PositiveInt,
-                                           description="adaptive: exact rounds in a row below rel_tol before stopping"))
-    CONFIG.declare("loss_fraction", ConfigValue(default=1e-5, domain=PositiveFloat,
-                                                description="adaptive: stop when loss <= loss_fraction * initial loss"))
-    CONFIG.declare("mu", ConfigValue(default=None, domain=_mu_triple,
-                                     description="(mu_z, mu_p, mu_q) for every layer; default: the schedule's"))
     CONFIG.declare("loss", ConfigValue(default="squared", domain=get_loss,
                                        description="'squared', 'logistic', 'softmax' or a convexnn_pyomo.losses.Loss"))
-    CONFIG.declare("relaxation", ConfigValue(default="parabolic", domain=str,
-                                             description="relaxation of each round: 'parabolic' or 'mccormick'"))
     CONFIG.declare("hard_constraints", ConfigValue(default=None, description="HardConstraint(s) or callable(model)"))
-    CONFIG.declare("solver", ConfigValue(default=None, description="solver name (default: default_nlp_solver())"))
-    CONFIG.declare("solver_options", ConfigValue(default=None, domain=dict, description="options for the solver"))
     CONFIG.declare("time_limit", ConfigValue(default=None, domain=_optional_positive, description="seconds for the run"))
-    CONFIG.declare("round_time_limit", ConfigValue(default=120.0, domain=PositiveFloat, description="seconds per solve"))
     CONFIG.declare("target_loss", ConfigValue(default=None, domain=float, description="stop at this true loss"))
+    CONFIG.declare("progress", ConfigValue(default=None, domain=_progress,
+                                           description="True: print a line per round; or callable(row, best_network)"))
+    CONFIG.declare("shards", ConfigValue(default=1, domain=PositiveInt,
+                                         description="data shards of each round; > 1: mpi-sppy PH (ShardedRounds)"))
     CONFIG.declare("constraint_tol", ConfigValue(default=1e-6, domain=PositiveFloat, description="hard-constraint tolerance"))
     CONFIG.declare("exact_tol", ConfigValue(default=1e-4, domain=PositiveFloat,
                                             description="a round is exact when both constraint gaps are at most this"))
     CONFIG.declare("warm_start", ConfigValue(default=0, domain=NonNegativeInt, description="Adam steps before round 1"))
     CONFIG.declare("max_failures", ConfigValue(default=3, domain=PositiveInt, description="failed solves in a row that end the run"))
-    CONFIG.declare("progress", ConfigValue(default=None, domain=_progress,
-                                           description="True: print a line per round; or callable(row, best_network)"))
     CONFIG.declare("keep_model", ConfigValue(default=True, domain=Bool, description="return the Pyomo model in the result"))
-    CONFIG.declare("backend", ConfigValue(default="auto", domain=In(["auto", "pyomo", "direct"]),
-                                          description="round program: 'pyomo' model, 'direct' CasADi, or 'auto'",
-                                          doc="auto: direct when it can (parabolic, no hard constraints, ipopt_casadi), "
-                                              "else the Pyomo model (which result.model then holds)"))
-    CONFIG.declare("round_solver", ConfigValue(default="ipopt", domain=In(["ipopt", "schur"]),
-                                               description="direct rounds: 'ipopt' or 'schur' (SchurInteriorPoint)",
-                                               doc="schur eliminates the samples around a dense Schur complement on "
-                                                   "the weights: linear time and memory in m, for m >= 10^4 "
-                                                   "(docs/results.md); it needs the direct backend"))
-    CONFIG.declare("shards", ConfigValue(default=1, domain=PositiveInt,
-                                         description="data shards of each round; > 1: solved by mpi-sppy PH (.sharded)"))
-    CONFIG.declare("ph_options", ConfigValue(default=None, domain=dict,
-                                             description="with shards > 1: PH options over .sharded.PH_DEFAULTS",
-                                             doc="e.g. {'tol': 1e-5} (both PH residuals), {'warm_rounds': False}"))
+
+    #: options that moved to a configured schedule or round solver (a clear error instead of ConfigDict's)
+    MOVED = {"eta": "schedule", "epsilon": "schedule", "patience": "schedule", "loss_fraction": "schedule",
+             "mu": "schedule", "solver": "round_solver", "solver_options": "round_solver",
+             "relaxation": "round_solver", "round_time_limit": "round_solver", "backend": "round_solver",
+             "ph_options": "round_solver"}
 
     def __init__(self, **kwds):
-        self.config = self.CONFIG(kwds)
+        self.config = self.CONFIG(self._checked(kwds))
+
+    @classmethod
+    def _checked(cls, kwds: dict) -> dict:
+        moved = sorted(set(kwds) & set(cls.MOVED))
+        if moved:
+            hints = {"schedule": "AdaptiveSchedule(eta=..., mu=..., rel_tol=..., patience=..., loss_fraction=...) or "
+                                 "PaperSchedule(eta=..., epsilon=...) as schedule=",
+                     "round_solver": "SchurRounds(time_limit=..., options=...), PyomoRounds(solver=..., options=..., "
+                                     "relaxation=..., time_limit=...) or ShardedRounds(...) as round_solver="}
+            where = sorted({cls.MOVED[k] for k in moved})
+            raise ValueError(f"{', '.join(moved)}: options of the {' and the '.join(where)} now; pass "
+                             + "; ".join(hints[w] for w in where) + " (convexnn_pyomo.algorithms)")
+        return kwds
 
     # -- entry point -------------------------------------------------------------------------------
     def solve(self, net: Network, X, Y, **kwds) -> TrainResult:
         """Train ``net`` (not modified) on ``(X, Y)``; ``kwds`` override this instance's options."""
-        config = self.config(kwds)
+        config = self.config(self._checked(kwds))
         if net.weights is None:
             raise ValueError("the network has no initial weights: call net.init_he(seed) first")
         self.X, self.Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         config.loss.check_targets(self.Y)
-        self.schedule = self._make_schedule(config)
+        self.schedule = config.schedule
+        self.schedule.reset()
         self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol,
                             config.loss)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
-        self.solver_name = config.solver or default_nlp_solver()
-        self.opt = require_solver(self.solver_name)
         self.cfg = config
+        self.rounds = get_round_solver(config.round_solver, config.shards)
+        self.solver_name = self.rounds.solver_name
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)
         net, rows = self._warm_start(net, t_start)
@@ -159,39 +149,23 @@ class SequentialRelaxation:
         self._run(initial_loss)
         return self._result(initial_loss)
 
-    def _make_problem(self, net: Network, config):
-        """The round's convex program: Pyomo (the reference), direct CasADi (the same problem built
-        per sample, for large m) or sharded over mpi-sppy."""
-        args = (net, self.X, self.Y, self.schedule.reduction, config.relaxation, self.ev.constraints)
-        if config.ph_options and config.shards == 1:
-            raise ValueError("ph_options apply to sharded rounds only: give shards > 1 (or drop ph_options)")
-        if config.shards > 1 and config.round_solver != "ipopt":
-            raise ValueError("round_solver='schur' solves direct rounds only, not sharded ones (shards > 1)")
-        if config.shards > 1:
-            from .sharded import ShardedRound
-
-            return ShardedRound(*args, self.solver_name, self.schedule.eta, self.schedule.fixed_mu, config.loss,
-                                shards=config.shards, ph_options=config.ph_options)
-        reason = direct_unsupported(config.relaxation, self.ev.constraints, self.solver_name)
-        if config.backend == "direct" and reason:
-            raise ValueError(f"backend='direct' is not available here: {reason}; use backend='pyomo'")
-        if config.round_solver == "schur" and (config.backend == "pyomo" or reason):
-            raise ValueError("round_solver='schur' solves direct rounds only: "
-                             f"{reason or 'backend is pyomo'}; use round_solver='ipopt'")
-        if config.backend == "pyomo" or reason:
-            return PyomoRound(*args, self.opt, self.schedule.eta, self.schedule.fixed_mu, config.loss)
-        return DirectRound(net, self.X, self.Y, self.schedule.reduction, self.schedule.eta, self.schedule.fixed_mu,
-                           config.loss, solver=config.round_solver)
-
-    @staticmethod
-    def _make_schedule(config) -> Schedule:
-        name = config.schedule
-        if isinstance(name, Schedule):
-            return name
-        if name == "paper":
-            return get_schedule("paper", eta=config.eta, mu=config.mu, epsilon=config.epsilon)
-        return get_schedule(name, eta=config.eta, mu=config.mu, rel_tol=config.epsilon, patience=config.patience,
-                            loss_fraction=config.loss_fraction)
+    def _make_problem(self, net: Network, config) -> RoundProblem:
+        """The round's convex program, built by the round solver.  With ``round_solver="auto"``, a
+        model the structured round cannot derive per sample (a user constraint on one named sample,
+        a product of two samples' outputs) falls back, with a warning, to the Pyomo model on every
+        sample; asked for explicitly, ``"schur"`` raises instead."""
+        args = (net, self.X, self.Y, self.schedule.reduction, self.ev.constraints, self.schedule.eta,
+                self.schedule.fixed_mu, config.loss)
+        try:
+            return self.rounds.build(*args)
+        except NotSeparableError as err:
+            if config.round_solver != "auto":
+                raise
+            warnings.warn(f"the structured round does not apply ({err}); solving the Pyomo model on every "
+                          "sample instead (round_solver='pyomo')", stacklevel=3)
+            self.rounds = PyomoRounds()
+            self.solver_name = self.rounds.solver_name
+            return self.rounds.build(*args)
 
     def _warm_start(self, net: Network, t_start: float) -> tuple[Network, list[dict]]:
         """Optional Adam steps before round 1, recorded as history row 0."""
@@ -241,8 +215,8 @@ class SequentialRelaxation:
     def _round_limits(self) -> tuple[float, dict]:
         """Time limit (seconds) and solver options of the next solve."""
         cfg, st = self.cfg, self.state
-        options = dict(cfg.solver_options or {})  # the round program adds its solver's defaults
-        cap = cfg.round_time_limit
+        options = self.rounds.solve_options()  # the round program adds its solver's defaults
+        cap = self.rounds.config.time_limit
         if cfg.time_limit is not None:  # the run's limit also bounds the solve in progress
             left = cfg.time_limit - (time.perf_counter() - st.t_start)
             # a new cap rebuilds the solver instance (~1 s at m = 100): keep it constant until the
@@ -274,7 +248,9 @@ class SequentialRelaxation:
             self._record(self._row(solve, status=RoundStatus.INFEASIBLE.value))
             st.kappa_factor = self.problem.smallest_kappa_factor()
             hint = "" if st.kappa_factor is None else f"; the smallest kappa_factor the relaxation admits is {st.kappa_factor:.6g}"
-            st.status, st.message = RunStatus.INFEASIBLE, f"the hard constraints admit no point of the relaxation{hint}"
+            evidence = f" ({solve.message})" if solve.message else ""
+            st.status = RunStatus.INFEASIBLE
+            st.message = f"the hard constraints admit no point of the relaxation{evidence}{hint}"
             return True
         if solve.time_limit and cfg.time_limit is not None and time.perf_counter() - st.t_start >= cfg.time_limit:
             self._record(self._row(solve, status=RoundStatus.TIME_LIMIT.value))
@@ -286,7 +262,8 @@ class SequentialRelaxation:
         st.failures += 1
         if st.failures >= cfg.max_failures:
             st.status, st.termination = RunStatus.SOLVER_FAILED, solve.termination
-            st.message = f"{st.failures} failed solves in a row (last: {solve.termination})"
+            why = f": {solve.message}" if solve.message else ""
+            st.message = f"{st.failures} failed solves in a row (last: {solve.termination}{why})"
             return True
         st.eta = self.schedule.after_failure(st.eta)
         self._recentre(st.best)

@@ -8,19 +8,19 @@ constraint ignored, for reference).  Every method's violation is measured by the
 ``violation`` (numpy forward pass of the real network) on the training and the test set.
 
 The unit of work is one method on one (task, seed); each finished unit appends its row to
-``results.csv`` at once, so an interrupted study resumes (machinery in :mod:`.sweep`).
+``results.csv`` at once, so an interrupted study resumes (:func:`constraints_study` describes the
+study to the driver :func:`.sweep.run`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import textwrap
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -38,15 +38,9 @@ from ..constraints import (
 )
 from ..data import load_dataset, load_diabetes, load_wine
 from ..network import Network
-from .sweep import (
-    MIN_RUNS_FOR_INTERVAL,
-    SweepProgress,
-    append_rows,
-    execute,
-    interval_stats,
-    read_rows,
-    write_atomic_csv,
-)
+from . import sweep
+from .imbalance import _round_solver_spec
+from .sweep import MIN_RUNS_FOR_INTERVAL, Study, interval_stats
 
 __all__ = [
     "FEASIBILITY_TOL",
@@ -55,6 +49,7 @@ __all__ = [
     "TASKS",
     "ConstraintsConfig",
     "Task",
+    "constraints_study",
     "format_summary",
     "plot_constraints",
     "run_study",
@@ -146,6 +141,9 @@ class ConstraintsConfig:
     validation_fraction: float = 0.2
     train_size: int | None = None  # None: each task's own
     base_seed: int = 0
+    #: Convex-NN's rounds: ``"auto"`` (the structured round by the Schur interior point), ``"schur"`` or
+    #: ``"pyomo"`` (the Pyomo model by ``solver`` or the default NLP solver); a ``solver`` name implies ``"pyomo"``
+    round_solver: str = "auto"
     solver: str | None = None
     data_path: str | None = None
     extra: dict = field(default_factory=dict)
@@ -169,6 +167,11 @@ class ConstraintsConfig:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if not self.penalty_weights or not self.dual_lrs:
             raise ValueError("the penalty-weight and dual-step grids need at least one value each")
+        self.round_solver_spec()
+
+    def round_solver_spec(self) -> str:
+        """``round_solver`` for :func:`~convexnn_pyomo.training.train`: the ``solver`` name when given."""
+        return _round_solver_spec(self.round_solver, self.solver)
 
 
 def preflight(cfg: ConstraintsConfig) -> None:
@@ -177,9 +180,9 @@ def preflight(cfg: ConstraintsConfig) -> None:
     for name in cfg.tasks:
         task_setup(cfg, TASKS[name], 0)
     if "convexnn" in cfg.methods:
-        from ..solvers import default_nlp_solver, require_solver
+        from ..algorithms import get_round_solver
 
-        require_solver(cfg.solver) if cfg.solver else default_nlp_solver()
+        get_round_solver(cfg.round_solver_spec())  # a Pyomo solver must be available
     needs = {"torch": [m for m in cfg.methods if m != "convexnn"], "cooper": [m for m in cfg.methods if m == "cooper"]}
     for module, users in needs.items():
         if users and importlib.util.find_spec(module) is None:
@@ -278,8 +281,9 @@ def _fit(cfg: ConstraintsConfig, task: Task, method: str, net0: Network, Xtr, yt
         from ..training import train
 
         on_round = (lambda row, best: report(row["round"])) if report else None
-        res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=task.make(), solver=cfg.solver, progress=on_round)
-        return res.network, f"{res.summary()['status']}, {len(res.history)} rounds"
+        res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=task.make(),
+                    round_solver=cfg.round_solver_spec(), progress=on_round)
+        return res.network, f"{res.summary()['status']}, {len(res.history)} rounds by {res.solver}"
     if method == "adam":
         return baselines.train_adam(net0, Xtr, ytr, **adam).network, ""
     if method == "projected":
@@ -323,6 +327,25 @@ def _units(cfg: ConstraintsConfig) -> list[Unit]:
     return [(t, s, m) for s in range(cfg.seeds) for t in cfg.tasks for m in cfg.methods if _applies(TASKS[t], m)]
 
 
+def constraints_study(cfg: ConstraintsConfig) -> Study:
+    """The study as a :class:`.sweep.Study`: (task, seed, method) units (:func:`_units`), rows in
+    ``results.csv``, the figure ``figure.png``; a unit's time is predicted by the finished units of
+    the same task and method, else method.  Raises ``ValueError`` for an invalid ``cfg``."""
+    cfg.validate()
+    return Study(name="constraints", config=cfg, units=_units(cfg), run_unit=partial(_unit_rows, cfg),
+                 columns=RESULT_COLUMNS, key=("task", "seed", "method"), summarize=summarize, figure=_figure,
+                 table=format_summary, rows_file="results.csv", figure_file="figure.png",
+                 preflight=partial(preflight, cfg), warm_up=_warm_up, label=partial(_label, cfg),
+                 eta_keys=lambda unit: [(unit[0], unit[2]), (unit[2],)])
+
+
+def run_study(cfg: ConstraintsConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) the study into ``out``: ``results.csv`` (one row per finished unit, appended
+    at once), then ``summary.csv`` and ``figure.png``; returns the summary.  Nothing is written
+    before :func:`preflight` passes (:func:`.sweep.run` of :func:`constraints_study`)."""
+    return sweep.run(constraints_study(cfg), out, jobs, progress)
+
+
 def _unit_rows(cfg: ConstraintsConfig, unit: Unit, progress) -> list[dict]:
     return [run_unit(cfg, *unit, progress=progress)]
 
@@ -335,53 +358,15 @@ def _warm_up() -> None:
         import torch  # noqa: F401
 
 
-class _Progress(SweepProgress):
-    def __init__(self, cfg: ConstraintsConfig, total: int, todo: list[Unit], jobs: int):
-        self.cfg = cfg
-        super().__init__(total, todo, jobs, desc="constraints")
-
-    def unit_of(self, ev: dict) -> Unit:
-        return (ev["task"], int(ev["seed"]), ev["method"])
-
-    def eta_keys(self, unit: Unit) -> list:
-        return [(unit[0], unit[2]), (unit[2],)]
-
-    def label(self, unit: Unit, round_: int) -> str:
-        task, seed, method = unit
-        text = f"{task} {method} seed {seed + 1}/{self.cfg.seeds}"
-        return text + (f" round {round_}/{self.cfg.rounds}" if method == "convexnn" else "")
+def _label(cfg: ConstraintsConfig, unit: Unit, round_: int) -> str:
+    """A running unit on the bar: its task, method, seed and Convex-NN round."""
+    task, seed, method = unit
+    text = f"{task} {method} seed {seed + 1}/{cfg.seeds}"
+    return text + (f" round {round_}/{cfg.rounds}" if method == "convexnn" else "")
 
 
-def run_study(cfg: ConstraintsConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) the study into ``out``: ``results.csv`` (one row per finished unit, appended
-    at once), then ``summary.csv`` and ``figure.png``; returns the summary.  Nothing is written
-    before :func:`preflight` passes."""
-    preflight(cfg)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list) + "\n")
-    path = out / "results.csv"
-    done = read_rows(path, RESULT_COLUMNS)
-    keys = {(r.task, int(r.seed), r.method) for r in done.itertuples()} if len(done) else set()
-    units = _units(cfg)
-    todo = [u for u in units if u not in keys]
-    bar = _Progress(cfg, len(units), todo, jobs) if progress else None
-    t0 = time.perf_counter()
-    try:
-        for unit, rows in execute(todo, partial(_unit_rows, cfg), jobs, bar, _warm_up):
-            append_rows(path, rows, RESULT_COLUMNS)
-            if bar:
-                bar.finished(unit, rows)
-    finally:
-        if bar:
-            bar.close()
-    results = read_rows(path, RESULT_COLUMNS)
-    summary = summarize(results)
-    write_atomic_csv(summary, out / "summary.csv")
-    plot_constraints(results, out / "figure.png")
-    if progress:
-        print(f"study finished in {time.perf_counter() - t0:.0f} s; wrote {out}/results.csv, summary.csv, figure.png")
-    return summary
+def _figure(results: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
+    plot_constraints(results, path)
 
 
 # -- summary, table, figure ----------------------------------------------------------------------

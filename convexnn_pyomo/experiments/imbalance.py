@@ -5,18 +5,18 @@ set is drawn (``test_per_class`` of each class), the training majority is ``trai
 samples of the rest and the training minority is subsampled to ``rho``.  All methods share the
 network (8-6-6-1 sigmoid) and the He initial weights of the run.  The sweep's unit of work is one
 method on one (rho, run); each finished unit appends its row to ``runs.csv`` at once (a whole
-line, flushed and fsynced) so an interrupted sweep resumes.
+line, flushed and fsynced) so an interrupted sweep resumes (:func:`imbalance_study` describes the
+sweep to the driver :func:`.sweep.run`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -26,15 +26,8 @@ import pandas as pd
 from ..constraints import BalancedMisfitBounds, ClasswiseMisfitBounds
 from ..data import Dataset, load_dataset
 from ..network import Network
-from .sweep import (
-    MIN_RUNS_FOR_INTERVAL,
-    SweepProgress,
-    append_rows,
-    execute,
-    interval_stats,
-    read_rows,
-    write_atomic_csv,
-)
+from . import sweep
+from .sweep import MIN_RUNS_FOR_INTERVAL, Study, interval_stats, read_rows
 
 __all__ = [
     "ALL_METHODS",
@@ -45,6 +38,7 @@ __all__ = [
     "ImbalanceConfig",
     "describe_method",
     "format_summary",
+    "imbalance_study",
     "imbalanced_split",
     "plot_figure2",
     "preflight",
@@ -79,6 +73,8 @@ RUN_COLUMNS = [
 METRICS = ["test_error", "balanced_error", "minority_recall", "train_loss", "constraint_violation", "seconds"]
 RATES = ("test_error", "balanced_error", "minority_recall")
 _ADAM_METHODS = ("proportion", "random", "adam", "smote-adam")
+#: Convex-NN's round solvers a study takes (:attr:`ImbalanceConfig.round_solver`)
+ROUND_SOLVER_NAMES = ("auto", "schur", "pyomo")
 
 
 def describe_method(name: str) -> str:
@@ -108,8 +104,16 @@ class ImbalanceConfig:
     adam_steps: int = 2000
     adam_lr: float = 0.005
     seed: int = 0
+    #: Convex-NN's rounds (:func:`~convexnn_pyomo.algorithms.get_round_solver`): ``"auto"`` (the
+    #: structured round by the Schur interior point), ``"schur"`` or ``"pyomo"`` (the Pyomo model on
+    #: every sample, solved by ``solver`` or the default NLP solver); a ``solver`` name implies ``"pyomo"``
+    round_solver: str = "auto"
     solver: str | None = None
     extra: dict = field(default_factory=dict)
+
+    def round_solver_spec(self) -> str:
+        """``round_solver`` for :func:`~convexnn_pyomo.training.train`: the ``solver`` name when given."""
+        return _round_solver_spec(self.round_solver, self.solver)
 
     def method_names(self) -> list[str]:
         names = list(self.methods)
@@ -135,6 +139,18 @@ class ImbalanceConfig:
                 raise ValueError(f"kappa factors must be positive, got {k}")
         if not self.balanced_bound > 0:
             raise ValueError(f"the balanced bound must be positive, got {self.balanced_bound}")
+        self.round_solver_spec()
+
+
+def _round_solver_spec(round_solver: str, solver: str | None) -> str:
+    """A study's ``round_solver`` (``auto``, ``schur``, ``pyomo``) and ``solver`` (a Pyomo solver
+    name, which implies the Pyomo rounds) as one ``round_solver`` of ``train``."""
+    if round_solver not in ROUND_SOLVER_NAMES:
+        raise ValueError(f"round_solver must be one of {', '.join(ROUND_SOLVER_NAMES)}, got {round_solver!r}")
+    if solver and round_solver == "schur":
+        raise ValueError(f"solver {solver!r} is a Pyomo solver, but round_solver 'schur' is solved by the Schur "
+                         "interior point: drop the solver or use round_solver 'pyomo'")
+    return solver or round_solver
 
 
 def preflight(cfg: ImbalanceConfig) -> None:
@@ -149,12 +165,9 @@ def preflight(cfg: ImbalanceConfig) -> None:
         imbalanced_split(X, y, rho, cfg.train_majority, cfg.test_per_class, np.random.default_rng(0))
     names = cfg.method_names()
     if any(m.startswith("convexnn") for m in names):
-        from ..solvers import default_nlp_solver, require_solver
+        from ..algorithms import get_round_solver
 
-        if cfg.solver:
-            require_solver(cfg.solver)
-        else:
-            default_nlp_solver()
+        get_round_solver(cfg.round_solver_spec())  # a Pyomo solver must be available
     needs = {"torch": [m for m in names if m in _ADAM_METHODS], "imblearn": [m for m in names if m == "smote-adam"]}
     for module, users in needs.items():
         if users and importlib.util.find_spec(module) is None:
@@ -257,7 +270,8 @@ def _fit(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int, 
         cons = ClasswiseMisfitBounds(cfg.kappa_factor_of(method)) if method.startswith("convexnn-constrained") else None
         cons = BalancedMisfitBounds(cfg.balanced_bound) if method == "convexnn-balanced" else cons
         on_round = (lambda row, best: report(row["round"])) if report else None
-        res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, solver=cfg.solver, progress=on_round)
+        res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, round_solver=cfg.round_solver_spec(),
+                    progress=on_round)
         net, status = res.network, str(res.summary()["status"])
     else:
         net, status = _fit_adam(cfg, method, net0, Xtr, ytr, seed), "ok"
@@ -294,11 +308,6 @@ def _violation_of_scores(check: ClasswiseMisfitBounds, scores, y) -> float:
 # -- files ---------------------------------------------------------------------------------------
 
 
-def _append_rows(path: Path, rows: list[dict]) -> None:
-    """Append whole lines and fsync (:func:`.sweep.append_rows`)."""
-    append_rows(path, rows, RUN_COLUMNS)
-
-
 def read_runs(path: Path) -> pd.DataFrame:
     """``runs.csv`` without a possibly torn last line (:func:`.sweep.read_rows`)."""
     return read_rows(path, RUN_COLUMNS)
@@ -309,40 +318,27 @@ def read_runs(path: Path) -> pd.DataFrame:
 Unit = tuple[float, int, str]  # (rho, run, method)
 
 
+def imbalance_study(cfg: ImbalanceConfig) -> Study:
+    """The sweep as a :class:`.sweep.Study`: (rho, run, method) units, run-major (an interrupted
+    sweep has every ratio equally covered), rows in ``runs.csv``, the figure ``figure2.png``; a
+    unit's time is predicted by the finished units of the same method and rho, else method."""
+    names = cfg.method_names()
+    units = [(float(rho), run, m) for run in range(cfg.runs) for rho in cfg.ratios for m in names]
+    return Study(name=f"imbalance {cfg.dataset}", config=cfg, units=units, run_unit=partial(_unit_rows, cfg),
+                 columns=RUN_COLUMNS, key=("rho", "run", "method"), summarize=summarize, figure=_figure,
+                 table=format_summary, rows_file="runs.csv", figure_file="figure2.png",
+                 preflight=partial(preflight, cfg), warm_up=partial(_warm_up, names), label=partial(_label, cfg),
+                 eta_keys=lambda unit: [(unit[2], unit[0]), (unit[2],)])
+
+
 def run_sweep(cfg: ImbalanceConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) the sweep into ``out``; returns the summary table.
+    """Run (or resume) the sweep into ``out``; returns the summary table (:func:`.sweep.run` of
+    :func:`imbalance_study`).
 
     Nothing is written before :func:`preflight` passes.  ``jobs`` worker processes run the
     (rho, run, method) units; ``progress`` shows a bar over the units that names the running ones
     (method, rho, run, Convex-NN round) with an ETA from the measured time of finished units."""
-    preflight(cfg)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list) + "\n")
-    runs_path = out / "runs.csv"
-    done = read_runs(runs_path)
-    done_keys = {(float(r.rho), int(r.run), r.method) for r in done.itertuples()} if len(done) else set()
-    names = cfg.method_names()
-    # run-major: an interrupted sweep has every ratio equally covered
-    todo = [(float(rho), run, m) for run in range(cfg.runs) for rho in cfg.ratios for m in names
-            if (float(rho), run, m) not in done_keys]
-    bar = _SweepProgress(cfg, len(cfg.ratios) * cfg.runs * len(names), todo, jobs) if progress else None
-    t0 = time.perf_counter()
-    try:
-        for unit, rows in _execute(cfg, todo, jobs, bar):
-            _append_rows(runs_path, rows)  # one writer: the parent process
-            if bar:
-                bar.finished(unit, rows)
-    finally:
-        if bar:
-            bar.close()
-    runs = read_runs(runs_path)
-    summary = summarize(runs)
-    write_atomic_csv(summary, out / "summary.csv")
-    plot_figure2(summary, out / "figure2.png", runs=runs)
-    if progress:
-        print(f"sweep finished in {time.perf_counter() - t0:.0f} s; wrote {out}/runs.csv, summary.csv, figure2.png")
-    return summary
+    return sweep.run(imbalance_study(cfg), out, jobs, progress)
 
 
 def _warm_up(names: Sequence[str]) -> None:
@@ -360,31 +356,15 @@ def _unit_rows(cfg: ImbalanceConfig, unit: Unit, progress: Callable[[dict], None
     return run_one(cfg, unit[0], unit[1], [unit[2]], progress=progress)
 
 
-def _execute(cfg: ImbalanceConfig, todo: list[Unit], jobs: int, bar: _SweepProgress | None) -> Iterator[tuple[Unit, list]]:
-    """Yield ``(unit, rows)`` as units finish (:func:`.sweep.execute`)."""
-    names = sorted({unit[2] for unit in todo})
-    return execute(todo, partial(_unit_rows, cfg), jobs, bar, partial(_warm_up, names))
+def _label(cfg: ImbalanceConfig, unit: Unit, round_: int) -> str:
+    """A running unit on the bar: its method, rho, run and Convex-NN round."""
+    rho, run, method = unit
+    text = f"{method} rho={rho:g} run {run + 1}/{cfg.runs}"
+    return text + (f" round {round_}/{cfg.rounds}" if method.startswith("convexnn") else "")
 
 
-class _SweepProgress(SweepProgress):
-    """The bar over (rho, run, method) units: a running unit shows its method, rho, run and
-    Convex-NN round; a unit's time is predicted by the finished units of the same method and rho,
-    else of the method, else of all."""
-
-    def __init__(self, cfg: ImbalanceConfig, total: int, todo: list[Unit], jobs: int):
-        self.cfg = cfg
-        super().__init__(total, todo, jobs, desc=f"imbalance {cfg.dataset}")
-
-    def unit_of(self, ev: dict) -> Unit:
-        return (float(ev["rho"]), int(ev["run"]), ev["method"])
-
-    def eta_keys(self, unit: Unit) -> list:
-        return [(unit[2], unit[0]), (unit[2],)]
-
-    def label(self, unit: Unit, round_: int) -> str:
-        rho, run, method = unit
-        text = f"{method} rho={rho:g} run {run + 1}/{self.cfg.runs}"
-        return text + (f" round {round_}/{self.cfg.rounds}" if method.startswith("convexnn") else "")
+def _figure(runs: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
+    plot_figure2(summary, path, runs=runs)
 
 
 # -- summary, table, figure ----------------------------------------------------------------------

@@ -1,58 +1,64 @@
-r"""An interior-point method for one round's convex problem that eliminates sample by sample.
+r"""An interior-point method for arrow-structured convex programs that eliminates sample by sample.
 
-The round's problem (9) (:class:`~.casadi_direct.DirectParabolicRound`) has *arrow* structure:
-shared variables :math:`s` (weights, biases, :math:`W`; ~10^2 of them) and, for every sample
-:math:`j`, variables :math:`v_j` and rows :math:`g_j(s, v_j)` that touch :math:`s` and
-:math:`v_j` only,
+The problem (:class:`~.arrow.ArrowProblem`, derived from the Pyomo model of a round) has shared
+variables :math:`s` (weights, biases, :math:`W`; ~10^2 of them), per sample :math:`j` variables
+:math:`v_j` and rows :math:`g(s, v_j) \le 0` (or :math:`= 0`) that touch :math:`s` and :math:`v_j`
+only, and a few *linking rows* :math:`a_0(s) + \sum_j a(s, v_j) \le 0` (or :math:`= 0`): sums over
+samples such as the class-wise bounds (19) or demographic parity, and every row on the weights
+alone (:math:`a = 0`):
 
 .. math::
-    \min_{s, v}\ \omega f_0(s) + \omega \sum_j f_j(s, v_j)\quad \text{s.t.}\quad
-    g_0(s) \le 0,\quad g_{E,j}(s, v_j) = 0,\quad g_{I,j}(s, v_j) \le 0 .
+    \min_{s, v}\ \omega f_0(s) + \omega \sum_j f(s, v_j) \quad \text{s.t.}\quad
+    g_{E}(s, v_j) = 0,\ g_{I}(s, v_j) \le 0\ \forall j,\qquad a_E(s, v) = 0,\ a_I(s, v) \le 0 .
 
-It is convex: :math:`f` is convex, the :math:`g_I` are convex ((5a), (5b), (5d), (7)) and the
-:math:`g_E` affine ((2b) of layer 1, (2c) of a linear activation).  The bounds
-:math:`W, X \ge 0` of the Pyomo model are implied by the rows ((5c):
-:math:`W_i \ge \|w_i\|^2`, (5d): :math:`X_j \ge \|x_j\|^2`), so the feasible set, and the
-optimum, are the same without them.
+It is convex (convex :math:`f`, :math:`g_I`, :math:`a_I`; affine :math:`g_E`, :math:`a_E`).
 
 Newton's method on the perturbed KKT conditions with slacks :math:`t` (:math:`g_I + t = 0`,
-:math:`t \circ \lambda = \sigma\mu`) eliminates :math:`t` and :math:`\lambda`,
-:math:`\Delta\lambda = \Sigma(J_I\Delta x + r_I) - T^{-1}r_c`, :math:`\Sigma = T^{-1}\Lambda`, and
-leaves per sample
+:math:`t \circ \lambda = \sigma\mu`) eliminates the per-sample slacks and multipliers,
+:math:`\Delta\lambda = \Sigma(J_I\Delta x + r_I) - T^{-1}r_c`, :math:`\Sigma = T^{-1}\Lambda`.
+The linking rows keep their multipliers :math:`\lambda_L` as unknowns beside :math:`\Delta s`:
+with :math:`D = T_L \Lambda_L^{-1}` (0 on equality rows) their Newton rows read
+:math:`J_L \Delta x - D\,\Delta\lambda_L = -r_L + \Lambda_L^{-1} r_{c,L}`, so the *shared unknown*
+is :math:`\hat s = (\Delta s, \Delta\lambda_L)` and each sample couples to it through
+:math:`A_{v\hat s} = [A_{vs},\ J_{Lv}^T]`.  Per sample the system is
 
 .. math::
     \begin{pmatrix} A_{vv} & J_{Ev}^T\\ J_{Ev} & 0\end{pmatrix}
     \begin{pmatrix}\Delta v_j\\ \Delta y_j\end{pmatrix} =
-    \begin{pmatrix} b_{v} - A_{vs}\Delta s\\ -r_E - J_{Es}\Delta s\end{pmatrix},\qquad
+    \begin{pmatrix} b_{v} - A_{v\hat s}\Delta \hat s\\ -r_E - J_{E\hat s}\Delta \hat s\end{pmatrix},\qquad
     A = \nabla^2\mathcal L + J_I^T\Sigma J_I ,
 
-so with :math:`Y = A_{vv}^{-1}A_{vs}`, :math:`Z = A_{vv}^{-1}J_{Ev}^T`, :math:`P = J_{Ev}Z`,
-:math:`E = J_{Ev}Y - J_{Es}` the shared step solves the dense :math:`n_s \times n_s` system
+computed in factored form: :math:`A_{vv}` is first augmented by :math:`\rho J_{Ev}^T J_{Ev}`
+(:math:`\rho J_E^T` times the equality rows added to the stationarity rows: the same step; a
+variable fixed by an equality and touched only by inactive rows keeps curvature), then
+:math:`A_{vv} = LL^T`, :math:`G = L^{-1}A_{v\hat s}`, :math:`C = L^{-1}J_{Ev}^T`,
+:math:`P = C^TC = L_PL_P^T`, :math:`F = L_P^{-1}(C^TG - J_{E\hat s})`, and each sample adds
+:math:`-G^TG + F^TF` to the dense, symmetric quasi-definite matrix
 
 .. math::
-    \Bigl(A_{ss} - \sum_j \bigl(A_{vs}^T Y - E^T P^{-1} E\bigr)_j\Bigr)\Delta s
-    = b_s - \sum_j \bigl(Y^T b_v - E^T P^{-1} h\bigr)_j,\qquad h = J_{Ev}A_{vv}^{-1}b_v + r_E ,
+    S = \begin{pmatrix} H_0 + \sum_j A_{ss} & J_{Ls}^T\\ J_{Ls} & -D\end{pmatrix}
+        - \sum_j \bigl(G^TG - F^TF\bigr)_j
 
-and :math:`\Delta y_j = P^{-1}(h - E\Delta s)`, :math:`\Delta v_j = A_{vv}^{-1}b_v - Y\Delta s - Z\Delta y_j`.
-It is computed in factored form.  :math:`A_{vv}` is first augmented by
-:math:`\rho J_{Ev}^T J_{Ev}` (and :math:`A_{vs}`, :math:`A_{ss}`, :math:`b` alike: :math:`\rho J_E^T`
-times the equality rows added to the stationarity rows, so the step is unchanged; a variable
-fixed by an equality and touched only by inactive rows keeps curvature).  Then
-:math:`A_{vv} = LL^T`, :math:`G = L^{-1}A_{vs}`, :math:`C = L^{-1}J_{Ev}^T`,
-:math:`P = C^TC = L_PL_P^T`, :math:`F = L_P^{-1}(C^TG - J_{Es})`, and each sample adds
-:math:`A_{ss} - G^TG + F^TF` to the Schur complement.  Near the optimum the active rows have
-:math:`\Sigma \sim 10^9` and these terms cancel to O(1); the factored form keeps every share
-positive semidefinite, where an explicit :math:`A_{vv}^{-1}` left the sum indefinite.
-Work and memory are linear in :math:`m` with no ordering phase: every sample's block is
-factorized alone (batched dense LAPACK on chunks of samples) and the sums over samples are single
-matrix products.  The per-sample blocks are CasADi functions of the same symbols as the Ipopt path
-(:class:`~.casadi_direct._Formulation`), mapped over a chunk of samples.
+(near the optimum the active rows have :math:`\Sigma \sim 10^9` and the :math:`A_{ss}` and
+:math:`G^TG` terms cancel to O(1); the factored form keeps their difference positive
+semidefinite, where an explicit :math:`A_{vv}^{-1}` left it indefinite).  Work and memory are
+linear in :math:`m` with no ordering phase: every sample's block is factorized alone (batched
+dense LAPACK on chunks of samples) and the sums over samples are single matrix products.  The
+per-sample blocks are CasADi functions of the problem's symbols, mapped over a chunk.
+
+Scaling, as Ipopt's ``nlp_scaling_method=gradient-based``: at the start every row (of every
+sample) is multiplied by :math:`\min(1, 100/\|\nabla g_r\|_\infty)` and the objective by
+:math:`\omega = \omega_0 \min(1, 100/\|\omega_0\nabla f\|_\infty)` (the shared gradient per sample),
+:math:`\omega_0` the caller's (``m`` for a mean loss: one sample's terms are O(1)); the tolerances
+apply to the scaled problem.  Raw, unscaled data (features or targets of 10^4) then solve like
+scaled ones.
 
 Steps: Mehrotra's predictor-corrector, one step length for all variables (fraction to the
-boundary 0.995), backtracking on the norm of the perturbed KKT residual.  The objective is scaled
-by :math:`\omega` so that one sample's terms are O(1) (``omega = m`` for a mean loss).  Stops when
-the primal residual, the dual residual (the shared part divided by ``m``) and the average
-complementarity are below ``tol``, like Ipopt's ``tol``.
+boundary 0.995), backtracking on the norm of the perturbed KKT residual.  Stops when the primal
+residual, the dual residual (the shared part divided by ``m``) and the average complementarity
+are below ``tol``, like Ipopt's ``tol``; a wall-time limit is checked every iteration.  When the
+multipliers of rows that stay violated grow past ``infeasible_multiplier`` the round is reported
+``Infeasible_Problem_Detected`` with the row, its violation and its multiplier as evidence.
 """
 
 from __future__ import annotations
@@ -61,67 +67,91 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from pyomo.common.config import ConfigDict, ConfigValue, NonNegativeFloat, PositiveFloat, PositiveInt
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from .casadi_translator import casadi as ca
 
 __all__ = ["SchurInteriorPoint", "SchurResult"]
 
+#: Ipopt's nlp_scaling_max_gradient
+MAX_GRADIENT = 100.0
+
+
+def _dense(outputs: list) -> list:
+    """Every output with all its entries stored (structural zeros too): read as dense arrays."""
+    return [ca.densify(ca.SX(o)) for o in outputs]
+
+
+def _rowmax(J):
+    """Largest absolute entry of every row of ``J`` (SX), as a column."""
+    return ca.vertcat(*[ca.mmax(ca.fabs(J[r, :])) for r in range(J.size1())]) if J.size1() else ca.SX(0, 1)
+
 
 class _SampleFunctions:
-    r"""CasADi functions of one sample (mapped over a chunk) and of the shared rows.
+    r"""CasADi functions of one sample (mapped over a chunk) and of the shared part.
 
-    Per sample, with multipliers ``mult`` of all its rows and ``sig`` (:math:`\Sigma`; the
-    augmentation :math:`\rho` on the equality rows), :math:`\ell = \omega f + \text{mult}^T g`:
+    Every per-sample function takes ``(s, ps, v, pv, omega, d, dL)`` first: the variables,
+    parameters, objective scale and row scales (``d`` of the sample's rows, ``dL`` of the linking
+    rows); with multipliers ``mult`` of the sample's rows and ``lam`` of the linking rows,
+    :math:`\ell = \omega f + \text{mult}^T (d\circ g) + \lambda^T (d_L \circ a)`, and ``sig``
+    (:math:`\Sigma`; the augmentation :math:`\rho` on the equality rows):
 
-    - ``kkt``: :math:`A_{vv}, A_{vs}, \sum_j A_{ss}` (:math:`A = \nabla^2\ell + J^T\,\text{diag(sig)}\,J`),
-      :math:`J_{Ev}, J_{Es}`;
-    - ``resid``: :math:`g`, :math:`\sum_j f`, :math:`\sum_j\nabla_s\ell`, :math:`\nabla_v\ell`;
-    - ``jtv``: :math:`J_v^T w`, :math:`\sum_j J_s^T w`; ``jvp``: :math:`J_s\,\Delta s + J_v\,\Delta v`.
+    - ``kkt``: :math:`A_{vv}, A_{vs}, \sum_j A_{ss}, J_{Ev}, J_{Es}, J_{Lv}, \sum_j J_{Ls}`;
+    - ``resid``: :math:`g`, :math:`\sum_j f`, :math:`\sum_j\nabla_s\ell`, :math:`\nabla_v\ell`, :math:`\sum_j a`;
+    - ``jtv``: :math:`J_v^T w`, :math:`\sum_j J_s^T w`; ``jvp``: :math:`J\Delta x`, :math:`\sum_j J_{L}\Delta x_j`;
+    - ``apply``: the unreduced Newton matrix times a direction (iterative refinement);
+    - ``scale``: unscaled row gradients' largest entries and the objective gradient (scaling).
     """
 
-    def __init__(self, fm):
-        s, ps, v, pv = fm.S.vector(), fm.PS.vector(), fm.V.vector(), fm.PV.vector()
-        ng, eq = fm.G.size, ~fm.inequality_mask(False)
-        mult, sig, w, om = ca.SX.sym("mult", ng), ca.SX.sym("sig", ng), ca.SX.sym("w", ng), ca.SX.sym("omega")
-        ds, dv = ca.SX.sym("ds", s.numel()), ca.SX.sym("dv", v.numel())
-        g, f = fm.g, fm.f
-        ell = om * f + ca.dot(mult, g)
-        js, jv = ca.jacobian(g, s), ca.jacobian(g, v)
+    def __init__(self, P):
+        s, ps, v, pv = P.s, P.ps, P.v, P.pv
+        ns, ng, nL = P.ns, P.ng, P.n_link
+        d, dL, om = ca.SX.sym("d", ng), ca.SX.sym("dL", nL), ca.SX.sym("omega")
+        mult, sig, lam = ca.SX.sym("mult", ng), ca.SX.sym("sig", ng), ca.SX.sym("lam", nL)
+        w, ds, dv = ca.SX.sym("w", ng), ca.SX.sym("ds", ns), ca.SX.sym("dv", P.nv)
+        dm, dlam = ca.SX.sym("dmult", ng), ca.SX.sym("dlam", nL)
+        g, a, f = d * P.g, dL * P.a, P.f
+        ell = om * f + ca.dot(mult, g) + ca.dot(lam, a)
+        js, jv, jls, jlv = ca.jacobian(g, s), ca.jacobian(g, v), ca.jacobian(a, s), ca.jacobian(a, v)
         H, _ = ca.hessian(ell, ca.vertcat(s, v))
-        ns = s.numel()
-        wj = ca.diag(sig)
-        a_vv = H[ns:, ns:] + ca.mtimes(jv.T, ca.mtimes(wj, jv))
-        a_vs = H[ns:, :ns] + ca.mtimes(jv.T, ca.mtimes(wj, js))
-        a_ss = H[:ns, :ns] + ca.mtimes(js.T, ca.mtimes(wj, js))
-        rows_e = [int(i) for i in np.flatnonzero(eq)]
-        ins, shared_ins = [s, ps, v, pv, om], [0, 1, 4]
-        # sparse outputs (their nonzeros only), the sample blocks transposed: the buffers then read
-        # as C-ordered (c, rows, cols) arrays once scattered (see _Scatter)
-        outs = [ca.triu(a_vv), a_vs.T, ca.triu(a_ss), jv[rows_e, :].T, js[rows_e, :].T]
-        self.kkt = ca.Function("sample_kkt", ins + [mult, sig], outs)
-        self.kkt_reduce = (shared_ins, [2])
-        self.resid = ca.Function("sample_resid", ins + [mult], [g, f, ca.gradient(ell, s), ca.gradient(ell, v)])
-        self.resid_reduce = (shared_ins, [1, 2])
-        self.jtv = ca.Function("sample_jtv", ins + [w], [ca.mtimes(jv.T, w), ca.mtimes(js.T, w)])
-        self.jtv_reduce = (shared_ins, [1])
-        self.jvp = ca.Function("sample_jvp", ins + [ds, dv], [ca.mtimes(js, ds) + ca.mtimes(jv, dv)])
-        self.jvp_reduce = (shared_ins + [5], [])
-        # the unreduced Newton matrix times (ds, dv, dmult): for iterative refinement
-        dm = ca.SX.sym("dmult", ng)
         h_ss, h_sv, h_vv = H[:ns, :ns], H[:ns, ns:], H[ns:, ns:]
-        self.apply = ca.Function("sample_apply", ins + [mult, ds, dv, dm], [
-            ca.mtimes(h_ss, ds) + ca.mtimes(h_sv, dv) + ca.mtimes(js.T, dm),
-            ca.mtimes(h_sv.T, ds) + ca.mtimes(h_vv, dv) + ca.mtimes(jv.T, dm), ca.mtimes(js, ds) + ca.mtimes(jv, dv)])
-        self.apply_reduce = (shared_ins + [6], [0])
-        # the shared rows g_0(s) <= 0 and the shared objective f_0(s)
-        mult0, sig0 = ca.SX.sym("mult0", fm.GS.size), ca.SX.sym("sig0", fm.GS.size)
-        ell0 = om * fm.fs + ca.dot(mult0, fm.gs)
-        j0 = ca.jacobian(fm.gs, s)
-        h0 = ca.hessian(ell0, s)[0] + ca.mtimes(j0.T, ca.mtimes(ca.diag(sig0), j0))
-        self.shared = ca.Function("shared", [s, ps, om, mult0, sig0],
-                                  [fm.gs, fm.fs, ca.gradient(ell0, s), ca.densify(h0), ca.densify(j0)])
-        self.equality = eq
+        wj = ca.diag(sig)
+        a_vv = h_vv + ca.mtimes(jv.T, ca.mtimes(wj, jv))
+        a_vs = h_sv.T + ca.mtimes(jv.T, ca.mtimes(wj, js))
+        a_ss = h_ss + ca.mtimes(js.T, ca.mtimes(wj, js))
+        self.equality = np.asarray(P.eq, dtype=bool)
+        rows_e = [int(i) for i in np.flatnonzero(self.equality)]
+        ins, shared = [s, ps, v, pv, om, d, dL], [0, 1, 4, 6]
+        # sparse outputs (their nonzeros only), the sample blocks transposed: the buffers then read
+        # as C-ordered (c, rows, cols) arrays once scattered (see _scatter)
+        self.kkt = ca.Function("sample_kkt", ins + [mult, lam, sig], [
+            ca.triu(a_vv), a_vs.T, ca.triu(a_ss), jv[rows_e, :].T, js[rows_e, :].T, jlv, ca.densify(jls)])
+        self.kkt_reduce = (shared + [8], [2, 6])
+        self.resid = ca.Function("sample_resid", ins + [mult, lam],
+                                 _dense([g, f, ca.gradient(ell, s), ca.gradient(ell, v), a]))
+        self.resid_reduce = (shared + [8], [1, 2, 4])
+        self.jtv = ca.Function("sample_jtv", ins + [w], _dense([ca.mtimes(jv.T, w), ca.mtimes(js.T, w)]))
+        self.jtv_reduce = (shared, [1])
+        self.jvp = ca.Function("sample_jvp", ins + [ds, dv], _dense([
+            ca.mtimes(js, ds) + ca.mtimes(jv, dv), ca.mtimes(jls, ds) + ca.mtimes(jlv, dv)]))
+        self.jvp_reduce = (shared + [7], [1])
+        self.apply = ca.Function("sample_apply", ins + [mult, lam, ds, dv, dm, dlam], _dense([
+            ca.mtimes(h_ss, ds) + ca.mtimes(h_sv, dv) + ca.mtimes(js.T, dm) + ca.mtimes(jls.T, dlam),
+            ca.mtimes(h_sv.T, ds) + ca.mtimes(h_vv, dv) + ca.mtimes(jv.T, dm) + ca.mtimes(jlv.T, dlam),
+            ca.mtimes(js, ds) + ca.mtimes(jv, dv), ca.mtimes(jls, ds) + ca.mtimes(jlv, dv)]))
+        self.apply_reduce = (shared + [8, 9, 12], [0, 3])
+        raw_g, raw_a = P.g, P.a
+        self.scale = ca.Function("sample_scale", ins, _dense([
+            ca.fmax(_rowmax(ca.jacobian(raw_g, s)), _rowmax(ca.jacobian(raw_g, v))),
+            _rowmax(ca.jacobian(raw_a, v)), ca.densify(ca.jacobian(raw_a, s)),
+            ca.mmax(ca.fabs(ca.gradient(f, v))) if P.nv else ca.SX(0), ca.gradient(f, s)]))
+        self.scale_reduce = (shared, [2, 4])
+        # the shared part: a_0(s) and f_0(s)
+        a0 = dL * P.a0
+        ell0 = om * P.fs + ca.dot(lam, a0)
+        self.shared = ca.Function("shared", [s, ps, om, dL, lam], _dense([
+            a0, P.fs, ca.gradient(ell0, s), ca.hessian(ell0, s)[0], ca.jacobian(a0, s)]))
+        self.shared_scale = ca.Function("shared_scale", [s, ps], _dense([ca.jacobian(P.a0, s), ca.gradient(P.fs, s)]))
         self._maps: dict = {}
 
     def mapped(self, name: str, n: int) -> "_Mapped":
@@ -132,7 +162,6 @@ class _SampleFunctions:
             fn = getattr(self, name).map(f"{name}_{n}", "serial", n, reduce_in, reduce_out)
             self._maps[key] = _Mapped(fn, n, reduce_in, reduce_out)
         return self._maps[key]
-
 
 class _Mapped:
     """A mapped Function evaluated on NumPy buffers (no ``DM`` conversion): shared inputs are 1-D,
@@ -173,6 +202,10 @@ def _scatter(nz: np.ndarray, sparsity, shape: tuple, transpose: bool = False, sy
     return out
 
 
+
+
+
+
 @dataclass
 class _Factor:
     """One chunk's eliminated blocks in factored form (see the module docstring)."""
@@ -180,34 +213,55 @@ class _Factor:
     lo: int
     hi: int
     Li: np.ndarray  # (c, nv, nv): L^{-1}, A_vv = L L^T
-    G: np.ndarray  # (c, nv, ns): L^{-1} A_vs
+    G: np.ndarray  # (c, nv, nsh): L^{-1} A_v^ s
     C: np.ndarray  # (c, nv, nE): L^{-1} J_Ev^T
     LPi: np.ndarray  # (c, nE, nE): L_P^{-1}, P = C^T C = L_P L_P^T
-    F: np.ndarray  # (c, nE, ns): L_P^{-1} E, E = C^T G - J_Es
+    F: np.ndarray  # (c, nE, nsh): L_P^{-1} E, E = C^T G - J_E^ s
 
 
-def _cholesky(a: np.ndarray, tries: int = 5) -> np.ndarray:
-    """Batched Cholesky factor of the symmetric ``a``; where roundoff makes a block indefinite,
-    ``100^k eps`` times its largest diagonal entry (``k <= tries``: at most ~2e-6 of it) is added
-    until it factorizes; a block indefinite beyond that raises ``LinAlgError``."""
-    shift = None  # formed only if a block fails: the common case pays one factorization
-    for k in range(tries + 1):
+def _cholesky(a: np.ndarray) -> tuple[np.ndarray, int]:
+    r"""Batched Cholesky factors of the symmetric blocks ``a`` and how many needed an inertia correction.
+
+    A block that does not factorize (found by halving the batch) gets ``100^k eps`` times its
+    largest diagonal entry (roundoff, ``k <= 5``), then, like Ipopt's inertia correction, ``delta I``
+    with ``delta = 1e-4, 1e-3, ...``: the Hessian of the Lagrangian is indefinite where a row is
+    convex only together with others (the pieces of a DC split: :math:`\max(p_1, p_2)` convex, the
+    piece :math:`p_1` not), while those rows' multipliers are not yet near zero.
+    """
+    try:
+        return np.linalg.cholesky(a), 0
+    except np.linalg.LinAlgError:
+        pass
+    if len(a) > 1:
+        half = len(a) // 2
+        (l1, n1), (l2, n2) = _cholesky(a[:half]), _cholesky(a[half:])
+        return np.concatenate([l1, l2]), n1 + n2
+    eye, top = np.eye(a.shape[1]), float(np.abs(np.diagonal(a[0])).max(initial=0.0))
+    shifts = [100.0 ** k * np.finfo(float).eps * top for k in range(1, 6)] + [1e-4 * 10.0 ** k for k in range(17)]
+    for k, shift in enumerate(shifts):
         try:
-            return np.linalg.cholesky(a if k == 0 else a + 100.0 ** k * np.finfo(float).eps * shift)
+            return np.linalg.cholesky(a + shift * eye), int(k >= 5)
         except np.linalg.LinAlgError:
-            shift = np.abs(np.diagonal(a, axis1=1, axis2=2)).max(axis=1)[:, None, None] * np.eye(a.shape[1])
-    raise np.linalg.LinAlgError("a sample block is not positive definite")
+            continue
+    raise np.linalg.LinAlgError("a sample block is not positive definite, even with a shift of 1e12")
 
 
 @dataclass
 class SchurResult:
-    """How a solve ended: ``status`` uses Ipopt's return-status names."""
+    """How a solve ended: ``status`` uses Ipopt's return-status names; ``message`` says why in words
+    (for a failure: the residuals at the end, or the evidence of infeasibility); ``s``, ``V``,
+    ``lam``, ``M``: the last iterate (shared and per-sample variables, linking-row and per-sample
+    multipliers of the *unscaled* rows)."""
 
     status: str
     iterations: int
-    x: np.ndarray
+    s: np.ndarray
+    V: np.ndarray
     objective: float
     seconds: float
+    message: str = ""
+    lam: np.ndarray | None = None
+    M: np.ndarray | None = None
     history: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
 
@@ -215,76 +269,85 @@ class SchurResult:
     def ok(self) -> bool:
         return self.status in ("Solve_Succeeded", "Solved_To_Acceptable_Level")
 
+    @property
+    def infeasible(self) -> bool:
+        return self.status == "Infeasible_Problem_Detected"
+
 
 @dataclass
 class _State:
-    """Primal-dual point: ``s``, ``V`` (nv x m), multipliers ``M`` (ng x m: ``y`` on the equality
-    rows, :math:`\\lambda` on the others), slacks ``T`` (ng x m, 1 on the equality rows, unused),
-    and the shared rows' ``lam0``, ``t0``."""
+    r"""Primal-dual point: ``s``, ``V`` (nv x m), per-sample multipliers ``M`` (ng x m: ``y`` on the
+    equality rows, :math:`\lambda` on the others) and slacks ``T`` (1 on the equality rows, unused),
+    linking multipliers ``lam`` and slacks ``t`` (nL)."""
 
     s: np.ndarray
     V: np.ndarray
     M: np.ndarray
     T: np.ndarray
-    lam0: np.ndarray
-    t0: np.ndarray
+    lam: np.ndarray
+    t: np.ndarray
 
     def plus(self, d: "_State") -> "_State":
-        return _State(self.s + d.s, self.V + d.V, self.M + d.M, self.T + d.T, self.lam0 + d.lam0, self.t0 + d.t0)
+        return _State(self.s + d.s, self.V + d.V, self.M + d.M, self.T + d.T, self.lam + d.lam, self.t + d.t)
 
-    def moved(self, d: "_State", alpha: float, ineq: np.ndarray) -> "_State":
-        T = self.T + alpha * d.T
+    def moved(self, d: "_State", alpha: float, ineq: np.ndarray, ineq_link: np.ndarray) -> "_State":
+        T, t = self.T + alpha * d.T, self.t + alpha * d.t
         T[~ineq] = 1.0
-        return _State(self.s + alpha * d.s, self.V + alpha * d.V, self.M + alpha * d.M, T,
-                      self.lam0 + alpha * d.lam0, self.t0 + alpha * d.t0)
+        t[~ineq_link] = 1.0
+        return _State(self.s + alpha * d.s, self.V + alpha * d.V, self.M + alpha * d.M, T, self.lam + alpha * d.lam, t)
 
 
 @dataclass
 class _Rhs:
-    """Right-hand side of the Newton system: stationarity (``rd_s``, ``rd_v``), equality rows,
-    inequality rows (``rI``, ng x m, zero on the equality rows), shared rows, complementarity."""
+    """Right-hand side of the Newton system: stationarity (``rd_s``, ``rd_v``), the samples' equality
+    rows ``rE``, inequality rows ``rI`` (ng x m, zero on the equality rows), linking rows ``rL``,
+    complementarity ``rc`` (ng x m) and ``rcL`` (zero on equality rows)."""
 
     rd_s: np.ndarray
     rd_v: np.ndarray
     rE: np.ndarray
     rI: np.ndarray
-    rI0: np.ndarray
+    rL: np.ndarray
     rc: np.ndarray
-    rc0: np.ndarray
+    rcL: np.ndarray
 
     def size(self, m: int) -> float:
         """Largest entry, the shared stationarity divided by ``m`` (as the stopping test)."""
         return max(float(np.abs(a).max(initial=0.0)) for a in
-                   (self.rd_s / m, self.rd_v, self.rE, self.rI, self.rI0, self.rc, self.rc0))
+                   (self.rd_s / m, self.rd_v, self.rE, self.rI, self.rL, self.rc, self.rcL))
 
 
 @dataclass
 class _Residual:
     f: float  # the unscaled objective
-    g: np.ndarray  # (ng, m)
-    g0: np.ndarray
+    g: np.ndarray  # (ng, m), scaled rows
+    aL: np.ndarray  # (nL,), scaled linking rows
     rd_s: np.ndarray
     rd_v: np.ndarray
 
 
 class SchurInteriorPoint:
-    """Primal-dual interior point for :class:`~.casadi_direct.DirectParabolicRound`'s problem (module docstring).
+    r"""Primal-dual interior point for an :class:`~.arrow.ArrowProblem` (module docstring).
 
-    ``fm`` is the round's formulation, ``m`` the number of samples, ``omega`` the objective scale.
-    :meth:`solve` takes the start ``x0`` and the parameters ``p`` in the round's layout.
+    ``problem`` gives the symbols; ``omega`` is the caller's objective scale :math:`\\omega_0`.
+    :meth:`solve` takes the start ``(s, V)`` and the parameters ``(ps, pv)`` (``V``, ``pv``: one
+    column per sample) and never raises on a failed solve.
     """
 
     CONFIG = ConfigDict("schur_ipm")
     CONFIG.declare("tol", ConfigValue(default=1e-8, domain=PositiveFloat,
                                       description="primal and complementarity (mean t * lambda) tolerance"))
-    CONFIG.declare("dual_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
+    CONFIG.declare("dual_tol", ConfigValue(default=1e-8, domain=PositiveFloat,
                                            description="dual tolerance, per sample in the scaled objective "
                                                        "(Ipopt's dual infeasibility times omega)"))
     CONFIG.declare("acceptable_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
                                                  description="every residual below this when no step decreases "
                                                              "the KKT residual: Solved_To_Acceptable_Level"))
+    CONFIG.declare("acceptable_dual_tol", ConfigValue(default=1e-4, domain=PositiveFloat,
+                                                      description="dual tolerance of Solved_To_Acceptable_Level"))
     CONFIG.declare("max_iter", ConfigValue(default=200, domain=PositiveInt, description="interior-point iterations"))
-    CONFIG.declare("max_wall_time", ConfigValue(default=None, domain=PositiveFloat, description="seconds for one solve"))
+    CONFIG.declare("max_wall_time", ConfigValue(default=None, domain=PositiveFloat,
+                                                description="seconds for one solve, checked every iteration"))
     CONFIG.declare("chunk_size", ConfigValue(default=4000, domain=PositiveInt,
                                              description="samples per batched elimination (memory of one chunk)"))
     CONFIG.declare("slack_push", ConfigValue(default=1e-2, domain=PositiveFloat,
@@ -294,142 +357,191 @@ class SchurInteriorPoint:
                                                              "and of the Schur complement"))
     CONFIG.declare("augmentation", ConfigValue(default=1.0, domain=NonNegativeFloat,
                                                description="rho of the augmented sample blocks "
-                                                           "A_vv + rho J_Ev^T J_Ev (same step; 0: none)",
-                                               doc="a variable fixed by an equality row and touched only by "
-                                                   "inactive inequalities has almost no curvature in A_vv; "
-                                                   "adding rho J_E^T (J_E dx + r_E) = 0 to the stationarity "
-                                                   "rows keeps A_vv invertible without changing the step"))
+                                                           "A_vv + rho J_Ev^T J_Ev (same step; 0: none)"))
     CONFIG.declare("refinement", ConfigValue(default=3, domain=int,
                                              description="iterative-refinement steps on the unreduced Newton system"))
     CONFIG.declare("centrality", ConfigValue(default=1e-3, domain=PositiveFloat,
                                              description="every t_i lambda_i stays above this times their mean"))
+    CONFIG.declare("scaling", ConfigValue(default=True, domain=Bool,
+                                          description="gradient-based scaling of rows and objective (as Ipopt's)"))
+    CONFIG.declare("mu_init", ConfigValue(default=1.0, domain=NonNegativeFloat,
+                                          description="starting multipliers mu_init / slack (0: all 1)"))
+    CONFIG.declare("warm_start", ConfigValue(default=False, domain=Bool,
+                                             description="start from the multipliers of the last solve"))
+    CONFIG.declare("infeasible_multiplier", ConfigValue(default=1e10, domain=PositiveFloat,
+                                                        description="a violated row whose multiplier exceeds this "
+                                                                    "(scaled problem) reports infeasibility"))
     CONFIG.declare("print_level", ConfigValue(default=0, domain=int, description="0: silent; 1: a line per iteration"))
 
-    def __init__(self, fm, m: int, omega: float, **kwds):
+    def __init__(self, problem, omega: float = 1.0, **kwds):
         self.config = self.CONFIG(kwds)
-        self.fm, self.m, self.omega = fm, int(m), float(omega)
-        self.fn = _SampleFunctions(fm)
+        self.problem, self.m, self.omega0 = problem, int(problem.m), float(omega)
+        self.fn = _SampleFunctions(problem)
         self.ineq = ~self.fn.equality
-        self.ns, self.nv, self.ng, self.ng0 = fm.S.size, fm.V.size, fm.G.size, fm.GS.size
+        self.ineq_link = ~np.asarray(problem.eq_link, dtype=bool)
+        self.ns, self.nv, self.ng, self.nL = problem.ns, problem.nv, problem.ng, problem.n_link
+        self.last: SchurResult | None = None
 
     # -------------------------------------------------------------------------------- evaluation
     def _chunks(self):
         c = self.config.chunk_size
         return [(lo, min(lo + c, self.m)) for lo in range(0, self.m, c)]
 
-    def _call(self, name: str, lo: int, hi: int, st: _State, *extra) -> list[np.ndarray]:
+    def _call(self, name: str, lo: int, hi: int, s: np.ndarray, V: np.ndarray, *extra) -> list[np.ndarray]:
         """``name`` on samples ``lo:hi``; per-sample outputs as ``(k, hi - lo)``, sums 1-D (dense outputs only)."""
         mapped = self.fn.mapped(name, hi - lo)
-        out = mapped(st.s, self.ps, st.V[:, lo:hi], self.pv[:, lo:hi], self.omega, *extra)
+        out = mapped(s, self.ps, V[:, lo:hi], self.pv[:, lo:hi], self.omega, self.d[:, lo:hi], self.dL, *extra)
         return [o if i in mapped.summed else o.T for i, o in enumerate(out)]
 
     def _residual(self, st: _State) -> _Residual:
-        g = np.empty((self.ng, self.m))
-        rd_v = np.empty((self.nv, self.m))
-        f, rd_s = 0.0, np.zeros(self.ns)
+        g, rd_v = np.empty((self.ng, self.m)), np.empty((self.nv, self.m))
+        f, rd_s, aL = 0.0, np.zeros(self.ns), np.zeros(self.nL)
         for lo, hi in self._chunks():
-            g[:, lo:hi], fj, gs, rd_v[:, lo:hi] = self._call("resid", lo, hi, st, st.M[:, lo:hi])
-            f, rd_s = f + float(fj[0]), rd_s + gs
-        g0, f0, grad0, _, _ = self.fn.shared(st.s, self.ps, self.omega, st.lam0, np.zeros(self.ng0))
-        return _Residual(f + float(f0), g, np.asarray(g0).ravel(), rd_s + np.asarray(grad0).ravel(), rd_v)
+            g[:, lo:hi], fj, gs, rd_v[:, lo:hi], aj = self._call("resid", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam)
+            f, rd_s, aL = f + float(fj[0]), rd_s + gs, aL + aj
+        a0, f0, grad0, _, _ = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
+        return _Residual(f + float(f0), g, aL + a0.full().ravel(), rd_s + grad0.full().ravel(), rd_v)
 
     def _norms(self, st: _State, r: _Residual, target: float) -> dict:
         """The parts of the perturbed KKT residual (complementarity against ``target``)."""
-        I = self.ineq
-        comp = np.concatenate([(st.T[I] * st.M[I]).ravel(), st.t0 * st.lam0])
-        prim = np.concatenate([r.g[~I].ravel(), (r.g[I] + st.T[I]).ravel(), r.g0 + st.t0])
+        I, IL = self.ineq, self.ineq_link
+        comp = np.concatenate([(st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]])
+        prim = np.concatenate([r.g[~I].ravel(), (r.g[I] + st.T[I]).ravel(), r.aL[~IL], r.aL[IL] + st.t[IL]])
         dual = np.concatenate([r.rd_s / self.m, r.rd_v.ravel()])
-        return {"primal": prim, "dual": dual, "comp": comp - target, "mu": float(comp.mean()) if comp.size else 0.0}
+        mult = np.concatenate([np.abs(st.M).ravel(), np.abs(st.lam)])
+        s_d = max(1.0, float(mult.mean()) / 100.0) if mult.size else 1.0
+        return {"primal": prim, "dual": dual, "comp": comp - target, "mu": float(comp.mean()) if comp.size else 0.0,
+                "s_d": s_d}
 
     @staticmethod
     def _merit(parts: dict) -> float:
         return float(np.sqrt(sum(float(np.dot(parts[k], parts[k])) for k in ("primal", "dual", "comp"))))
 
+    # -------------------------------------------------------------------------------- scaling
+    def _scale(self, s: np.ndarray, V: np.ndarray) -> None:
+        """Row scales ``d`` (ng x m), ``dL`` and the objective scale ``omega`` at the start (module docstring)."""
+        self.d, self.dL, self.omega = np.ones((self.ng, self.m)), np.ones(self.nL), self.omega0
+        if not self.config.scaling:
+            return
+        row, link_v = np.zeros((self.ng, self.m)), np.zeros(self.nL)
+        j0, grad0 = (a.full() for a in self.fn.shared_scale(s, self.ps))
+        link_s, grad_s, grad_v = j0.reshape(self.nL, self.ns), grad0.ravel(), 0.0
+        for lo, hi in self._chunks():
+            r, lv, ls, gv, gs = self._call("scale", lo, hi, s, V)
+            row[:, lo:hi] = r
+            link_v = np.maximum(link_v, lv.max(axis=1, initial=0.0))
+            link_s, grad_s = link_s + ls.reshape(self.nL, self.ns, order="F"), grad_s + gs
+            grad_v = max(grad_v, float(gv.max(initial=0.0)))
+        self.d = np.minimum(1.0, MAX_GRADIENT / np.maximum(row, 1e-300))
+        self.dL = np.minimum(1.0, MAX_GRADIENT / np.maximum(np.maximum(link_v, np.abs(link_s).max(axis=1, initial=0.0)),
+                                                            1e-300))
+        top = self.omega0 * max(grad_v, float(np.abs(grad_s).max(initial=0.0)) / self.m)
+        self.omega = self.omega0 * min(1.0, MAX_GRADIENT / top) if top > 0 else self.omega0
+
     # -------------------------------------------------------------------------------- the Newton system
     def _factor(self, st: _State) -> tuple[list[_Factor], np.ndarray]:
         """Every sample block eliminated; returns the chunks' factors and the Schur complement ``S``."""
-        ns, nv, delta = self.ns, self.nv, self.config.regularization
+        ns, nv, nL, delta = self.ns, self.nv, self.nL, self.config.regularization
         sig = np.where(self.ineq[:, None], st.M / st.T, self.config.augmentation)  # rho on the equality rows
-        _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, st.lam0, np.zeros(self.ng0))
-        self._h0, self._j0 = np.asarray(h0), np.asarray(j0)
-        S, factors = self._h0 + self._j0.T @ (self._j0 * (st.lam0 / st.t0)[:, None]), []
+        _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
+        self._h0, self._j0 = h0.full(), j0.full().reshape(nL, ns)
+        S, JL, factors = np.zeros((ns + nL, ns + nL)), self._j0.copy(), []
+        self._corrected = 0
+        S[:ns, :ns] = self._h0
+        sp, nE = self.fn.kkt.sparsity_out, int(self.fn.equality.sum())
         for lo, hi in self._chunks():
+            a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
+                "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
+            a_vv, a_vs, j_ev, j_es, j_lv = (a.T for a in (a_vv, a_vs, j_ev, j_es, j_lv))  # (c, nnz)
             c = hi - lo
-            mapped = self.fn.mapped("kkt", c)
-            a_vv, a_vs, a_ss, j_ev, j_es = mapped(st.s, self.ps, st.V[:, lo:hi], self.pv[:, lo:hi], self.omega,
-                                                  st.M[:, lo:hi], sig[:, lo:hi])
-            sp, nE = self.fn.kkt.sparsity_out, int(self.fn.equality.sum())
             avv = _scatter(a_vv, sp(0), (nv, nv), symmetric=True) + delta * np.eye(nv)
-            avs = _scatter(a_vs, sp(1), (nv, ns), transpose=True)
-            jev, jes = _scatter(j_ev, sp(3), (nE, nv), transpose=True), _scatter(j_es, sp(4), (nE, ns), transpose=True)
-            S += _scatter(a_ss, sp(2), (ns, ns), symmetric=True)
-            Li = np.linalg.inv(_cholesky(avv))
+            avs = np.concatenate([_scatter(a_vs, sp(1), (nv, ns), transpose=True),
+                                  _scatter(j_lv, sp(5), (nv, nL), transpose=True)], axis=2)
+            jev = _scatter(j_ev, sp(3), (nE, nv), transpose=True)
+            jes = np.concatenate([_scatter(j_es, sp(4), (nE, ns), transpose=True), np.zeros((c, nE, nL))], axis=2)
+            S[:ns, :ns] += _scatter(a_ss, sp(2), (ns, ns), symmetric=True)
+            JL += j_ls.reshape(nL, ns, order="F")
+            L, fixed = _cholesky(avv)
+            self._corrected += fixed
+            Li = np.linalg.inv(L)
             G, C = Li @ avs, Li @ jev.transpose(0, 2, 1)
-            LPi = np.linalg.inv(_cholesky(C.transpose(0, 2, 1) @ C))
-            F = LPi @ (C.transpose(0, 2, 1) @ G - jes)
-            S -= G.reshape(-1, ns).T @ G.reshape(-1, ns)  # each sample's part as -G^T G + F^T F: stays PSD
-            S += F.reshape(-1, ns).T @ F.reshape(-1, ns)
+            if nE:
+                LPi = np.linalg.inv(_cholesky(C.transpose(0, 2, 1) @ C)[0])
+                F = LPi @ (C.transpose(0, 2, 1) @ G - jes)
+            else:
+                LPi, F = np.zeros((c, 0, 0)), np.zeros((c, 0, ns + nL))
+            S -= G.reshape(-1, ns + nL).T @ G.reshape(-1, ns + nL)  # each sample's -G^T G + F^T F
+            S += F.reshape(-1, ns + nL).T @ F.reshape(-1, ns + nL)
             factors.append(_Factor(lo, hi, Li, G, C, LPi, F))
-        S = 0.5 * (S + S.T) + delta * np.eye(ns)
+        S[:ns, ns:] += JL.T
+        S[ns:, :ns] += JL
+        S = 0.5 * (S + S.T)
+        S[ns:, ns:] -= np.diag(np.where(self.ineq_link, st.t / np.where(self.ineq_link, st.lam, 1.0), 0.0) + delta)
+        S[:ns, :ns] += delta * np.eye(ns)
+        self._JL = JL
         return factors, S
 
-    def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rc0: np.ndarray) -> _Rhs:
-        """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc``, ``rc0``."""
-        I = self.ineq[:, None]
-        return _Rhs(r.rd_s, r.rd_v, r.g[~self.ineq], np.where(I, r.g + st.T, 0.0), r.g0 + st.t0,
-                    np.where(I, rc, 0.0), rc0)
+    def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
+        """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc``, ``rcL``."""
+        I, IL = self.ineq[:, None], self.ineq_link
+        return _Rhs(r.rd_s, r.rd_v, r.g[~self.ineq], np.where(I, r.g + st.T, 0.0), np.where(IL, r.aL + st.t, r.aL),
+                    np.where(I, rc, 0.0), np.where(IL, rcL, 0.0))
 
     def _direction(self, st: _State, rhs: _Rhs, factors: list[_Factor], S: np.ndarray) -> _State:
         """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination."""
-        I = self.ineq
+        I, IL, ns = self.ineq, self.ineq_link, self.ns
         w = np.where(I[:, None], (st.M * rhs.rI - rhs.rc) / st.T, 0.0)
         w[~I] = self.config.augmentation * rhs.rE  # rho J_E^T r_E: the augmented rows' right-hand side
-        w0 = (st.lam0 * rhs.rI0 - rhs.rc0) / st.t0
-        b_v = np.empty((self.nv, self.m))
-        b_s = -(rhs.rd_s + self._j0.T @ w0)
+        b_v, b_s = np.empty((self.nv, self.m)), -rhs.rd_s.copy()
         for lo, hi in self._chunks():
-            jv_w, js_w = self._call("jtv", lo, hi, st, w[:, lo:hi])
+            jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w[:, lo:hi])
             b_v[:, lo:hi] = -(rhs.rd_v[:, lo:hi] + jv_w)
             b_s -= js_w
-        rhs_s, parts = b_s.copy(), []
+        lam = np.where(IL, st.lam, 1.0)
+        rhs_hat, parts = np.concatenate([b_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)]), []
         for fc in factors:
             u = fc.Li @ b_v[:, fc.lo:fc.hi].T[:, :, None]  # (c, nv, 1)
             k = fc.LPi @ (fc.C.transpose(0, 2, 1) @ u + rhs.rE[:, fc.lo:fc.hi].T[:, :, None])
-            rhs_s -= fc.G.reshape(-1, self.ns).T @ u.ravel() - fc.F.reshape(-1, self.ns).T @ k.ravel()
+            nsh = ns + self.nL
+            rhs_hat -= fc.G.reshape(-1, nsh).T @ u.ravel() - fc.F.reshape(-1, nsh).T @ k.ravel()
             parts.append((u, k))
-        ds = np.linalg.solve(S, rhs_s)
+        dh = np.linalg.solve(S, rhs_hat)
         dV, dM, dT = np.empty((self.nv, self.m)), np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))
         for fc, (u, k) in zip(factors, parts):
-            dy = fc.LPi.transpose(0, 2, 1) @ (k - fc.F @ ds[:, None])
-            dV[:, fc.lo:fc.hi] = (fc.Li.transpose(0, 2, 1) @ (u - fc.G @ ds[:, None] - fc.C @ dy))[:, :, 0].T
+            dy = fc.LPi.transpose(0, 2, 1) @ (k - fc.F @ dh[:, None])
+            dV[:, fc.lo:fc.hi] = (fc.Li.transpose(0, 2, 1) @ (u - fc.G @ dh[:, None] - fc.C @ dy))[:, :, 0].T
             dM[~I, fc.lo:fc.hi] = dy[:, :, 0].T
+        jl_dx = self._j0 @ dh[:ns]
         for lo, hi in self._chunks():
-            jdx = self._call("jvp", lo, hi, st, ds, dV[:, lo:hi])[0]
+            jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dV[:, lo:hi])
             dT[I, lo:hi] = -rhs.rI[I, lo:hi] - jdx[I]
+            jl_dx += jl
         dM[I] = -(rhs.rc[I] + st.M[I] * dT[I]) / st.T[I]
-        dt0 = -rhs.rI0 - self._j0 @ ds
-        return _State(ds, dV, dM, dT, -(rhs.rc0 + st.lam0 * dt0) / st.t0, dt0)
+        dt = np.where(IL, -rhs.rL - jl_dx, 0.0)
+        return _State(dh[:ns], dV, dM, dT, dh[ns:], dt)
 
     def _remainder(self, st: _State, d: _State, rhs: _Rhs) -> _Rhs:
         """``K d + rhs``: what ``d`` leaves of the Newton system (exact products, for refinement)."""
-        I = self.ineq
+        I, IL = self.ineq, self.ineq_link
         rd_v, jdx, rd_s = np.empty((self.nv, self.m)), np.empty((self.ng, self.m)), rhs.rd_s.copy()
+        jl_dx = self._j0 @ d.s
         for lo, hi in self._chunks():
-            a_s, a_v, jd = self._call("apply", lo, hi, st, st.M[:, lo:hi], d.s, d.V[:, lo:hi], d.M[:, lo:hi])
-            rd_s += a_s
+            a_s, a_v, jd, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
+                                          d.M[:, lo:hi], d.lam)
+            rd_s, jl_dx = rd_s + a_s, jl_dx + jl
             rd_v[:, lo:hi], jdx[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi], jd
-        rd_s += self._h0 @ d.s + self._j0.T @ d.lam0
+        rd_s += self._h0 @ d.s + self._j0.T @ d.lam
         return _Rhs(rd_s, rd_v, jdx[~I] + rhs.rE, np.where(I[:, None], jdx + d.T + rhs.rI, 0.0),
-                    self._j0 @ d.s + d.t0 + rhs.rI0,
+                    jl_dx + np.where(IL, d.t, 0.0) + rhs.rL,
                     np.where(I[:, None], st.M * d.T + st.T * d.M + rhs.rc, 0.0),
-                    st.lam0 * d.t0 + st.t0 * d.lam0 + rhs.rc0)
+                    np.where(IL, st.lam * d.t + st.t * d.lam + rhs.rcL, 0.0))
 
     def _solve(self, st: _State, rhs: _Rhs, factors: list[_Factor], S: np.ndarray, refine: bool = True) -> _State:
         """:meth:`_direction` with iterative refinement on the unreduced system (``refinement`` steps at
         most, while what is left exceeds ``1e-9`` of the right-hand side)."""
         d = self._direction(st, rhs, factors, S)
         size = rhs.size(self.m)
-        for _ in range(self.config.refinement if refine else 0):
+        for _ in range(self.config.refinement if refine and not self._corrected else 0):
             rem = self._remainder(st, d, rhs)
             if rem.size(self.m) <= 1e-9 * size:
                 break
@@ -437,63 +549,78 @@ class SchurInteriorPoint:
         return d
 
     # -------------------------------------------------------------------------------- the iteration
-    def _start(self, x0: np.ndarray) -> _State:
-        """``x0`` with slacks pushed inside (at least ``slack_push * max(1, |g|)``), multipliers 1 and 0 (equalities)."""
-        s = x0[:self.ns].copy()
-        V = x0[self.ns:self.ns + self.nv * self.m].reshape(self.nv, self.m, order="F").copy()
-        st = _State(s, V, np.zeros((self.ng, self.m)), np.ones((self.ng, self.m)), np.ones(self.ng0), np.ones(self.ng0))
+    def _start(self, s: np.ndarray, V: np.ndarray) -> _State:
+        """Slacks pushed inside (at least ``slack_push * max(1, |g|)``); multipliers 1 on the inequality
+        rows, 0 on the equality rows, or the last solve's (``warm_start``) where they are positive."""
+        I, IL, push = self.ineq[:, None], self.ineq_link, self.config.slack_push
+        st = _State(s, V, np.zeros((self.ng, self.m)), np.ones((self.ng, self.m)), np.zeros(self.nL), np.ones(self.nL))
         r = self._residual(st)
-        push = self.config.slack_push
-        st.T = np.where(self.ineq[:, None], np.maximum(-r.g, push * np.maximum(1.0, np.abs(r.g))), 1.0)
-        st.M = np.where(self.ineq[:, None], np.ones((1, self.m)), 0.0)
-        st.t0 = np.maximum(-r.g0, push * np.maximum(1.0, np.abs(r.g0)))
+        st.T = np.where(I, np.maximum(-r.g, push * np.maximum(1.0, np.abs(r.g))), 1.0)
+        st.t = np.where(IL, np.maximum(-r.aL, push * np.maximum(1.0, np.abs(r.aL))), 1.0)
+        mu0 = self.config.mu_init  # on the central path t * lambda = mu0: rows far from active start near 0
+        st.M = np.where(I, mu0 / st.T if mu0 else np.ones_like(st.T), 0.0)
+        st.lam = np.where(IL, mu0 / st.t if mu0 else np.ones_like(st.t), 0.0)
+        last = self.last
+        if self.config.warm_start and last is not None and last.M is not None and last.M.shape == st.M.shape:
+            st.M = np.where(I, np.clip(last.M / self.d, 1e-2, 1e2), last.M / self.d)
+            st.lam = np.where(IL, np.clip(last.lam / self.dL, 1e-2, 1e2), last.lam / self.dL)
         return st
 
     def _max_step(self, st: _State, d: _State, tau: float) -> float:
-        I = self.ineq
+        I, IL = self.ineq, self.ineq_link
         ratios = [np.ones(1)]
-        for v, dv in ((st.T[I], d.T[I]), (st.M[I], d.M[I]), (st.t0, d.t0), (st.lam0, d.lam0)):
+        for v, dv in ((st.T[I], d.T[I]), (st.M[I], d.M[I]), (st.t[IL], d.t[IL]), (st.lam[IL], d.lam[IL])):
             neg = dv < 0
             ratios.append(-tau * v[neg] / dv[neg])
         return float(min(r.min() for r in ratios if r.size))
 
     def _products(self, st: _State) -> np.ndarray:
-        return np.concatenate([(st.T[self.ineq] * st.M[self.ineq]).ravel(), st.t0 * st.lam0])
+        return np.concatenate([(st.T[self.ineq] * st.M[self.ineq]).ravel(), st.t[self.ineq_link] * st.lam[self.ineq_link]])
 
     def _spread(self, st: _State) -> float:
         """``min(t * lambda) / mean(t * lambda)``: how central the point is (1: perfectly)."""
         c = self._products(st)
-        return float(c.min() / c.mean()) if c.size else 1.0
+        return float(c.min() / c.mean()) if c.size and c.mean() > 0 else 1.0
 
     def _centred_step(self, st: _State, d: _State, alpha: float, gamma: float) -> float:
-        r"""The longest of ``alpha, alpha/2, ...`` whose point stays in the neighbourhood
+        r"""The longest of ``alpha, 0.9 alpha, ...`` whose point stays in the neighbourhood
         :math:`t_i\lambda_i \ge \gamma\,\overline{t\lambda}` (slacks far below the average
         complementarity make :math:`\Sigma` too large for an accurate elimination)."""
         for _ in range(200):
-            if self._spread(st.moved(d, alpha, self.ineq)) >= gamma:
+            if self._spread(st.moved(d, alpha, self.ineq, self.ineq_link)) >= gamma:
                 break
             alpha *= 0.9
         return alpha
 
     def _converged(self, parts: dict, acceptable: bool = False) -> bool:
+        r"""Ipopt's test: primal residual, complementarity and the dual residual divided by
+        :math:`s_d = \max(1, \overline{|\lambda|} / 100)` (large multipliers loosen it) below the tolerances;
+        ``acceptable`` (at the precision floor): ``acceptable_tol`` and ``acceptable_dual_tol``."""
         cfg = self.config
-        tol, dual_tol = (cfg.acceptable_tol, cfg.acceptable_tol) if acceptable else (cfg.tol, cfg.dual_tol)
+        tol, dual_tol = (cfg.acceptable_tol, cfg.acceptable_dual_tol) if acceptable else (cfg.tol, cfg.dual_tol)
         return (np.abs(parts["primal"]).max(initial=0) <= tol and parts["mu"] <= tol
-                and np.abs(parts["dual"]).max(initial=0) <= dual_tol)
+                and np.abs(parts["dual"]).max(initial=0) <= dual_tol * parts["s_d"])
 
-    def solve(self, x0: np.ndarray, p: np.ndarray, max_wall_time: float | None = None) -> SchurResult:
-        """Solve from ``x0`` (the round's ``x`` layout) at parameters ``p``; never raises on a failed solve."""
+    def solve(self, s0: np.ndarray, V0: np.ndarray, ps: np.ndarray, pv: np.ndarray,
+              max_wall_time: float | None = None) -> SchurResult:
+        """Solve from ``(s0, V0)`` at parameters ``(ps, pv)``; never raises on a failed solve."""
         t_start, cfg = time.perf_counter(), self.config
         limit = max_wall_time if max_wall_time is not None else cfg.max_wall_time
-        nps = self.fm.PS.size
-        self.ps, self.pv = p[:nps], p[nps:].reshape(self.fm.PV.size, self.m, order="F")
+        self.ps, self.pv = np.asarray(ps, float), np.asarray(pv, float).reshape(-1, self.m)
         timings = {"factor": 0.0, "direction": 0.0, "residual": 0.0}
-        st = self._start(np.asarray(x0, float))
+        s0, V0 = np.asarray(s0, float), np.asarray(V0, float).reshape(self.nv, self.m)
+        self._scale(s0, V0)
+        st = self._start(s0.copy(), V0.copy())
         r = self._residual(st)
-        parts, history, status, it = self._norms(st, r, 0.0), [], "Maximum_Iterations_Exceeded", 0
+        parts, history, status, message = self._norms(st, r, 0.0), [], "Maximum_Iterations_Exceeded", ""
+        stalls = 0
         for it in range(cfg.max_iter + 1):
             if self._converged(parts):
                 status = "Solve_Succeeded"
+                break
+            evidence = self._infeasibility(st, r)
+            if evidence:
+                status, message = "Infeasible_Problem_Detected", evidence
                 break
             if it == cfg.max_iter:
                 break
@@ -503,19 +630,49 @@ class SchurInteriorPoint:
             try:
                 st, r, parts, row = self._iterate(st, r, parts, timings)
             except np.linalg.LinAlgError as err:
-                status = f"error: singular Newton system ({err})"
+                status = "Error_In_Step_Computation"
+                message = f"singular Newton system ({err})"
                 break
             history.append(row)
             if cfg.print_level:
                 print(f"schur-ipm {it + 1:3d}  f {r.f:.8e}  primal {row['primal']:.1e}  dual {row['dual']:.1e}  "
                       f"mu {row['mu']:.1e}  alpha {row['alpha']:.3f}  {time.perf_counter() - t_start:.1f} s", flush=True)
-            if row["alpha"] == 0.0:  # no decrease along the Newton step: the precision floor
+            stalls = stalls + 1 if row["alpha"] < 1e-3 else 0
+            if row["alpha"] == 0.0 or stalls >= 5:  # no (real) decrease along the Newton step: the precision floor
                 ok = self._converged(parts, acceptable=True)
                 status = "Solved_To_Acceptable_Level" if ok else "Search_Direction_Becomes_Too_Small"
                 break
-        x = np.concatenate([st.s, st.V.ravel(order="F")])
-        self.state = st
-        return SchurResult(status, len(history), x, r.f, time.perf_counter() - t_start, history, timings)
+        if status not in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not message:
+            message = self._describe(status, parts, len(history))
+        self.last = SchurResult(status, len(history), st.s, st.V, r.f, time.perf_counter() - t_start, message,
+                                st.lam * self.dL, st.M * self.d, history, timings)
+        return self.last
+
+    def _describe(self, status: str, parts: dict, iterations: int) -> str:
+        """Why a solve stopped, in words: the residuals it ended with."""
+        prim, dual = np.abs(parts["primal"]).max(initial=0), np.abs(parts["dual"]).max(initial=0)
+        return (f"{status} after {iterations} iterations: primal residual {prim:.2e} (tol {self.config.tol:g}), "
+                f"dual {dual:.2e} (tol {self.config.dual_tol * parts['s_d']:g}), complementarity {parts['mu']:.2e}; "
+                f"objective scale {self.omega:.3g}")
+
+    def _infeasibility(self, st: _State, r: _Residual) -> str:
+        """Evidence that the rows admit no point: a row still violated (by more than ``acceptable_tol``,
+        scaled) whose multiplier passed ``infeasible_multiplier``; '' otherwise."""
+        big, tol = self.config.infeasible_multiplier, self.config.acceptable_tol
+        I, IL = self.ineq, self.ineq_link
+        link_viol = np.where(IL, np.maximum(r.aL, 0.0), np.abs(r.aL))
+        hit = np.flatnonzero((np.abs(st.lam) > big) & (link_viol > tol))
+        if hit.size:
+            k = hit[np.argmax(link_viol[hit])]
+            return (f"{self.problem.link_names[k]} stays violated by {link_viol[k] / self.dL[k]:.4g} while its "
+                    f"multiplier grew to {abs(st.lam[k]) / self.dL[k]:.3g}")
+        viol = np.where(I[:, None], np.maximum(r.g, 0.0), np.abs(r.g))
+        mask = (np.abs(st.M) > big) & (viol > tol)
+        if mask.any():
+            row, j = np.unravel_index(np.argmax(np.where(mask, viol, -1.0)), viol.shape)
+            return (f"{self.problem.row_names[row]} of sample {j} stays violated by {viol[row, j] / self.d[row, j]:.4g} "
+                    f"while its multiplier grew to {abs(st.M[row, j]) / self.d[row, j]:.3g}")
+        return ""
 
     def _step(self, st: _State, r: _Residual, d: _State, mu: float, target: float):
         """Fraction to the boundary, the centrality neighbourhood, then :meth:`_line_search`."""
@@ -527,7 +684,7 @@ class SchurInteriorPoint:
         """Backtracking on the perturbed KKT residual from ``alpha``; ``(st, r, 0.0)`` if it never decreases."""
         merit0 = self._merit(self._norms(st, r, target))
         for _ in range(20):
-            cand = st.moved(d, alpha, self.ineq)
+            cand = st.moved(d, alpha, self.ineq, self.ineq_link)
             r_c = self._residual(cand)
             if self._merit(self._norms(cand, r_c, target)) <= (1.0 - 1e-4 * alpha) * merit0:
                 return cand, r_c, alpha
@@ -536,31 +693,31 @@ class SchurInteriorPoint:
 
     def _iterate(self, st: _State, r: _Residual, parts: dict, timings: dict):
         """One predictor-corrector step with backtracking; returns the new point, residual, norms and a history row."""
-        I, t0 = self.ineq, time.perf_counter()
+        I, IL, t0 = self.ineq, self.ineq_link, time.perf_counter()
         factors, S = self._factor(st)
         t1 = time.perf_counter()
         mu = parts["mu"]
-        comp = np.where(I[:, None], st.T * st.M, 0.0)
-        aff = self._solve(st, self._rhs(st, r, comp, st.t0 * st.lam0), factors, S, refine=False)  # sets sigma only
-        a_aff = self._max_step(st, aff, 1.0)
-        nxt = st.moved(aff, a_aff, I)
-        mu_aff = float(np.concatenate([(nxt.T[I] * nxt.M[I]).ravel(), nxt.t0 * nxt.lam0]).mean())
+        comp, compL = np.where(I[:, None], st.T * st.M, 0.0), np.where(IL, st.t * st.lam, 0.0)
+        aff = self._solve(st, self._rhs(st, r, comp, compL), factors, S, refine=False)  # sets sigma only
+        nxt = st.moved(aff, self._max_step(st, aff, 1.0), I, IL)
+        mu_aff = float(self._products(nxt).mean()) if self._products(nxt).size else 0.0
         sigma = min(1.0, (mu_aff / mu) ** 3) if mu > 0 else 0.0
         target = sigma * mu
         rc = comp + np.where(I[:, None], aff.T * aff.M - target, 0.0)
-        d = self._solve(st, self._rhs(st, r, rc, st.t0 * st.lam0 + aff.t0 * aff.lam0 - target), factors, S)
+        rcL = compL + np.where(IL, aff.t * aff.lam - target, 0.0)
+        d = self._solve(st, self._rhs(st, r, rc, rcL), factors, S)
         t2 = time.perf_counter()
         trial, r_t, alpha = self._step(st, r, d, mu, target)
         if alpha == 0.0:  # an aggressive target spoils descent: the plain Newton step for a tenth of mu
             target = max(target, 0.1 * mu)
-            d = self._solve(st, self._rhs(st, r, comp - np.where(I[:, None], target, 0.0), st.t0 * st.lam0 - target),
-                            factors, S)
+            d = self._solve(st, self._rhs(st, r, comp - np.where(I[:, None], target, 0.0),
+                                          compL - np.where(IL, target, 0.0)), factors, S)
             trial, r_t, alpha = self._step(st, r, d, mu, target)
         del factors
         parts = self._norms(trial, r_t, 0.0)
         timings["factor"] += t1 - t0
         timings["direction"] += t2 - t1
         timings["residual"] += time.perf_counter() - t2
-        row = {"objective": r_t.f, "primal": float(np.abs(parts["primal"]).max(initial=0)),
+        row = {"objective": r_t.f, "primal": float(np.abs(parts["primal"]).max(initial=0)), "corrected": self._corrected,
                "dual": float(np.abs(parts["dual"]).max(initial=0)), "mu": parts["mu"], "alpha": alpha, "sigma": sigma}
         return trial, r_t, parts, row

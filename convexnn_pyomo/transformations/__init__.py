@@ -6,6 +6,7 @@
 * ``convexnn.mccormick``  -- McCormick envelopes of the products in (2b) + (7)
 * ``convexnn.bound``      -- boxes on weights/biases, interval bounds on every other variable
 * ``convexnn.relu_bigm``  -- exact mixed-integer (big-M) form of ReLU layers' (2c), for global solvers
+* ``convexnn.elastic``    -- hard constraints made elastic, objective their minimum violation (phase 1)
 
 :data:`RELAXATIONS` maps a relaxation's short name to its transformation class; the class
 attributes ``supports_regularization``, ``exact_for_large_eta``, ``requires_bounds`` and
@@ -21,6 +22,15 @@ from .base import (
     set_lifted_values,
 )
 from .bound import BoundNetwork, get_bounds, interval_bounds
+from .elastic import (
+    ElasticConstraints,
+    elastic_phase,
+    get_elastic_block,
+    get_elastic_row,
+    get_elastic_source,
+    get_elastic_variables,
+    set_elastic_values,
+)
 from .mccormick import McCormickRelaxation
 from .parabolic import ParabolicRelaxation
 from .regularize import Regularize, exactness_weights, get_regularization_block, update_reference
@@ -37,20 +47,27 @@ RELAXATIONS: dict[str, type[LayerRelaxationTransformation]] = {
 __all__ = [
     "RELAXATIONS",
     "BoundNetwork",
+    "ElasticConstraints",
     "LayerRelaxationTransformation",
     "McCormickRelaxation",
     "ParabolicRelaxation",
     "ReLUBigM",
     "Regularize",
     "SDPRelaxation",
+    "elastic_phase",
     "exactness_weights",
     "get_bounds",
+    "get_elastic_block",
+    "get_elastic_row",
+    "get_elastic_source",
+    "get_elastic_variables",
     "get_regularization_block",
     "get_relaxation",
     "get_relaxation_block",
     "get_src_constraints",
     "get_transformed_constraints",
     "interval_bounds",
+    "set_elastic_values",
     "set_lifted_values",
     "update_reference",
 ]

@@ -26,6 +26,7 @@ from pyomo.core.base.transformation import Transformation
 
 from ..model import LayerBlockData, get_training_problem, layer_blocks, set_values_from_network
 from ..network import ForwardPass, Network
+from ..samples import set_sample_array
 
 __all__ = [
     "LayerRelaxationTransformation",
@@ -122,8 +123,9 @@ def get_relaxation(layer_block) -> LayerRelaxationTransformation | None:
 
 
 def _assign(var, values: np.ndarray) -> None:
-    """Set every element ``var[idx]`` to ``values[idx]``."""
-    var.set_values({idx: float(values[idx]) for idx in var}, skip_validation=True)
+    """Set every element ``var[idx]`` to ``values[idx]`` (sample axis last for a per-sample variable,
+    kept for every sample on a template: :func:`~convexnn_pyomo.samples.set_sample_array`)."""
+    set_sample_array(var, values)
 
 
 def _proximal(var, ref, groups, members, squares: Mapping | None):

@@ -41,6 +41,7 @@ from pyomo.core.base.transformation import Transformation, TransformationFactory
 
 from ..model import get_training_problem, layer_blocks, network_from_model
 from ..network import ForwardPass, Network
+from ..samples import set_sample_array
 from .base import _info, _relaxation_or_exact, get_relaxation, get_relaxation_block
 
 __all__ = ["Regularize", "exactness_weights", "get_regularization_block", "update_reference"]
@@ -180,7 +181,7 @@ def get_regularization_block(model):
 
 
 def _store(param, arr: np.ndarray) -> None:
-    param.store_values({idx: float(v) for idx, v in np.ndenumerate(arr)})
+    set_sample_array(param, arr)
 
 
 def _set_per_layer(param, layers, value, name: str) -> None:
@@ -279,7 +280,7 @@ def exactness_weights_from(reference: Network, X, Y, reduction: str, loss, dc_la
                            floor: float = 1e-8, fp: ForwardPass | None = None) -> dict[str, dict[int, float]]:
     """The formulas of :func:`exactness_weights` without a Pyomo model: ``dc_layers`` are the layers
     with the DC relaxation (7), ``input_slack_layers`` those with a lifted ``X_jj`` (used by the
-    direct CasADi round, :mod:`convexnn_pyomo.solvers.casadi_direct`)."""
+    structured round, :mod:`convexnn_pyomo.solvers.arrow`)."""
     s = 1.0 / X.shape[0] if reduction == "mean" else 1.0
     fp = fp if fp is not None else reference.forward_pass(X)
     G = reference.sensitivities(X, Y, reduction, fp=fp, loss=loss)
