@@ -177,7 +177,7 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         blk.classes = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each class in self.classes(Y)")
         blk.kappa = pyo.Param(blk.classes, mutable=True, initialize={c: kappas[k] for c, k in enumerate(keys)})
         sample_param(blk, "member", [blk.classes], _membership(members, tp.m), doc="1 when sample j is in class c")
-        blk.t = pyo.Var(out.nodes, model.samples, domain=pyo.NonNegativeReals, doc="t >= |z^L - y|",
+        blk.t = pyo.Var(out.nodes, model.samples, doc="t >= |z^L - y| (so t >= 0)",
                         initialize=lambda b, i, j: abs(pyo.value(out.z[i, j]) - pyo.value(model.y[i, j])))
         blk.abs_pos = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= out.z[i, j] - model.y[i, j])
         blk.abs_neg = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= model.y[i, j] - out.z[i, j])

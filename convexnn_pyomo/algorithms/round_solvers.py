@@ -70,6 +70,9 @@ class SchurRounds(RoundSolver):
 
     name = "schur"
     CONFIG = RoundSolver.CONFIG()
+    # its rounds take minutes at m = 10^5 (one round of the Pyomo model: seconds at m = 10^3); the
+    # run's time_limit caps them too
+    CONFIG.get("time_limit").set_default_value(3600.0)
     CONFIG.declare("options", ConfigValue(default=None, domain=dict,
                                           description="SchurInteriorPoint options (its CONFIG)"))
 

@@ -63,7 +63,10 @@ multipliers of rows that stay violated grow past ``infeasible_multiplier`` the r
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,7 +159,7 @@ class _SampleFunctions:
 
     def mapped(self, name: str, n: int) -> "_Mapped":
         """``name`` mapped over ``n`` samples, shared inputs passed once, sums over samples done inside."""
-        key = (name, n)
+        key = (name, n, threading.get_ident())  # one buffer per thread
         if key not in self._maps:
             reduce_in, reduce_out = getattr(self, f"{name}_reduce")
             fn = getattr(self, name).map(f"{name}_{n}", "serial", n, reduce_in, reduce_out)
@@ -219,8 +222,8 @@ class _Factor:
     F: np.ndarray  # (c, nE, nsh): L_P^{-1} E, E = C^T G - J_E^ s
 
 
-def _cholesky(a: np.ndarray) -> tuple[np.ndarray, int]:
-    r"""Batched Cholesky factors of the symmetric blocks ``a`` and how many needed an inertia correction.
+def _cholesky(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Batched Cholesky factors of the symmetric blocks ``a`` and the shift added to each (0: none).
 
     A block that does not factorize (found by halving the batch) gets ``100^k eps`` times its
     largest diagonal entry (roundoff, ``k <= 5``), then, like Ipopt's inertia correction, ``delta I``
@@ -229,18 +232,18 @@ def _cholesky(a: np.ndarray) -> tuple[np.ndarray, int]:
     piece :math:`p_1` not), while those rows' multipliers are not yet near zero.
     """
     try:
-        return np.linalg.cholesky(a), 0
+        return np.linalg.cholesky(a), np.zeros(len(a))
     except np.linalg.LinAlgError:
         pass
     if len(a) > 1:
         half = len(a) // 2
-        (l1, n1), (l2, n2) = _cholesky(a[:half]), _cholesky(a[half:])
-        return np.concatenate([l1, l2]), n1 + n2
+        (l1, s1), (l2, s2) = _cholesky(a[:half]), _cholesky(a[half:])
+        return np.concatenate([l1, l2]), np.concatenate([s1, s2])
     eye, top = np.eye(a.shape[1]), float(np.abs(np.diagonal(a[0])).max(initial=0.0))
     shifts = [100.0 ** k * np.finfo(float).eps * top for k in range(1, 6)] + [1e-4 * 10.0 ** k for k in range(17)]
-    for k, shift in enumerate(shifts):
+    for shift in shifts:
         try:
-            return np.linalg.cholesky(a + shift * eye), int(k >= 5)
+            return np.linalg.cholesky(a + shift * eye), np.array([shift])
         except np.linalg.LinAlgError:
             continue
     raise np.linalg.LinAlgError("a sample block is not positive definite, even with a shift of 1e12")
@@ -340,7 +343,7 @@ class SchurInteriorPoint:
     CONFIG.declare("dual_tol", ConfigValue(default=1e-8, domain=PositiveFloat,
                                            description="dual tolerance, per sample in the scaled objective "
                                                        "(Ipopt's dual infeasibility times omega)"))
-    CONFIG.declare("acceptable_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
+    CONFIG.declare("acceptable_tol", ConfigValue(default=1e-5, domain=PositiveFloat,
                                                  description="every residual below this when no step decreases "
                                                              "the KKT residual: Solved_To_Acceptable_Level"))
     CONFIG.declare("acceptable_dual_tol", ConfigValue(default=1e-4, domain=PositiveFloat,
@@ -371,6 +374,8 @@ class SchurInteriorPoint:
     CONFIG.declare("infeasible_multiplier", ConfigValue(default=1e10, domain=PositiveFloat,
                                                         description="a violated row whose multiplier exceeds this "
                                                                     "(scaled problem) reports infeasibility"))
+    CONFIG.declare("threads", ConfigValue(default=min(2, os.cpu_count() or 1), domain=PositiveInt,
+                                          description="threads over the chunks of samples (eliminations)"))
     CONFIG.declare("print_level", ConfigValue(default=0, domain=int, description="0: silent; 1: a line per iteration"))
 
     def __init__(self, problem, omega: float = 1.0, **kwds):
@@ -381,6 +386,7 @@ class SchurInteriorPoint:
         self.ineq_link = ~np.asarray(problem.eq_link, dtype=bool)
         self.ns, self.nv, self.ng, self.nL = problem.ns, problem.nv, problem.ng, problem.n_link
         self.last: SchurResult | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     # -------------------------------------------------------------------------------- evaluation
     def _chunks(self):
@@ -440,46 +446,63 @@ class SchurInteriorPoint:
 
     # -------------------------------------------------------------------------------- the Newton system
     def _factor(self, st: _State) -> tuple[list[_Factor], np.ndarray]:
-        """Every sample block eliminated; returns the chunks' factors and the Schur complement ``S``."""
-        ns, nv, nL, delta = self.ns, self.nv, self.nL, self.config.regularization
+        """Every sample block eliminated (chunks on ``threads`` threads); returns the chunks' factors
+        and the Schur complement ``S`` on ``(ds, dlambda_L)``."""
+        ns, nL, delta = self.ns, self.nL, self.config.regularization
         sig = np.where(self.ineq[:, None], st.M / st.T, self.config.augmentation)  # rho on the equality rows
         _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
         self._h0, self._j0 = h0.full(), j0.full().reshape(nL, ns)
-        S, JL, factors = np.zeros((ns + nL, ns + nL)), self._j0.copy(), []
-        self._corrected = 0
+        S, JL = np.zeros((ns + nL, ns + nL)), self._j0.copy()
         S[:ns, :ns] = self._h0
-        sp, nE = self.fn.kkt.sparsity_out, int(self.fn.equality.sum())
-        for lo, hi in self._chunks():
-            a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
-                "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
-            a_vv, a_vs, j_ev, j_es, j_lv = (a.T for a in (a_vv, a_vs, j_ev, j_es, j_lv))  # (c, nnz)
-            c = hi - lo
-            avv = _scatter(a_vv, sp(0), (nv, nv), symmetric=True) + delta * np.eye(nv)
-            avs = np.concatenate([_scatter(a_vs, sp(1), (nv, ns), transpose=True),
-                                  _scatter(j_lv, sp(5), (nv, nL), transpose=True)], axis=2)
-            jev = _scatter(j_ev, sp(3), (nE, nv), transpose=True)
-            jes = np.concatenate([_scatter(j_es, sp(4), (nE, ns), transpose=True), np.zeros((c, nE, nL))], axis=2)
-            S[:ns, :ns] += _scatter(a_ss, sp(2), (ns, ns), symmetric=True)
-            JL += j_ls.reshape(nL, ns, order="F")
-            L, fixed = _cholesky(avv)
-            self._corrected += fixed
-            Li = np.linalg.inv(L)
-            G, C = Li @ avs, Li @ jev.transpose(0, 2, 1)
-            if nE:
-                LPi = np.linalg.inv(_cholesky(C.transpose(0, 2, 1) @ C)[0])
-                F = LPi @ (C.transpose(0, 2, 1) @ G - jes)
-            else:
-                LPi, F = np.zeros((c, 0, 0)), np.zeros((c, 0, ns + nL))
-            S -= G.reshape(-1, ns + nL).T @ G.reshape(-1, ns + nL)  # each sample's -G^T G + F^T F
-            S += F.reshape(-1, ns + nL).T @ F.reshape(-1, ns + nL)
-            factors.append(_Factor(lo, hi, Li, G, C, LPi, F))
+        self._shift = np.zeros(self.m)
+        parts = self._map_chunks(lambda lo, hi: self._eliminate(st, sig, lo, hi))
+        factors = [f for f, _, _, _ in parts]
+        for _, share, jl, _ in parts:
+            S += share
+            JL += jl
+        self._corrected = sum(c for _, _, _, c in parts)
         S[:ns, ns:] += JL.T
         S[ns:, :ns] += JL
         S = 0.5 * (S + S.T)
         S[ns:, ns:] -= np.diag(np.where(self.ineq_link, st.t / np.where(self.ineq_link, st.lam, 1.0), 0.0) + delta)
         S[:ns, :ns] += delta * np.eye(ns)
-        self._JL = JL
         return factors, S
+
+    def _map_chunks(self, fn) -> list:
+        """``fn(lo, hi)`` for every chunk, on ``threads`` threads (NumPy's batched LAPACK and products
+        release the GIL), in chunk order."""
+        chunks = self._chunks()
+        if self.config.threads <= 1 or len(chunks) == 1:
+            return [fn(lo, hi) for lo, hi in chunks]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.config.threads)
+        return list(self._pool.map(lambda c: fn(*c), chunks))
+
+    def _eliminate(self, st: _State, sig: np.ndarray, lo: int, hi: int):
+        """One chunk's factors, its share of ``S`` (the ``A_ss`` block and ``-G^T G + F^T F``), its part
+        of the linking rows' Jacobian on ``s`` and how many blocks needed an inertia correction."""
+        ns, nv, nL, delta = self.ns, self.nv, self.nL, self.config.regularization
+        sp, nE, c, nsh = self.fn.kkt.sparsity_out, int(self.fn.equality.sum()), hi - lo, self.ns + self.nL
+        a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
+            "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
+        a_vv, a_vs, j_ev, j_es, j_lv = (a.T for a in (a_vv, a_vs, j_ev, j_es, j_lv))  # (c, nnz)
+        avv = _scatter(a_vv, sp(0), (nv, nv), symmetric=True) + delta * np.eye(nv)
+        avs = np.concatenate([_scatter(a_vs, sp(1), (nv, ns), transpose=True),
+                              _scatter(j_lv, sp(5), (nv, nL), transpose=True)], axis=2)
+        jev = _scatter(j_ev, sp(3), (nE, nv), transpose=True)
+        jes = np.concatenate([_scatter(j_es, sp(4), (nE, ns), transpose=True), np.zeros((c, nE, nL))], axis=2)
+        L, shift = _cholesky(avv)
+        self._shift[lo:hi] = shift  # the system solved is A_vv + shift I: refinement works on that one
+        Li = np.linalg.inv(L)
+        G, C = Li @ avs, Li @ jev.transpose(0, 2, 1)
+        if nE:
+            LPi = np.linalg.inv(_cholesky(C.transpose(0, 2, 1) @ C)[0])
+            F = LPi @ (C.transpose(0, 2, 1) @ G - jes)
+        else:
+            LPi, F = np.zeros((c, 0, 0)), np.zeros((c, 0, nsh))
+        share = F.reshape(-1, nsh).T @ F.reshape(-1, nsh) - G.reshape(-1, nsh).T @ G.reshape(-1, nsh)
+        share[:ns, :ns] += _scatter(a_ss, sp(2), (ns, ns), symmetric=True)
+        return _Factor(lo, hi, Li, G, C, LPi, F), share, j_ls.reshape(nL, ns, order="F"), int((shift > 1e-6).sum())
 
     def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
         """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc``, ``rcL``."""
@@ -529,7 +552,7 @@ class SchurInteriorPoint:
             a_s, a_v, jd, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
                                           d.M[:, lo:hi], d.lam)
             rd_s, jl_dx = rd_s + a_s, jl_dx + jl
-            rd_v[:, lo:hi], jdx[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi], jd
+            rd_v[:, lo:hi], jdx[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi] + self._shift[lo:hi] * d.V[:, lo:hi], jd
         rd_s += self._h0 @ d.s + self._j0.T @ d.lam
         return _Rhs(rd_s, rd_v, jdx[~I] + rhs.rE, np.where(I[:, None], jdx + d.T + rhs.rI, 0.0),
                     jl_dx + np.where(IL, d.t, 0.0) + rhs.rL,
@@ -541,7 +564,7 @@ class SchurInteriorPoint:
         most, while what is left exceeds ``1e-9`` of the right-hand side)."""
         d = self._direction(st, rhs, factors, S)
         size = rhs.size(self.m)
-        for _ in range(self.config.refinement if refine and not self._corrected else 0):
+        for _ in range(self.config.refinement if refine else 0):
             rem = self._remainder(st, d, rhs)
             if rem.size(self.m) <= 1e-9 * size:
                 break
@@ -638,6 +661,9 @@ class SchurInteriorPoint:
                 print(f"schur-ipm {it + 1:3d}  f {r.f:.8e}  primal {row['primal']:.1e}  dual {row['dual']:.1e}  "
                       f"mu {row['mu']:.1e}  alpha {row['alpha']:.3f}  {time.perf_counter() - t_start:.1f} s", flush=True)
             stalls = stalls + 1 if row["alpha"] < 1e-3 else 0
+            if row["alpha"] < 0.1 and self._converged(parts, acceptable=True):  # the precision floor, acceptable
+                status = "Solved_To_Acceptable_Level"
+                break
             if row["alpha"] == 0.0 or stalls >= 5:  # no (real) decrease along the Newton step: the precision floor
                 ok = self._converged(parts, acceptable=True)
                 status = "Solved_To_Acceptable_Level" if ok else "Search_Direction_Becomes_Too_Small"

@@ -36,8 +36,10 @@ class ParabolicRelaxation(LayerRelaxationTransformation):
 
     def _relax_bilinear(self, blk, rblk, config) -> None:
         samples = blk.model().samples
-        rblk.W = pyo.Var(blk.nodes, domain=pyo.NonNegativeReals, initialize=0.0, doc="W^l_ii, stands for ||w_i||^2")
-        rblk.X = pyo.Var(samples, domain=pyo.NonNegativeReals, initialize=0.0, doc="X^l_jj, stands for ||x_j||^2")
+        # W, X >= 0 follow from (5c), (5d): no bounds of their own (each would be one more row of the
+        # structured round, and the bounds were what Ipopt's bound_relax_factor loosened)
+        rblk.W = pyo.Var(blk.nodes, initialize=0.0, doc="W^l_ii, stands for ||w_i||^2 (>= 0 by (5c))")
+        rblk.X = pyo.Var(samples, initialize=0.0, doc="X^l_jj, stands for ||x_j||^2 (>= 0 by (5d))")
 
         def _plus(r, i, j):
             return sum((blk.w[i, k] + blk.x_in[k, j]) ** 2 for k in blk.inputs) <= r.W[i] + r.X[j] + 2 * (blk.z[i, j] - blk.b[i])
