@@ -66,7 +66,8 @@ class RoundSolver:
 
 class SchurRounds(RoundSolver):
     """Structured rounds by :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`;
-    ``options`` are its ``CONFIG`` (``tol``, ``dual_tol``, ``max_iter``, ``chunk_size``, ...)."""
+    ``options`` are its ``CONFIG`` (``tol``, ``dual_tol``, ``max_iter``, ``chunk_size``, ``threads``,
+    ...); ``time_limit`` per round defaults to 3600 s (a round at m = 5 x 10^4 takes minutes)."""
 
     name = "schur"
     CONFIG = RoundSolver.CONFIG()
