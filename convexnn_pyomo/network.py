@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import interop
+from .interop import from_torch, network_class, to_onnx, to_torch
 from .activations import Activation, Identity, as_activation_list
 from .losses import Loss, get_loss
 
@@ -82,7 +82,7 @@ def check_data(X, Y=None, n_inputs: int | None = None, n_outputs: int | None = N
     return X, Y
 
 
-@interop.network_class  # what interop.from_torch / from_sklearn build
+@network_class  # what interop.from_torch / from_sklearn build
 @dataclass
 class Network:
     """A fully connected network ``sizes[0] -> ... -> sizes[L]`` with element-wise activations.
@@ -279,16 +279,16 @@ class Network:
     # -- interop (convexnn_pyomo.interop) ------------------------------------------------------------
     def to_torch(self, dtype=None):
         """An equal ``torch.nn.Sequential`` (float64 by default): :func:`convexnn_pyomo.interop.to_torch`."""
-        return interop.to_torch(self, dtype)
+        return to_torch(self, dtype)
 
     @classmethod
     def from_torch(cls, module) -> "Network":
         """A network from a ``torch.nn.Sequential``: :func:`convexnn_pyomo.interop.from_torch`."""
-        return interop.from_torch(module, network_cls=cls)
+        return from_torch(module, network_cls=cls)
 
     def to_onnx(self, path: str | Path | None = None, dtype="float64", **kwds):
         """The network as an ONNX model, written to ``path`` when given:
         :func:`convexnn_pyomo.interop.to_onnx`.  ``dtype`` is ``"float64"`` (default, exact to
         round-off; what OMLT should read) or ``"float32"`` (what most ONNX runtimes are fed), by
         name or as a numpy dtype."""
-        return interop.to_onnx(self, path, dtype=dtype, **kwds)
+        return to_onnx(self, path, dtype=dtype, **kwds)
