@@ -3,7 +3,8 @@
 A binary teacher-student problem: an 8-6-6-1 sigmoid teacher labels ``m`` uniform inputs, the
 threshold at its 80th percentile making classes of 80 % / 20 %; the student (same architecture,
 another seed) is trained by ``train(net, X, Y, hard_constraints=ClasswiseMisfitBounds(0.5),
-rounds=2)`` with nothing else set.  Prints and appends to ``DIR/constrained_scale.csv`` one row per
+rounds=2)`` with nothing else set (``--no-feasibility``: the constrained rounds from the start,
+without the feasibility phase).  Prints and appends to ``DIR/constrained_scale.csv`` one row per
 run: m, seconds, peak RSS, the class-wise bound's violation before and after, losses, every
 round's status and interior-point iterations.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms import SequentialRelaxation
 
 
 def teacher_student(m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -34,16 +36,21 @@ def teacher_student(m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def run(m: int, rounds: int, kappa: float) -> dict:
+def run(m: int, rounds: int, kappa: float, feasibility: bool = True) -> dict:
     X, Y = teacher_student(m)
     net = cnn.Network([8, 6, 6, 1], ["sigmoid", "sigmoid", "identity"]).init_he(0)
     bound = cnn.ClasswiseMisfitBounds(kappa)
     before = bound.violation(net, X, Y)
     t0 = time.perf_counter()
-    result = cnn.train(net, X, Y, hard_constraints=bound, rounds=rounds, progress=True)
+    if feasibility:  # train(...) with every option at its default
+        result = cnn.train(net, X, Y, hard_constraints=bound, rounds=rounds, progress=True)
+    else:  # the constrained rounds from the start (no feasibility phase)
+        result = SequentialRelaxation(hard_constraints=bound, rounds=rounds, progress=True,
+                                      feasibility=False).solve(net, X, Y)
     seconds = time.perf_counter() - t0
     h = result.history
-    return {"m": m, "rounds": rounds, "kappa_factor": kappa, "seconds": round(seconds, 1),
+    return {"m": m, "rounds": rounds, "kappa_factor": kappa, "feasibility_phase": feasibility,
+            "phases": json.dumps(h.phase.tolist()), "seconds": round(seconds, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "violation_before": before, "violation_after": result.violation,
             "initial_loss": result.initial_loss, "final_loss": result.final_loss, "status": result.status.value,
@@ -56,20 +63,24 @@ def main() -> None:
     ap.add_argument("--sizes", default="50000", help="comma-separated m (one process each: peak RSS per run)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--kappa-factor", type=float, default=0.5)
+    ap.add_argument("--no-feasibility", action="store_true",
+                    help="constrained rounds from the start (SequentialRelaxation(feasibility=False))")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "constrained_scale.csv"
     for m in (int(v) for v in args.sizes.split(",")):
-        row = run(m, args.rounds, args.kappa_factor)
+        row = run(m, args.rounds, args.kappa_factor, feasibility=not args.no_feasibility)
         print(json.dumps(row), flush=True)
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        rows = list(csv.DictReader(path.open())) if path.exists() else []  # earlier runs, maybe fewer columns
+        columns = list(dict.fromkeys([k for r in rows for k in r] + list(row)))
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=columns, restval="")
+            w.writeheader()
+            w.writerows(rows + [row])
+        tmp.replace(path)
 
 
 if __name__ == "__main__":

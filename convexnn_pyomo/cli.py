@@ -1,5 +1,5 @@
 """Command line: ``convexnn train``, ``convexnn experiment imbalance``, ``convexnn experiment
-constraints``, ``convexnn solvers``,
+constraints``, ``convexnn experiment fairness``, ``convexnn solvers``,
 ``convexnn tightness`` and ``convexnn compare-solvers``.
 
 A mistake on the command line (a bad value, a missing file, an unavailable solver or package, an
@@ -410,10 +410,47 @@ def _cmd_experiment_constraints(args) -> int:
     from .experiments.constraints import ConstraintsConfig, format_summary, preflight, run_study
 
     given = {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "rounds": args.rounds,
-             "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
+             "feasibility_rounds": args.feasibility_rounds, "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
              "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path,
              "round_solver": args.round_solver}
     base = ConstraintsConfig.quick() if args.quick else ConstraintsConfig()
+    cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
+    return _run_study(cfg, args, preflight, run_study, format_summary, "results.csv")
+
+
+# -- convexnn experiment fairness ----------------------------------------------------------------
+
+
+def _fairness_epilog() -> str:
+    from .experiments.fairness import METHOD_DESCRIPTIONS
+
+    width = max(map(len, METHOD_DESCRIPTIONS)) + 2
+    methods = [f"  {name:<{width}}{text}" for name, text in METHOD_DESCRIPTIONS.items()]
+    return (
+        "constraints (--constraints; all by default): score = parity of the mean network score <= bound;\n"
+        "probability = outputs in [0, 1] and parity of the mean predicted probability <= bound (controls the\n"
+        "decisions); group_loss = every group's mean squared loss <= a --group-loss-bounds value.\n"
+        "methods (--methods; all by default):\n"
+        + "\n".join(methods) + "\n"
+        "Writes OUT/results.csv (one row per setting, seed and method, as they finish; a rerun resumes),\n"
+        "OUT/summary.csv, OUT/figure.png and OUT/config.json. --quick: 2,000 training rows, 1 seed, bounds 0.02,0.05,\n"
+        "group loss 0.15, 3 rounds, 300 Adam steps, penalty weights 1,100, dual lr 0.1, EG 20 iterations (each\n"
+        "overridden by its option). docs/fairness.md."
+    )
+
+
+def _cmd_experiment_fairness(args) -> int:
+    from dataclasses import replace
+
+    from .experiments.fairness import FairnessConfig, format_summary, preflight, run_study
+
+    given = {"sensitive": args.sensitive, "methods": args.methods, "constraints": args.constraints,
+             "bounds": args.bounds, "group_loss_bounds": args.group_loss_bounds, "seeds": args.seeds,
+             "train_size": args.train_size, "hidden": args.hidden, "rounds": args.rounds,
+             "time_limit": args.time_limit, "warm_start": args.warm_start, "adam_steps": args.adam_steps,
+             "base_seed": args.seed,
+             "data_path": args.data_path, "round_solver": _round_solver_spec(args.round_solver, args.solver)}
+    base = FairnessConfig.quick() if args.quick else FairnessConfig()
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
     return _run_study(cfg, args, preflight, run_study, format_summary, "results.csv")
 
@@ -552,6 +589,7 @@ def _imbalance_parser(sub) -> None:
     e = sub.add_parser("experiment", help="experiments of the paper", formatter_class=_HelpFormatter)
     experiments = e.add_subparsers(dest="experiment", required=True)
     _constraints_parser(experiments)
+    _fairness_parser(experiments)
     im = _command(experiments, "imbalance",
                   "section V / Figure 2: imbalanced classification with hard constraints", _cmd_experiment_imbalance,
                   _imbalance_epilog())
@@ -587,6 +625,8 @@ def _constraints_parser(experiments) -> None:
     c.add_argument("--seeds", type=_positive_int, default=None, help="seeds (splits and initial weights) per task "
                    "(default: 10; 1 with --quick)")
     c.add_argument("--rounds", type=_positive_int, default=None, help="Convex-NN rounds (default: 20; 3 with --quick)")
+    c.add_argument("--feasibility-rounds", type=_positive_int, default=None,
+                   help="rounds Convex-NN's feasibility phase may use on top of --rounds (default: 100; 10 with --quick)")
     c.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.005, for every "
                    "gradient method (default: 2000; 200 with --quick)")
     c.add_argument("--penalty-weights", type=_list_of(_positive_float, "0.1,1,10,100"), default=None,
@@ -600,6 +640,41 @@ def _constraints_parser(experiments) -> None:
     c.add_argument("--data-path", default=None, help="path of yeast.data (default: $CONVEXNN_DATA, ../shared/data, cache)")
     c.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     c.add_argument("--out", default="runs/constraints", help="output folder (a rerun resumes when it holds results.csv)")
+
+
+def _fairness_parser(experiments) -> None:
+    from .experiments.fairness import KINDS, METHODS
+
+    f = _command(experiments, "fairness", "fairness on UCI Adult: demographic parity and group-loss bounds, Convex-NN "
+                 "against fairlearn, Cooper, Adam + penalty and unconstrained models", _cmd_experiment_fairness,
+                 _fairness_epilog())
+    f.add_argument("--dataset", default="adult", choices=["adult"], help="data set")
+    f.add_argument("--data-path", default=None, help="folder of adult.data and adult.test (default: $CONVEXNN_DATA/adult, "
+                   "../shared/data/adult, cache)")
+    f.add_argument("--quick", action="store_true", help="a few-minute run on a subsample (default: the full study)")
+    f.add_argument("--sensitive", default=None, choices=["sex", "race"], help="sensitive attribute (default: sex)")
+    f.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
+                   help="subset of the methods listed below (default: all)")
+    f.add_argument("--constraints", nargs="+", default=None, choices=list(KINDS), metavar="KIND",
+                   help="subset of score, probability, group_loss (default: all)")
+    f.add_argument("--bounds", type=_list_of(_positive_float, "0.01,0.02,0.05"), default=None,
+                   help="parity bounds of score and probability (default: 0.01,0.02,0.05; 0.02,0.05 with --quick)")
+    f.add_argument("--group-loss-bounds", type=_list_of(_positive_float, "0.13,0.15"), default=None,
+                   help="bounds on every group's mean squared loss (default: 0.13,0.15; 0.15 with --quick)")
+    f.add_argument("--seeds", type=_positive_int, default=None, help="seeds (default: 5; 1 with --quick)")
+    f.add_argument("--train-size", type=_positive_int, default=None, help="training rows, a stratified subsample per "
+                   "seed (default: all 30,162; 2,000 with --quick)")
+    f.add_argument("--hidden", type=_positive_int, default=None, help="hidden sigmoid units of the 102-h-1 network (default: 4)")
+    f.add_argument("--rounds", type=_positive_int, default=None, help="Convex-NN rounds (default: 10; 3 with --quick)")
+    f.add_argument("--time-limit", type=_positive_float, default=None, help="seconds per Convex-NN fit (default: none)")
+    f.add_argument("--warm-start", type=_nonnegative_int, default=None, help="Convex-NN: unconstrained full-batch Adam "
+                   "steps (lr 0.01) before round 1 (default: 0, the He start)")
+    f.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.01, for every "
+                   "gradient method (default: 2000; 300 with --quick)")
+    f.add_argument("--seed", type=int, default=None, help="base seed of the subsamples and initial weights (default: 0)")
+    _study_round_solver_arguments(f)
+    f.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    f.add_argument("--out", default="runs/fairness", help="output folder (a rerun resumes when it holds results.csv)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,6 +74,10 @@ class ResidualConstraint:
     """
 
     equality: bool = False
+    #: Constraint components of the block that define auxiliary variables (epigraph rows such as
+    #: ``t >= |z - y|``), not bounds: ``convexnn.elastic`` keeps them hard (an elastic epigraph row
+    #: would let the auxiliary variable, and so the bound, be met for free)
+    auxiliary: tuple[str, ...] = ()
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
         raise NotImplementedError
@@ -106,6 +110,8 @@ class ClasswiseMisfitBounds(ResidualConstraint):
     otherwise.  The absolute values are modelled with one auxiliary variable per output and sample:
     ``t >= z - y``, ``t >= y - z``.
     """
+
+    auxiliary = ("abs_pos", "abs_neg")
 
     def __init__(self, kappa_factor: float = 0.5, kappa: dict | None = None):
         if not (np.isfinite(kappa_factor) and kappa_factor > 0):
@@ -316,6 +322,8 @@ class BalancedMisfitBounds(ResidualConstraint):
     threshold meet :math:`f = 0.5`.  Outputs beyond their label are not penalised (one-sided).
     Modelled with one variable :math:`h_j \ge 0`, :math:`h_j \ge 1 - s_j (z_j - \theta)/\delta` per sample.
     """
+
+    auxiliary = ("hinge",)
 
     def __init__(self, bound: float = 0.5, labels: tuple[float, float] | None = None):
         self.bound = _positive(bound, "bound")

@@ -81,9 +81,11 @@ def test_rows_variables_and_maps(data):
     eq = cnn.LinearOutputEquality([[1.0]], [0.3])  # per-sample equality: one row, two elastic variables
     cs = [cnn.ClasswiseMisfitBounds(0.5), cnn.DemographicParity(_group, 0.05), eq]
     model = build_round_model(net, X, Y, "mean", "parabolic", cs, 1.0, MU)
-    blk = _elastic(model, cs)
-    # per-sample rows: per-sample elastic variables indexed like the row (samples last)
     abs_pos = cs[0].block.abs_pos
+    blk = _elastic(model, cs + [abs_pos])  # an epigraph row stays hard unless named itself
+    with pytest.raises(ValueError, match="abs_neg was not made elastic"):
+        get_elastic_variables(cs[0].block.abs_neg)
+    # per-sample rows: per-sample elastic variables indexed like the row (samples last)
     (e,) = get_elastic_variables(abs_pos)
     assert is_per_sample(e) and sorted(e.keys()) == sorted(abs_pos.keys())
     assert get_elastic_source(e) is abs_pos and get_elastic_source(e[0, 5]) is abs_pos[0, 5]
@@ -181,7 +183,8 @@ def test_template_derives_and_matches_full_model(data):
     problem = arrow_problem(model)
     sample_comps = {id(comp) for comp, _ in problem.sample_vars}
     shared = {id(v) for v in problem.shared_vars}
-    per_sample_rows = [cs[0].block.abs_pos, cs[0].block.abs_neg, cs[2].block.lower, cs[3].block.upper]
+    assert cs[0].block.abs_pos[0, 0].active  # epigraph rows (ResidualConstraint.auxiliary) stay hard
+    per_sample_rows = [cs[2].block.lower, cs[3].block.upper]
     for row in per_sample_rows:
         for var in get_elastic_variables(row):
             assert id(var) in sample_comps and not any(id(v) in shared for v in var.values())
@@ -236,3 +239,26 @@ def test_restore(data):
             assert blk.objective.active
             raise RuntimeError
     assert _structure(model) == before
+
+
+@requires_solver("ipopt_casadi")
+def test_max_aggregate_minimises_the_largest_relative_violation(data):
+    """``aggregate='max'``: one variable t with g - s t <= u on every side; min t is the largest
+    relative violation (w >= 1, w <= 0: t = 1/2), and where the rows can be met t goes down to
+    -margin: every row then holds with margin * s to spare (s = max(1, |bound|), per row)."""
+    net, X, Y = data
+    model = build_round_model(net, X, Y, "mean", "parabolic", [as_hard_constraint(_contradictory_weight)], 1.0, MU)
+    blk = _elastic(model, [model.w_hi, model.w_lo], aggregate="max", margin=0.1)
+    _ipopt(model)
+    assert pyo.value(blk.worst) == pytest.approx(0.5, abs=1e-6)
+    assert list(violations(model).values()) == pytest.approx([0.5, 0.5], abs=1e-6)
+
+    cs = _feasible()
+    model = build_round_model(net, X, Y, "mean", "parabolic", cs, 1.0, MU)
+    blk = _elastic(model, cs, aggregate="max", margin=0.02)  # |parity gap| <= 0.05 leaves room 0.05 at most
+    _ipopt(model)
+    assert pyo.value(blk.worst) == pytest.approx(-0.02, abs=1e-6)
+    for con in list(cs[0].block.bound.values()) + list(cs[1].block.upper.values()):
+        u = pyo.value(con.upper)
+        assert pyo.value(con.body) <= u - 0.02 * max(1.0, abs(u)) + 1e-6
+    assert cs[0].block.abs_pos[0, 0].active and not cs[0].block.bound[0].active

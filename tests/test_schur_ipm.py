@@ -110,3 +110,35 @@ def test_a_failed_solve_says_why():
     res = ipm.solve(*args)
     assert not res.ok and res.status == "Maximum_Iterations_Exceeded"
     assert "after 2 iterations: primal residual" in res.message
+
+
+def test_compiled_functions_give_the_virtual_machines_iterates(tmp_path, monkeypatch):
+    """The per-sample functions compiled to C (cached by the hash of their code) evaluate the same
+    numbers as CasADi's virtual machine: the same iterates, to rounding."""
+    from convexnn_pyomo.solvers.compiled import compiler
+
+    if compiler() is None:
+        pytest.skip("no C compiler on this machine: compile='auto' uses the virtual machine")
+    monkeypatch.setenv("CONVEXNN_KERNEL_CACHE", str(tmp_path))
+    ipm, _, args = _ipm(acts=("sigmoid", "identity"))
+    vm = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="never")
+    cc = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always")
+    assert not vm.compiled and cc.compiled and len(list(tmp_path.glob("*.so"))) == len(cc.fn.PER_ITERATION)
+    a, b = vm.solve(*args), cc.solve(*args)
+    assert a.ok and b.ok and a.iterations == b.iterations
+    np.testing.assert_allclose(b.s, a.s, rtol=1e-9, atol=1e-12)
+    again = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always")  # from the cache
+    assert again.compiled and len(list(tmp_path.glob("*.so"))) == len(cc.fn.PER_ITERATION)
+
+
+def test_compile_always_without_a_compiler_is_an_error_and_auto_falls_back(monkeypatch):
+    from convexnn_pyomo.solvers import schur_ipm
+    from convexnn_pyomo.solvers.compiled import CompilerUnavailable
+
+    monkeypatch.setenv("CC", "no-such-compiler-anywhere")
+    ipm, _, _ = _ipm(acts=("sigmoid", "identity"))
+    with pytest.raises(CompilerUnavailable, match="no C compiler"):
+        SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always")
+    monkeypatch.setattr(schur_ipm, "COMPILE_FROM", 1)
+    with pytest.warns(RuntimeWarning, match="virtual machine"):
+        assert not SchurInteriorPoint(ipm.problem, omega=ipm.omega0).compiled

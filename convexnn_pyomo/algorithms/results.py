@@ -26,6 +26,7 @@ HISTORY_COLUMNS = [
     "violation",
     "iterations",
     "termination",
+    "phase",  # 1: a feasibility-phase round (least violation), 2: a round of the constrained program
 ]
 
 

@@ -122,6 +122,7 @@ class _ModelRound:
     """What both back-ends do on their Pyomo model: recentre, read the solution, the gaps."""
 
     model: object
+    _phase_one_mode: tuple | None = None  # (rho, margin, aggregate) while the hard constraints are elastic
 
     @property
     def eta(self) -> float:
@@ -134,12 +135,79 @@ class _ModelRound:
         """Centre (8) at ``reference`` with ``eta`` (and per-layer mu's) and warm start at its lift."""
         update_reference(self.model, reference, eta=eta, fp=fp, **mu_weights)
         set_lifted_values(self.model, reference, fp=fp)
+        if self.elastic:
+            from ..transformations.elastic import set_elastic_values
+
+            set_elastic_values(self.model)
 
     def solution(self) -> Network:
         return network_from_model(self.model)
 
     def gaps(self) -> tuple[float, float]:
         return constraint_gaps(self.model)
+
+    # -- the feasibility phase (phase 1 of Algorithm 1 from an infeasible start) ---------------------
+    @property
+    def elastic(self) -> bool:
+        """Whether the hard constraints are elastic now (between :meth:`enter_feasibility` and
+        :meth:`leave_feasibility`)."""
+        from ..transformations.elastic import get_elastic_block
+
+        return get_elastic_block(self.model) is not None
+
+    def enter_feasibility(self, regularization: float, margin: float, aggregate: str = "max") -> None:
+        r"""Phase 1: the hard constraints made elastic (``convexnn.elastic``), the objective their
+        largest relative violation :math:`t \ge -\text{margin}` (``aggregate="max"``: the measure the
+        run accepts by; a negative :math:`t` is room, which the real network, off the relaxed one by
+        the gap, needs) plus ``regularization`` :math:`\rho` times the round's objective (loss + eta r):
+        the same convex round, feasible from any reference."""
+        pyo.TransformationFactory("convexnn.elastic").apply_to(
+            self.model, targets=self.constraints, regularization=regularization, margin=margin, aggregate=aggregate)
+        self._phase_one_mode = (regularization, margin, aggregate)
+        self._elastic_changed()
+
+    def leave_feasibility(self) -> None:
+        """Back to the round itself (phase 2): the elastic block deleted, the rows reactivated."""
+        from ..transformations.elastic import restore
+
+        restore(self.model)
+        self._phase_one_mode = None
+        self._elastic_changed()
+
+    def relaxed_violations(self) -> dict[str, float]:
+        """Hard-constraint component name -> its elastic value at the last phase-1 solution (with
+        ``aggregate="max"``: the largest relative violation t, the same for every one)."""
+        from ..transformations.elastic import violations
+
+        return violations(self.model)
+
+    def certify_infeasible(self, time_limit: float, tol: float) -> str:
+        r"""The least violation over the relaxation (every row elastic, their sum minimised,
+        ``aggregate="sum"``, :math:`\rho = 0`, no margin): when its minimum exceeds ``tol`` no point of
+        the relaxation, and so no network, meets the hard constraints; returns that evidence (the
+        minimum and each constraint's violation), '' when the minimum is within ``tol`` or the solve
+        failed.  The model's elastic state (phase 1 or none) is the same afterwards."""
+        from ..transformations.elastic import violations
+
+        mode = self._phase_one_mode
+        if mode is not None:
+            self.leave_feasibility()
+        self.enter_feasibility(0.0, 0.0, aggregate="sum")
+        try:
+            solve = self.solve(time_limit, {})
+            least = self.relaxed_objective() if solve.ok else 0.0
+            worst = violations(self.model) if solve.ok else {}
+        finally:
+            self.leave_feasibility()
+            if mode is not None:
+                self.enter_feasibility(*mode)
+        if least <= tol:
+            return ""
+        parts = ", ".join(f"{name} by {v:.4g}" for name, v in sorted(worst.items(), key=lambda kv: -kv[1]) if v > tol)
+        return f"the least violation the relaxation admits is {least:.4g} ({parts})"
+
+    def _elastic_changed(self) -> None:
+        """Hook: the model gained or lost its elastic block (the structured round re-derives)."""
 
 
 class StructuredRound(_ModelRound):
@@ -162,8 +230,23 @@ class StructuredRound(_ModelRound):
         self.model = build_round_model(net, X, Y, reduction, "parabolic", constraints, eta, mu, loss,
                                        samples=template_samples(m))
         self.constraints, self.arrow = constraints, arrow_problem(self.model)
-        self.ipm = SchurInteriorPoint(self.arrow, omega=float(m) if reduction == "mean" else 1.0, **(options or {}))
+        self.omega, self.options = float(m) if reduction == "mean" else 1.0, dict(options or {})
+        self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, **self.options)
         self._objective: float | None = None
+        self._saved: tuple | None = None  # the round's (arrow, ipm) while phase 1 solves the elastic model
+
+    def _elastic_changed(self) -> None:
+        """Phase 1 solves the elastic model's own arrow problem (derived once, kept for its rounds);
+        leaving it brings the round's back."""
+        from ..solvers.arrow import arrow_problem
+        from ..solvers.schur_ipm import SchurInteriorPoint
+
+        if self.elastic:
+            self._saved = (self.arrow, self.ipm)
+            self.arrow = arrow_problem(self.model)
+            self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, **self.options)
+        elif self._saved is not None:
+            (self.arrow, self.ipm), self._saved = self._saved, None
 
     def solve(self, time_limit: float, options: dict) -> RoundSolve:
         """One round by the interior point; ``options`` (its ``CONFIG`` keys) for this solve only."""
@@ -182,7 +265,7 @@ class StructuredRound(_ModelRound):
         if res.ok:
             self.arrow.load(res.s, res.V)
             self._objective = res.objective
-        elif self.constraints and res.status != "Maximum_WallTime_Exceeded":
+        elif self.constraints and not self.elastic and res.status != "Maximum_WallTime_Exceeded":
             evidence = self._phase_one(time_limit)
             if evidence:
                 return RoundSolve(False, _condition("Infeasible_Problem_Detected"), True, False, res.iterations,
@@ -192,22 +275,10 @@ class StructuredRound(_ModelRound):
 
     def _phase_one(self, time_limit: float, tol: float = 1e-6) -> str:
         r"""After a failed solve: the least violation of the hard constraints over the relaxation
-        (``convexnn.elastic``: every constraint row gets a slack, the objective is their sum, per-sample
-        slacks averaged), solved the same way.  A positive minimum proves the round, and so the
-        constrained training problem it relaxes, infeasible: returns the evidence ('' otherwise)."""
-        from ..solvers.arrow import arrow_problem
-        from ..solvers.schur_ipm import SchurInteriorPoint
-        from ..transformations.elastic import elastic_phase, violations
-
-        with elastic_phase(self.model, self.constraints):
-            P = arrow_problem(self.model)
-            res = SchurInteriorPoint(P, omega=float(P.m)).solve(*P.start(), *P.parameters(), max_wall_time=time_limit)
-            if not res.ok or res.objective <= tol:
-                return ""
-            P.load(res.s, res.V)
-            worst = sorted(violations(self.model).items(), key=lambda kv: -kv[1])
-        parts = ", ".join(f"{name} by {v:.4g}" for name, v in worst if v > tol)
-        return f"phase 1: the least violation the relaxation admits is {res.objective:.4g} ({parts})"
+        (:meth:`certify_infeasible`).  A positive minimum proves the round, and so the constrained
+        training problem it relaxes, infeasible: returns the evidence ('' otherwise)."""
+        evidence = self.certify_infeasible(time_limit, tol)
+        return f"phase 1: {evidence}" if evidence else ""
 
     def relaxed_objective(self) -> float:
         if self._objective is None:
@@ -245,7 +316,9 @@ class PyomoRound(_ModelRound):
                           -1 if iterations is None else int(iterations), time.perf_counter() - t0)
 
     def relaxed_objective(self) -> float:
-        return float(pyo.value(self.model.regularization.objective))
+        """The active objective's value: the round's (9), or in phase 1 the elastic one."""
+        (obj,) = self.model.component_data_objects(pyo.Objective, active=True)
+        return float(pyo.value(obj))
 
     def smallest_kappa_factor(self) -> float | None:
         return smallest_kappa_factor(self.model, self.constraints, self.opt)

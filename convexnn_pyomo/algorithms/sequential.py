@@ -37,6 +37,10 @@ def _optional_positive(v):
     return None if v is None else PositiveFloat(v)
 
 
+def _optional_positive_int(v):
+    return None if v is None else PositiveInt(v)
+
+
 def _progress(v):
     if v is None or v is False:
         return None
@@ -64,6 +68,11 @@ class _RunState:
     message: str = ""
     termination: str | None = None
     kappa_factor: float | None = None
+    phase: int = 2  #: 1 while the feasibility phase minimises the violation
+    rho: float = 1.0  #: phase 1: weight of the round's objective beside the violation
+    margin: float = 0.0  #: phase 1: room asked of every inequality (relative to its bound)
+    certificate_asked: bool = False  #: phase 1: a certificate was computed after a positive relaxed violation
+    phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
 
 
 class SequentialRelaxation:
@@ -100,7 +109,22 @@ class SequentialRelaxation:
                                             description="a round is exact when both constraint gaps are at most this"))
     CONFIG.declare("warm_start", ConfigValue(default=0, domain=NonNegativeInt, description="Adam steps before round 1"))
     CONFIG.declare("max_failures", ConfigValue(default=3, domain=PositiveInt, description="failed solves in a row that end the run"))
+    CONFIG.declare("feasibility", ConfigValue(default=True, domain=Bool,
+                                              description="from a start that violates the hard constraints, first "
+                                                          "rounds that minimise the violation (phase 1)",
+                                              doc="False: constrained rounds from the start (the acceptance rule "
+                                                  "then prefers any smaller violation)"))
+    CONFIG.declare("feasibility_rounds", ConfigValue(default=None, domain=_optional_positive_int,
+                                                     description="rounds the feasibility phase may use on top of "
+                                                                 "`rounds` (None: it shares `rounds`)"))
     CONFIG.declare("keep_model", ConfigValue(default=True, domain=Bool, description="return the Pyomo model in the result"))
+
+    #: phase 1: weight rho of the round's objective (loss + eta r) beside the violation (an exact
+    #: penalty for multipliers below 1 / rho); eta is divided by rho so that r keeps its weight
+    FEASIBILITY_RHO = 1e-3
+    #: phase 1: the room (relative to each bound) asked at most: the largest relative violation t
+    #: is minimised down to -FEASIBILITY_MARGIN
+    FEASIBILITY_MARGIN = 0.05
 
     #: options that moved to a configured schedule or round solver (a clear error instead of ConfigDict's)
     MOVED = {"eta": "schedule", "epsilon": "schedule", "patience": "schedule", "loss_fraction": "schedule",
@@ -177,7 +201,7 @@ class SequentialRelaxation:
         row = {"round": 0, "true_loss": self.ev.loss(net), "relaxed_objective": math.nan, "bilinear_gap": math.nan,
                "activation_gap": math.nan, "eta": math.nan, "solve_seconds": time.perf_counter() - t_start,
                "status": RoundStatus.WARM_START.value, "step": math.nan, "violation": self.ev.violation(net),
-               "iterations": int(self.cfg.warm_start), "termination": ""}
+               "iterations": int(self.cfg.warm_start), "termination": "", "phase": 0}
         if self.cfg.progress:
             self.cfg.progress(row, net)
         return net, [row]
@@ -185,7 +209,10 @@ class SequentialRelaxation:
     # -- the loop ------------------------------------------------------------------------------------
     def _run(self, initial_loss: float) -> None:
         st, cfg = self.state, self.cfg
-        while st.k < cfg.rounds:
+        if self._needs_feasibility() and self._feasibility_phase(initial_loss):
+            return
+        limit = cfg.rounds + (st.k if cfg.feasibility_rounds is not None else 0)  # phase 1's own budget
+        while st.k < limit:
             if cfg.time_limit is not None and time.perf_counter() - st.t_start > cfg.time_limit:
                 st.status = RunStatus.TIME_LIMIT
                 return
@@ -207,10 +234,100 @@ class SequentialRelaxation:
             self._recentre(st.best)
 
     def _recentre(self, reference: Network) -> None:
-        """Centre (8) at ``reference`` with the current eta (and the schedule's mu) and warm start at its lift."""
+        """Centre (8) at ``reference`` with the current eta (and the schedule's mu) and warm start at
+        its lift; in phase 1 eta / rho (the elastic objective multiplies the round's by rho)."""
         fp = reference.forward_pass(self.X)  # one forward pass serves the weights, the centre and the lift
         weights = self.schedule.mu_weights(self.problem, reference, fp)
-        self.problem.recentre(reference, self.state.eta, fp, **weights)
+        eta = self.state.eta / self.state.rho if self.state.phase == 1 else self.state.eta
+        self.problem.recentre(reference, eta, fp, **weights)
+
+    # -- phase 1: the feasibility phase --------------------------------------------------------------
+    def _needs_feasibility(self) -> bool:
+        """An infeasible start, the phase enabled, and a round problem that can make its rows elastic."""
+        return (self.cfg.feasibility and self.state.best_viol > self.cfg.constraint_tol
+                and hasattr(self.problem, "enter_feasibility"))
+
+    def _feasibility_phase(self, initial_loss: float) -> bool:
+        r"""Rounds of the elastic program (:meth:`~.rounds._ModelRound.enter_feasibility`):
+        :math:`\min v + \rho(\ell + \eta r)` over the relaxation, :math:`v` the hard constraints'
+        violation, accepted when the real network's violation decreases, until it meets them.  When
+        a round's relaxed violation stays positive, or the phase ends without a feasible network, a
+        certificate (:meth:`~.rounds._ModelRound.certify_infeasible`): a positive least violation
+        proves the problem infeasible.  True when the run ends here (certified infeasible, failures,
+        limits), else phase 2 starts from the first feasible network."""
+        st, cfg = self.state, self.cfg
+        st.phase, st.rho, st.margin = 1, self.FEASIBILITY_RHO, self.FEASIBILITY_MARGIN
+        self.problem.enter_feasibility(st.rho, st.margin)
+        try:
+            self._recentre(st.best)
+            while st.best_viol > cfg.constraint_tol:
+                ended = self._phase_one_round(initial_loss)
+                if ended is not None:  # True: the run ends; False: the constrained rounds take over
+                    if ended:
+                        return True
+                    break
+        finally:
+            self.problem.leave_feasibility()
+            st.phase = 2
+        st.eta = self.schedule.eta  # phase 1 may have left eta far up
+        self._recentre(st.best)
+        return False
+
+    def _certified(self, initial_loss: float) -> bool:
+        """The least violation over the relaxation at the current reference; a positive one ends the
+        run as certified infeasible (True)."""
+        st = self.state
+        t0 = time.perf_counter()
+        evidence = self.problem.certify_infeasible(self._round_limits()[0], self.cfg.constraint_tol)
+        if not evidence:
+            return False
+        st.k += 1
+        self._record(self._row(RoundSolve(False, "infeasible", True, False, -1, time.perf_counter() - t0, evidence),
+                               status=RoundStatus.INFEASIBLE.value))
+        st.status = RunStatus.INFEASIBLE
+        st.message = f"certified infeasible: {evidence}; no network meets the hard constraints on the training data"
+        return True
+
+    def _phase_one_round(self, initial_loss: float) -> bool | None:
+        """One phase-1 round; None to go on, True when the run ends (time limit, failures, a
+        certificate), False when phase 1 stalled or used its rounds without a certificate: the
+        constrained rounds then take over from the least violating network (their acceptance
+        prefers any smaller violation), so the run still ends feasible, certified or named."""
+        st, cfg = self.state, self.cfg
+        budget = cfg.rounds if cfg.feasibility_rounds is None else cfg.feasibility_rounds
+        if cfg.time_limit is not None and time.perf_counter() - st.t_start > cfg.time_limit:
+            st.status, st.message = RunStatus.TIME_LIMIT, f"the feasibility phase ended at the time limit after {st.k} rounds"
+            return True
+        if st.k >= budget:
+            return self._end_phase_one(initial_loss, f"the feasibility phase used its {st.k} rounds")
+        st.k += 1
+        solve = self.problem.solve(*self._round_limits())
+        if not solve.ok:
+            return True if self._handle_failure(solve) else None
+        st.failures = 0
+        relaxed = max(self.problem.relaxed_violations().values(), default=0.0)
+        outcome = self._accept(solve, initial_loss)  # before a certificate's solve replaces the point
+        # t > 0 at the round's optimum: perhaps no point of the relaxation meets the bounds (asked
+        # once; a feasible relaxation at one reference proves nothing for later ones, but the
+        # phase's end asks again)
+        if relaxed > cfg.constraint_tol and not st.certificate_asked:
+            st.certificate_asked = True
+            if self._certified(initial_loss):
+                return True
+        st.eta = self.schedule.next_eta(st.eta, outcome)
+        if self.schedule.gave_up(st.eta):
+            return self._end_phase_one(initial_loss, f"the feasibility phase stalled (eta grew to {st.eta:.3g} "
+                                                     f"without a round lowering the violation below {st.best_viol:.3g})")
+        self._recentre(st.best)
+        return None
+
+    def _end_phase_one(self, initial_loss: float, why: str) -> bool:
+        """Phase 1 ends without a feasible network: certified infeasible (True: the run ends), else
+        the constrained rounds go on (False), ``why`` kept for the run's message."""
+        if self._certified(initial_loss):
+            return True
+        self.state.phase_one_end = f"{why}; the relaxation admits a feasible point (not certified infeasible)"
+        return False
 
     def _round_limits(self) -> tuple[float, dict]:
         """Time limit (seconds) and solver options of the next solve."""
@@ -230,7 +347,7 @@ class SequentialRelaxation:
         row = {"round": st.k, "true_loss": st.best_loss, "relaxed_objective": math.nan, "bilinear_gap": math.nan,
                "activation_gap": math.nan, "eta": self.problem.eta,
                "solve_seconds": solve.seconds, "step": 0.0, "violation": st.best_viol,
-               "iterations": solve.iterations, "termination": solve.termination}
+               "iterations": solve.iterations, "termination": solve.termination, "phase": st.phase}
         row.update(fields)
         return row
 
@@ -242,7 +359,7 @@ class SequentialRelaxation:
     def _handle_failure(self, solve: RoundSolve) -> bool:
         """Record a failed solve; True when it ends the run, else retry with a larger eta."""
         st, cfg = self.state, self.cfg
-        if solve.infeasible and st.best_viol > cfg.constraint_tol:
+        if solve.infeasible and st.best_viol > cfg.constraint_tol and st.phase == 2:
             # the relaxation contains the lifted accepted network, which meets the hard constraints
             # once it is feasible: only before that can "infeasible" be a property of the problem
             self._record(self._row(solve, status=RoundStatus.INFEASIBLE.value))
@@ -263,7 +380,8 @@ class SequentialRelaxation:
         if st.failures >= cfg.max_failures:
             st.status, st.termination = RunStatus.SOLVER_FAILED, solve.termination
             why = f": {solve.message}" if solve.message else ""
-            st.message = f"{st.failures} failed solves in a row (last: {solve.termination}{why})"
+            where = " in the feasibility phase" if st.phase == 1 else ""
+            st.message = f"{st.failures} failed solves in a row{where} (last: {solve.termination}{why})"
             return True
         st.eta = self.schedule.after_failure(st.eta)
         self._recentre(st.best)
@@ -308,7 +426,8 @@ class SequentialRelaxation:
         message = st.message or {RunStatus.ROUND_LIMIT: f"{cfg.rounds} rounds done",
                                  RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
         if not feasible:
-            message += f"; the hard constraints are still violated by {st.best_viol:.3g}"
+            before = f" ({st.phase_one_end}, then constrained rounds)" if st.phase_one_end else ""
+            message += f"; the hard constraints are still violated by {st.best_viol:.3g}{before}"
         return TrainResult(
             network=st.best, history=pd.DataFrame(st.rows, columns=HISTORY_COLUMNS), status=st.status,
             initial_loss=initial_loss, final_loss=st.best_loss, seconds=time.perf_counter() - st.t_start,

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 RESULT_COLUMNS = ["task", "dataset", "constraint", "method", "seed", "train_violation", "test_violation", "feasible",
-                  "train_loss", "test_metric", "seconds", "detail"]
+                  "train_loss", "test_metric", "seconds", "detail", "status"]
 #: a run meets its constraint when the real network's violation is at most this (train's default)
 FEASIBILITY_TOL = 1e-6
 
@@ -134,6 +134,8 @@ class ConstraintsConfig:
     methods: Sequence[str] = tuple(METHODS)
     seeds: int = 10
     rounds: int = 20
+    #: rounds Convex-NN's feasibility phase may use on top of ``rounds`` (from an infeasible start)
+    feasibility_rounds: int = 100
     adam_steps: int = 2000
     adam_lr: float = 0.005
     penalty_weights: Sequence[float] = (0.1, 1.0, 10.0, 100.0)
@@ -150,8 +152,8 @@ class ConstraintsConfig:
 
     @classmethod
     def quick(cls, **kw) -> ConstraintsConfig:
-        """A small run (one seed, 40 training samples, 3 rounds, 200 Adam steps): checks the pipeline."""
-        return cls(**{"seeds": 1, "rounds": 3, "adam_steps": 200, "train_size": 40, "penalty_weights": (1.0, 100.0),
+        """A small run (one seed, 40 training samples, 3 (+10 feasibility) rounds, 200 Adam steps): checks the pipeline."""
+        return cls(**{"seeds": 1, "rounds": 3, "feasibility_rounds": 10, "adam_steps": 200, "train_size": 40, "penalty_weights": (1.0, 100.0),
                       "dual_lrs": (0.1,), **kw})
 
     def validate(self) -> None:
@@ -278,12 +280,15 @@ def _fit(cfg: ConstraintsConfig, task: Task, method: str, net0: Network, Xtr, yt
 
     adam = {"steps": cfg.adam_steps, "lr": cfg.adam_lr, "seed": seed % (2 ** 31)}
     if method == "convexnn":
-        from ..training import train
+        from ..algorithms import SequentialRelaxation
 
         on_round = (lambda row, best: report(row["round"])) if report else None
-        res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=task.make(),
-                    round_solver=cfg.round_solver_spec(), progress=on_round)
-        return res.network, f"{res.summary()['status']}, {len(res.history)} rounds by {res.solver}"
+        res = SequentialRelaxation(rounds=cfg.rounds, feasibility_rounds=cfg.feasibility_rounds,
+                                   hard_constraints=task.make(), round_solver=cfg.round_solver_spec(),
+                                   progress=on_round).solve(net0, Xtr, ytr)
+        phase_one = int((res.history.phase == 1).sum())
+        return res.network, (f"{res.summary()['status']}: {res.message}; {len(res.history)} rounds "
+                             f"({phase_one} in the feasibility phase) by {res.solver}")
     if method == "adam":
         return baselines.train_adam(net0, Xtr, ytr, **adam).network, ""
     if method == "projected":
@@ -314,7 +319,19 @@ def run_unit(cfg: ConstraintsConfig, task_name: str, seed: int, method: str,
     return {"task": task.name, "dataset": task.dataset, "constraint": task.constraint, "method": method, "seed": seed,
             "train_violation": train_violation, "test_violation": check.violation(net, Xte, yte),
             "feasible": bool(train_violation <= FEASIBILITY_TOL), "train_loss": net.loss(Xtr, ytr, reduction="mean"),
-            "test_metric": _metric(task, net, Xte, yte), "seconds": round(seconds, 3), "detail": detail}
+            "test_metric": _metric(task, net, Xte, yte), "seconds": round(seconds, 3), "detail": detail,
+            "status": _status(method, detail, train_violation)}
+
+
+def _status(method: str, detail: str, train_violation: float) -> str:
+    """``feasible`` (the constraint holds on the training data), ``infeasible`` (Convex-NN certified
+    that no network meets it), or the way a Convex-NN run ended without either (a named failure:
+    ``round_limit``, ``stalled``, ``solver_failed``, ``time_limit``); ``missed`` for another method."""
+    if train_violation <= FEASIBILITY_TOL:
+        return "feasible"
+    if method != "convexnn":
+        return "missed"
+    return detail.split(":", 1)[0]
 
 
 # -- the study -----------------------------------------------------------------------------------
@@ -362,7 +379,8 @@ def _label(cfg: ConstraintsConfig, unit: Unit, round_: int) -> str:
     """A running unit on the bar: its task, method, seed and Convex-NN round."""
     task, seed, method = unit
     text = f"{task} {method} seed {seed + 1}/{cfg.seeds}"
-    return text + (f" round {round_}/{cfg.rounds}" if method == "convexnn" else "")
+    most = cfg.rounds + cfg.feasibility_rounds  # the feasibility phase has a budget of its own
+    return text + (f" round {round_}/{most} at most" if method == "convexnn" else "")
 
 
 def _figure(results: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
@@ -383,13 +401,24 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     for (task, method), g in results.groupby(["task", "method"], sort=False):
         row = {"task": task, "dataset": g["dataset"].iloc[0], "constraint": g["constraint"].iloc[0], "method": method,
                "metric": TASKS[task].metric if task in TASKS else "", "runs": len(g),
-               "train_violation_median": float(g["train_violation"].median())}
+               "train_violation_median": float(g["train_violation"].median()),
+               "other_endings": _endings(g)}
         for name, hi in SUMMARY_METRICS.items():
             values = g[name].astype(str).str.lower().map({"true": 1.0, "false": 0.0}) if name == "feasible" else g[name]
             row.update({f"{name}_{k}": v for k, v in interval_stats(values.astype(float).to_numpy(), 0.0, hi).items()})
         rows.append(row)
     order = {**{t: i for i, t in enumerate(TASKS)}, **{m: i for i, m in enumerate(METHODS)}}
     return pd.DataFrame(rows).sort_values(["task", "method"], key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def _endings(g: pd.DataFrame) -> str:
+    """How the runs that did not meet the constraint ended (``status`` counts: ``infeasible`` is a
+    certificate, the others named failures); '' when all met it (or for rows without ``status``)."""
+    if "status" not in g:
+        return ""
+    ended = g["status"].fillna("").astype(str)
+    counts = ended[~ended.isin(["feasible", ""])].value_counts()
+    return ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
 def format_summary(summary: pd.DataFrame) -> str:
@@ -405,11 +434,14 @@ def format_summary(summary: pd.DataFrame) -> str:
         table.append({"task": r.task, "method": r.method, "met (train)": f"{round(r.feasible_mean * r.runs)}/{r.runs}",
                       "viol. median": f"{r.train_violation_median:.2g}", "viol. max": f"{r.train_violation_max:.2g}",
                       "test viol. mean": f"{r.test_violation_mean:.2g}", "test metric": f"{r.test_metric_mean:.3f}",
-                      "95% CI / range": spread, "seconds": f"{r.seconds_mean:.1f}"})
+                      "95% CI / range": spread, "seconds": f"{r.seconds_mean:.1f}",
+                      "not met: how": getattr(r, "other_endings", "") or "-"})
     metrics = "; ".join(f"{t.name}: {t.metric}" for t in TASKS.values() if t.name in set(summary["task"]))
     note = (f"met (train): runs whose real network violates the constraint by at most {FEASIBILITY_TOL:g} on the training "
             f"data; violations in the constraint's units; test metric ({metrics}): mean, 95% t-interval with >= "
-            f"{MIN_RUNS_FOR_INTERVAL} runs, else the range; seconds include the validation grid of penalty and cooper")
+            f"{MIN_RUNS_FOR_INTERVAL} runs, else the range; seconds include the validation grid of penalty and cooper; "
+            f"not met: how those runs ended (infeasible: certified by Convex-NN; round_limit, stalled, "
+            f"solver_failed: named failures; missed: another method)")
     return pd.DataFrame(table).to_string(index=False) + "\n" + textwrap.fill(note, 100)
 
 

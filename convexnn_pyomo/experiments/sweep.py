@@ -1,4 +1,4 @@
-"""One driver for the resumable studies (``imbalance``, ``constraints``; the guide is :func:`run`).
+"""One driver for the resumable studies (``imbalance``, ``constraints``, ``fairness``; the guide is :func:`run`).
 
 A study is data (:class:`Study`): a list of *units* (tuples of keys, e.g. ``(rho, run, method)``),
 a function that computes one unit's rows of a CSV file, the columns, a summary and a figure.

@@ -44,7 +44,8 @@ variable fixed by an equality and touched only by inactive rows keeps curvature)
 semidefinite, where an explicit :math:`A_{vv}^{-1}` left it indefinite).  Work and memory are
 linear in :math:`m` with no ordering phase: every sample's block is factorized alone (batched
 dense LAPACK on chunks of samples) and the sums over samples are single matrix products.  The
-per-sample blocks are CasADi functions of the problem's symbols, mapped over a chunk.
+per-sample blocks are CasADi functions of the problem's symbols, mapped over a chunk, and
+compiled to C (``compile``: :mod:`.compiled`, cached on disk) from ``COMPILE_FROM`` samples.
 
 Scaling, as Ipopt's ``nlp_scaling_method=gradient-based``: at the start every row (of every
 sample) is multiplied by :math:`\min(1, 100/\|\nabla g_r\|_\infty)` and the objective by
@@ -66,11 +67,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeFloat, PositiveFloat, PositiveInt
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from .casadi_translator import casadi as ca
 
@@ -78,6 +80,16 @@ __all__ = ["SchurInteriorPoint", "SchurResult"]
 
 #: Ipopt's nlp_scaling_max_gradient
 MAX_GRADIENT = 100.0
+
+#: a step shorter than this at an acceptable point is the precision floor (Solved_To_Acceptable_Level):
+#: there the elimination's rounding, not the distance to the optimum, limits the Newton step (0.5
+#: ended the third round of the raw-features test in Search_Direction_Becomes_Too_Small)
+ACCEPTABLE_ALPHA = 0.1
+
+#: ``compile="auto"`` compiles from this many samples (a first compilation took 5.7 s, cached
+#: afterwards; at m = 10^4 the compiled functions saved 1.15 s of 4.2 s an iteration:
+#: ``benchmarks/compiled_round.py``)
+COMPILE_FROM = 10_000
 
 
 def _dense(outputs: list) -> list:
@@ -156,6 +168,17 @@ class _SampleFunctions:
             a0, P.fs, ca.gradient(ell0, s), ca.hessian(ell0, s)[0], ca.jacobian(a0, s)]))
         self.shared_scale = ca.Function("shared_scale", [s, ps], _dense([ca.jacobian(P.a0, s), ca.gradient(P.fs, s)]))
         self._maps: dict = {}
+
+    #: the functions evaluated every iteration (what :meth:`compile` compiles)
+    PER_ITERATION = ("kkt", "resid", "jtv", "jvp", "apply")
+
+    def compile(self) -> None:
+        """Replace the per-iteration functions by compiled ones (:func:`~.compiled.compiled`)."""
+        from .compiled import compiled
+
+        for name in self.PER_ITERATION:
+            setattr(self, name, compiled(getattr(self, name)))
+        self._maps.clear()
 
     def mapped(self, name: str, n: int) -> "_Mapped":
         """``name`` mapped over ``n`` samples, shared inputs passed once, sums over samples done inside."""
@@ -376,17 +399,40 @@ class SchurInteriorPoint:
                                                                     "(scaled problem) reports infeasibility"))
     CONFIG.declare("threads", ConfigValue(default=min(2, os.cpu_count() or 1), domain=PositiveInt,
                                           description="threads over the chunks of samples (eliminations)"))
+    CONFIG.declare("compile", ConfigValue(default="auto", domain=In(["auto", "always", "never"]),
+                                          description="the per-sample functions compiled to C (cached on disk) "
+                                                      "instead of CasADi's virtual machine: 'auto' from "
+                                                      "COMPILE_FROM samples when a C compiler is found"))
     CONFIG.declare("print_level", ConfigValue(default=0, domain=int, description="0: silent; 1: a line per iteration"))
 
     def __init__(self, problem, omega: float = 1.0, **kwds):
         self.config = self.CONFIG(kwds)
         self.problem, self.m, self.omega0 = problem, int(problem.m), float(omega)
         self.fn = _SampleFunctions(problem)
+        self.compiled = self._compile()
         self.ineq = ~self.fn.equality
         self.ineq_link = ~np.asarray(problem.eq_link, dtype=bool)
         self.ns, self.nv, self.ng, self.nL = problem.ns, problem.nv, problem.ng, problem.n_link
         self.last: SchurResult | None = None
         self._pool: ThreadPoolExecutor | None = None
+
+    def _compile(self) -> bool:
+        """Compile the per-sample functions as ``compile`` says; a missing compiler is an error for
+        'always', a warning for 'auto' (the virtual machine is used)."""
+        from .compiled import CompilerUnavailable
+
+        mode = self.config.compile
+        if mode == "never" or (mode == "auto" and self.m < COMPILE_FROM):
+            return False
+        try:
+            self.fn.compile()
+        except CompilerUnavailable as err:
+            if mode == "always":
+                raise
+            warnings.warn(f"the structured round runs in CasADi's virtual machine (3-4x slower per "
+                          f"evaluation): {err}", RuntimeWarning, stacklevel=3)
+            return False
+        return True
 
     # -------------------------------------------------------------------------------- evaluation
     def _chunks(self):
@@ -661,7 +707,7 @@ class SchurInteriorPoint:
                 print(f"schur-ipm {it + 1:3d}  f {r.f:.8e}  primal {row['primal']:.1e}  dual {row['dual']:.1e}  "
                       f"mu {row['mu']:.1e}  alpha {row['alpha']:.3f}  {time.perf_counter() - t_start:.1f} s", flush=True)
             stalls = stalls + 1 if row["alpha"] < 1e-3 else 0
-            if row["alpha"] < 0.1 and self._converged(parts, acceptable=True):  # the precision floor, acceptable
+            if row["alpha"] < ACCEPTABLE_ALPHA and self._converged(parts, acceptable=True):  # the precision floor
                 status = "Solved_To_Acceptable_Level"
                 break
             if row["alpha"] == 0.0 or stalls >= 5:  # no (real) decrease along the Newton step: the precision floor

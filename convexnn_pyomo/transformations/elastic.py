@@ -9,8 +9,12 @@ is replaced by
 (one elastic row, indexed like its source row: ``l <= g - e+ + e- <= u``, or ``g - e+ + e- == u``
 for an equality), and the active objective by the minimum violation
 
-.. math:: \min\ \sum_{\text{shared}} e \;+\; \frac1m \sum_{j} \sum_{\text{per-sample}} e_{\cdot j}
-          \;+\; \rho\, f_{\text{old}}(x).
+.. math:: \min\ \sum_{\text{shared}} e / s \;+\; \frac1m \sum_{j} \sum_{\text{per-sample}} e_{\cdot j} / s
+          \;+\; \rho\, f_{\text{old}}(x),
+
+each elastic variable divided by its Constraint component's bound scale
+:math:`s = \max(1, \max |\text{bound}|)` (a bound :math:`\kappa n_c` on a sum over a group's
+:math:`n_c` samples then counts relatively, as the loss does per sample).
 
 An elastic row is feasible for every ``x`` and adds linear terms only, so the model stays convex
 (a convex row stays convex, an affine equality stays affine).  The minimum is 0 exactly when the
@@ -62,7 +66,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.autoslots import AutoSlots
 from pyomo.common.collections import ComponentMap, ComponentSet
-from pyomo.common.config import ConfigDict, ConfigValue, NonNegativeFloat
+from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeFloat
 from pyomo.common.modeling import unique_component_name
 from pyomo.core.base.block import Block
 from pyomo.core.base.transformation import Transformation, TransformationFactory
@@ -93,6 +97,7 @@ class _ElasticData(AutoSlots.Mixin):
         "elastic_rows",
         "elastic_vars",
         "objectives",
+        "room",
         "source",
         "source_component",
         "sources",
@@ -108,6 +113,7 @@ class _ElasticData(AutoSlots.Mixin):
         self.source_component = ComponentMap()  # elastic Var component -> source Constraint component
         self.sources = []  # source ConstraintData deactivated by the transformation, in order
         self.objectives = []  # objectives deactivated by the transformation
+        self.room = ComponentMap()  # source ConstraintData -> its bound scale (margin * scale: its room)
 
 
 Block.register_private_data_initializer(_ElasticData)
@@ -171,6 +177,35 @@ class ElasticConstraints(Transformation):
         ),
     )
 
+    CONFIG.declare(
+        "margin",
+        ConfigValue(
+            default=0.0,
+            domain=NonNegativeFloat,
+            description="Inequality sides tightened by margin * s (s: the row component's bound scale)",
+            doc="0 (default): the rows as written.  A positive margin asks phase 1 for a point that "
+            "meets every inequality with room margin * s (``g - e+ <= u - margin s``, "
+            "``l + margin s <= g + e-``; equalities unchanged; s = max(1, largest |bound| of the "
+            "Constraint component's rows), so a bound kappa * n_c on a sum is tightened relatively), so that the real network, whose outputs "
+            "differ from the relaxed ones by the relaxation's gap, still meets the rows.  Kept in the "
+            "mutable Param `margin` of the elastic block.",
+        ),
+    )
+
+    CONFIG.declare(
+        "aggregate",
+        ConfigValue(
+            default="sum",
+            domain=In(["sum", "max"]),
+            description="'sum': an elastic variable per row and side, their (mean) sum minimised; "
+            "'max': one variable t, the largest relative violation, minimised",
+            doc="'max': every targeted side reads g - s t <= u (l <= g + s t), s its component's bound "
+            "scale, and t >= -margin is minimised: the largest relative violation, the measure the "
+            "training run accepts by; a negative t is room (phase 1 of Algorithm 1).  'sum' prices "
+            "every row and names each row's violation (:func:`violations`).",
+        ),
+    )
+
     def _apply_to(self, model, **kwds):
         config = self.CONFIG(kwds.pop("options", {}))
         config.set_value(kwds)
@@ -193,13 +228,24 @@ class ElasticConstraints(Transformation):
         blk = pyo.Block(doc="elastic hard constraints and their minimum violation (phase 1)")
         model.add_component(unique_component_name(model, "elastic"), blk)
         info.block = blk
+        blk.margin = pyo.Param(mutable=True, initialize=config.margin, within=pyo.NonNegativeReals,
+                               doc="room asked of every inequality side")
+        worst = None
+        if config.aggregate == "max":
+            blk.worst = worst = pyo.Var(doc="the largest relative violation (negative: the smallest relative room)")
+            blk.worst_floor = pyo.Constraint(expr=blk.worst >= -blk.margin, doc="at most margin of room is asked")
         shared, per_sample = [], []
         by_component: dict = {}
         for con in rows:
             by_component.setdefault(con.parent_component(), []).append(con)
         for comp, datas in by_component.items():
+            if worst is not None:
+                self._make_worst(model, blk, comp, datas, info)
+                continue
             terms = self._make_elastic(model, blk, comp, datas, info)
             (per_sample if sample_position(comp, model) is not None else shared).extend(terms)
+        if worst is not None:
+            shared = [worst]
 
         base = objs[0]
         blk.shared_violation = pyo.Expression(expr=sum(shared), doc="sum of the shared elastic variables")
@@ -223,6 +269,40 @@ class ElasticConstraints(Transformation):
         set_elastic_values(model)
 
     @staticmethod
+    def _make_worst(model, blk, comp, datas, info) -> None:
+        """``aggregate='max'``: the rows of one source component with room ``s * worst`` per side."""
+        scales = dict(zip(datas, _bound_scales(model, comp, datas)))
+        stem = re.sub(r"\W+", "_", comp.getname(fully_qualified=True, relative_to=model)).strip("_") or "row"
+        info.var_components[comp] = []
+        made = {}
+        for side in _SIDES:
+            if not any((d.upper if side == "upper" else d.lower) is not None for d in datas):
+                continue
+            row = pyo.Constraint(comp.index_set(), doc=f"{comp.name}, {side} side, within s * worst") \
+                if comp.is_indexed() else None
+            name = unique_component_name(blk, f"{stem}_{side}")
+            if row is not None:
+                blk.add_component(name, row)
+            for con in datas:
+                bound = con.upper if side == "upper" else con.lower
+                if bound is None:
+                    continue
+                room = scales[con] * blk.worst
+                expr = (con.body - room <= bound) if side == "upper" else (bound <= con.body + room)
+                if row is None:
+                    blk.add_component(name, pyo.Constraint(expr=expr))
+                    made.setdefault(con, blk.component(name))
+                else:
+                    row[con.index()] = expr
+                    made.setdefault(con, row[con.index()])
+        for con in datas:
+            con.deactivate()
+            info.sources.append(con)
+            info.elastic_rows[con] = made[con]
+            info.elastic_vars[con] = [blk.worst]
+            info.room[con] = scales[con]
+
+    @staticmethod
     def _make_elastic(model, blk, comp, datas, info) -> list:
         """Elastic Vars and the elastic Constraint of one source component; returns the elastic VarData."""
         pos = sample_position(comp, model)
@@ -243,10 +323,12 @@ class ElasticConstraints(Transformation):
         if row is not None:  # indexed like the source; rows added as made (sparse)
             blk.add_component(name, row)
         terms = []
-        for con in datas:
+        for con, scale in zip(datas, _bound_scales(model, comp, datas)):
             idx = con.index()
             vidx = _var_index(idx, pos)
             body, mine = con.body, []
+            room = 0.0 if con.equality else blk.margin * scale
+            info.room[con] = scale
             if con.upper is not None:
                 e = evars["upper"][vidx] if comp.is_indexed() else evars["upper"]
                 body, mine = body - e, mine + [e]
@@ -256,11 +338,11 @@ class ElasticConstraints(Transformation):
             if con.equality:
                 expr = body == con.upper
             elif con.lower is None:
-                expr = body <= con.upper
+                expr = body <= con.upper - room
             elif con.upper is None:
-                expr = con.lower <= body
+                expr = con.lower + room <= body
             else:
-                expr = pyo.inequality(con.lower, body, con.upper)
+                expr = pyo.inequality(con.lower + room, body, con.upper - room)
             if row is None:  # a scalar source row: a scalar elastic row
                 blk.add_component(name, pyo.Constraint(expr=expr, doc=doc))
                 elastic_row = blk.component(name)
@@ -273,8 +355,16 @@ class ElasticConstraints(Transformation):
             info.elastic_vars[con] = mine
             for e in mine:
                 info.source[e] = con
-            terms += mine
+            terms += mine if scale == 1.0 else [e / scale for e in mine]  # relative to the bound
         return terms
+
+
+def _bound_scales(model, comp, datas) -> list[float]:
+    """Each row's bound scale ``max(1, |bound|)``: its own for a row that is not per sample (a sum
+    over a class of ``n_c`` samples bounded by ``kappa n_c`` counts relatively), the largest of the
+    component for per-sample rows (one float on every sample keeps the row separable)."""
+    own = [max([1.0] + [abs(float(pyo.value(b))) for b in (d.upper, d.lower) if b is not None]) for d in datas]
+    return own if sample_position(comp, model) is None else [max(own)] * len(own)
 
 
 def _var_sets(comp, pos) -> list:
@@ -313,8 +403,13 @@ def _target_rows(model, targets) -> list:
             else:
                 raise ValueError(f"target {t.name!r} is a {t.ctype.__name__}, not a Block or a Constraint")
             out.update(c for c in datas if c.active)
-        elif getattr(t, "block", None) is not None:  # a ResidualConstraint: the block it added
+        elif getattr(t, "block", None) is not None:  # a ResidualConstraint: the block it added, its bounds
             add(t.block, "; a hard constraint records only the last model it was added to: pass its rows instead")
+            for name in getattr(t, "auxiliary", ()):  # epigraph rows define variables: they stay hard
+                comp = t.block.component(name)
+                if comp is not None:
+                    for c in comp.values() if comp.is_indexed() else [comp]:
+                        out.discard(c)
         elif getattr(t, "constraints", None) is not None:  # a CallableConstraint: the rows the function added
             for c in t.constraints:
                 add(c, "; a hard constraint records only the last model it was added to: pass its rows instead")
@@ -386,16 +481,35 @@ def set_elastic_values(model) -> None:
     the row holds), e.g. after :func:`~.base.set_lifted_values`.  On a template only the held
     samples' Pyomo variables get values (the structured round starts per-sample ones at 0)."""
     info = _info(model)
+    margin = float(pyo.value(info.block.margin)) if info.block is not None else 0.0
+    if info.block is not None and info.block.component("worst") is not None:
+        _set_worst(info, margin)
+        return
     for con, evars in info.elastic_vars.items():
         body = pyo.value(con.body, exception=False)
+        room = 0.0 if con.equality else margin * info.room.get(con, 1.0)
         k = 0
         for side in _SIDES:
             bound = con.upper if side == "upper" else con.lower
             if bound is None:
                 continue
             gap = 0.0 if body is None else (body - pyo.value(bound) if side == "upper" else pyo.value(bound) - body)
+            gap += room
             evars[k].set_value(max(0.0, float(gap)), skip_validation=True)
             k += 1
+
+
+def _set_worst(info, margin: float) -> None:
+    """``aggregate='max'``: ``worst`` at the largest relative violation of the rows (at least -margin)."""
+    worst = -margin
+    for con in info.elastic_vars:
+        body = pyo.value(con.body, exception=False)
+        if body is None:
+            continue
+        for bound, sign in ((con.upper, 1.0), (con.lower, -1.0)):
+            if bound is not None:
+                worst = max(worst, sign * (body - pyo.value(bound)) / info.room[con])
+    info.block.worst.set_value(worst, skip_validation=True)
 
 
 def violations(model) -> dict[str, float]:
@@ -407,6 +521,9 @@ def violations(model) -> dict[str, float]:
         raise ValueError(f"the model {model.name} is not elastic (apply convexnn.elastic first)")
     m = get_training_problem(model).m
     template = is_template(model)
+    if info.block.component("worst") is not None:  # one value: the largest relative violation
+        t = info.block.worst.value
+        return {comp.name: max(0.0, float(t)) if t is not None else float("nan") for comp in info.var_components}
     out = {}
     for comp, evars in info.var_components.items():
         worst = -np.inf
@@ -450,10 +567,11 @@ def restore(model) -> None:
 
 
 @contextmanager
-def elastic_phase(model, targets, regularization: float = 0.0):
+def elastic_phase(model, targets, regularization: float = 0.0, margin: float = 0.0, aggregate: str = "sum"):
     """Apply ``convexnn.elastic`` to ``model`` for the ``with`` body (yields the elastic block),
     then :func:`restore` it, also when the body raises."""
-    TransformationFactory("convexnn.elastic").apply_to(model, targets=targets, regularization=regularization)
+    TransformationFactory("convexnn.elastic").apply_to(model, targets=targets, regularization=regularization,
+                                                       margin=margin, aggregate=aggregate)
     try:
         yield get_elastic_block(model)
     finally:

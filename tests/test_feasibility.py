@@ -1,0 +1,73 @@
+"""The feasibility phase of Algorithm 1: from a start that violates the hard constraints, rounds
+that minimise the largest relative violation until the real network meets them, then the
+constrained rounds; a certificate when the relaxation admits no feasible point; a named end
+otherwise."""
+
+import numpy as np
+import pytest
+
+import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms import SequentialRelaxation
+from convexnn_pyomo.algorithms.results import RunStatus
+
+
+def _data(m=60, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(m, 3))
+    Y = np.clip(X[:, :1] + 0.2 * X[:, 1:2] + 0.05 * rng.normal(size=(m, 1)), 0.0, 1.0)
+    net = cnn.Network([3, 4, 1], ["sigmoid", "identity"]).init_he(seed)
+    net.weights[-1] *= 6.0  # outputs far outside [0, 1]: an infeasible start
+    return net, X, Y
+
+
+def test_an_infeasible_start_reaches_the_bounds_then_trains_under_them():
+    net, X, Y = _data()
+    bound = cnn.OutputBounds(0.0, 1.0)
+    assert bound.violation(net, X, Y) > 0.5
+    res = cnn.train(net, X, Y, hard_constraints=bound, rounds=12)
+    h = res.history
+    assert res.feasible and bound.violation(res.network, X, Y) <= 1e-6
+    one, two = h[h.phase == 1], h[h.phase == 2]
+    assert len(one) >= 1 and len(two) >= 1 and (h.phase.diff().dropna() >= 0).all()  # phase 1 first, once
+    accepted = one[one.status == "accepted"].violation.to_numpy()
+    assert (np.diff(accepted) < 0).all()  # every accepted phase-1 round lowered the real violation
+    assert accepted[-1] <= 1e-6  # phase 1 ended at the first feasible network
+    kept = two[two.status == "accepted"]
+    assert (kept.violation <= 1e-6).all() and (np.diff(kept.true_loss.to_numpy()) <= 1e-9).all()
+
+
+@pytest.mark.parametrize("round_solver", ["schur", "pyomo"])
+def test_bounds_no_network_meets_are_certified_infeasible(round_solver):
+    """z >= 1 and z <= 0 at every training point: the relaxation's least violation is 1 (the mean
+    over samples of e_low + e_high), a certificate that no network meets both."""
+    net, X, Y = _data(m=30)
+    res = cnn.train(net, X, Y, hard_constraints=[cnn.OutputBounds(lower=1.0), cnn.OutputBounds(upper=0.0)],
+                    rounds=5, round_solver=round_solver)
+    assert res.status == RunStatus.INFEASIBLE and not res.feasible
+    assert "certified infeasible: the least violation the relaxation admits is 1 " in res.message
+    assert "output_bounds" in res.message  # which constraints, and by how much
+    assert res.history.status.iloc[-1] == "infeasible" and len(res.history) <= 2  # a phase-1 round, the certificate
+
+
+def test_the_feasibility_phase_says_when_it_ran_out_of_rounds():
+    net, X, Y = _data()
+    res = cnn.train(net, X, Y, hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=1)
+    assert res.status == RunStatus.ROUND_LIMIT and not res.feasible
+    assert "still violated by" in res.message and "the feasibility phase used its 1 rounds" in res.message
+    assert "not certified infeasible" in res.message
+
+
+def test_feasibility_rounds_is_a_budget_of_its_own():
+    net, X, Y = _data()
+    shared = cnn.train(net, X, Y, hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=3)
+    own = SequentialRelaxation(hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=3,
+                               feasibility_rounds=20).solve(net, X, Y)
+    h = own.history
+    assert own.feasible and (h.phase == 2).sum() == 3
+    assert len(shared.history) <= 3
+
+
+def test_without_the_phase_the_constrained_rounds_start_at_once():
+    net, X, Y = _data()
+    res = SequentialRelaxation(hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=2, feasibility=False).solve(net, X, Y)
+    assert (res.history.phase == 2).all()
