@@ -78,6 +78,9 @@ class ResidualConstraint:
     #: ``t >= |z - y|``), not bounds: ``convexnn.elastic`` keeps them hard (an elastic epigraph row
     #: would let the auxiliary variable, and so the bound, be met for free)
     auxiliary: tuple[str, ...] = ()
+    #: rows on the weights alone: every round's solution meets them exactly (no relaxation gap
+    #: lies between a round's weights and the network's), so they need no feasibility phase
+    weights_only: bool = False
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
         raise NotImplementedError
@@ -544,6 +547,10 @@ class LinearOutputEquality(ResidualConstraint):
     ``project`` attribute: ``hasattr(c, "project")`` is false).
     """
 
+    @property
+    def weights_only(self) -> bool:
+        return self.every_input
+
     equality = True
 
     def __init__(self, A, rhs, every_input: bool = False):
@@ -622,6 +629,8 @@ class MonotoneInputs(ResidualConstraint):
     for the real network.  :meth:`project` is the (cheap) Euclidean projection: clamp.
     """
 
+    weights_only = True
+
     def __init__(self, increasing=(), decreasing=()):
         self.increasing = sorted(int(k) for k in increasing)
         self.decreasing = sorted(int(k) for k in decreasing)
@@ -680,6 +689,8 @@ class WeightNormBounds(ResidualConstraint):
     \max_i \|w_{i*}\|_2`.  ``bounds``: one :math:`c` for every layer or one per layer (``None``:
     that layer is free).  Exact for the real network; :meth:`project` rescales (cheap).
     """
+
+    weights_only = True
 
     def __init__(self, bounds, rows: bool = False):
         self.bounds = bounds

@@ -78,7 +78,9 @@ def test_infeasible_hard_constraints_report_the_smallest_kappa(small_problem):
     factor = res.smallest_kappa_factor
     assert f"{factor:.6g}" in res.message
     assert 0.01 < factor < 1.0
-    np.testing.assert_array_equal(res.network.get_flat(), net.get_flat())
+    # the returned network is the least violating one accepted (the feasibility phase may move it)
+    bound = ClasswiseMisfitBounds(0.01)
+    assert bound.violation(res.network, X, Y) <= bound.violation(net, X, Y)
     # and that factor is feasible for the relaxation
     ok = train(net, X, Y, rounds=1, hard_constraints=[box, ClasswiseMisfitBounds(factor * 1.01)], round_solver="pyomo")
     assert ok.status != "infeasible"

@@ -243,9 +243,15 @@ class SequentialRelaxation:
 
     # -- phase 1: the feasibility phase --------------------------------------------------------------
     def _needs_feasibility(self) -> bool:
-        """An infeasible start, the phase enabled, and a round problem that can make its rows elastic."""
+        """An infeasible start, the phase enabled, a round problem that can make its rows elastic, and
+        an inequality constraint not on the weights alone.  Rows on the weights hold exactly at every
+        round's solution, so the constrained rounds meet them at once.  Equalities leave no room
+        (t >= 0) for phase 1 to buy. On both, the constrained rounds met the constraint where
+        phase 1 was slower: the wine composition and two-output equality tests, monotone weights."""
         return (self.cfg.feasibility and self.state.best_viol > self.cfg.constraint_tol
-                and hasattr(self.problem, "enter_feasibility"))
+                and hasattr(self.problem, "enter_feasibility")
+                and not all(getattr(c, "weights_only", False) or getattr(c, "equality", False)
+                            for c in self.ev.constraints))
 
     def _feasibility_phase(self, initial_loss: float) -> bool:
         r"""Rounds of the elastic program (:meth:`~.rounds._ModelRound.enter_feasibility`):
@@ -269,6 +275,8 @@ class SequentialRelaxation:
         finally:
             self.problem.leave_feasibility()
             st.phase = 2
+            if st.status == RunStatus.INFEASIBLE:  # certified: the diagnosis needs the round's own model
+                st.message += self._kappa_hint()
         st.eta = self.schedule.eta  # phase 1 may have left eta far up
         self._recentre(st.best)
         return False
@@ -321,6 +329,13 @@ class SequentialRelaxation:
         self._recentre(st.best)
         return None
 
+    def _kappa_hint(self) -> str:
+        """For (19): the smallest kappa_factor the relaxation admits (the Pyomo rounds' diagnosis), as
+        a message part; '' when the round solver has none.  Call it on the round's own model (not elastic)."""
+        st = self.state
+        st.kappa_factor = self.problem.smallest_kappa_factor()
+        return "" if st.kappa_factor is None else f"; the smallest kappa_factor the relaxation admits is {st.kappa_factor:.6g}"
+
     def _end_phase_one(self, initial_loss: float, why: str) -> bool:
         """Phase 1 ends without a feasible network: certified infeasible (True: the run ends), else
         the constrained rounds go on (False), ``why`` kept for the run's message."""
@@ -363,11 +378,9 @@ class SequentialRelaxation:
             # the relaxation contains the lifted accepted network, which meets the hard constraints
             # once it is feasible: only before that can "infeasible" be a property of the problem
             self._record(self._row(solve, status=RoundStatus.INFEASIBLE.value))
-            st.kappa_factor = self.problem.smallest_kappa_factor()
-            hint = "" if st.kappa_factor is None else f"; the smallest kappa_factor the relaxation admits is {st.kappa_factor:.6g}"
             evidence = f" ({solve.message})" if solve.message else ""
             st.status = RunStatus.INFEASIBLE
-            st.message = f"the hard constraints admit no point of the relaxation{evidence}{hint}"
+            st.message = f"the hard constraints admit no point of the relaxation{evidence}{self._kappa_hint()}"
             return True
         if solve.time_limit and cfg.time_limit is not None and time.perf_counter() - st.t_start >= cfg.time_limit:
             self._record(self._row(solve, status=RoundStatus.TIME_LIMIT.value))
