@@ -151,9 +151,7 @@ class _ModelRound:
     def elastic(self) -> bool:
         """Whether the hard constraints are elastic now (between :meth:`enter_feasibility` and
         :meth:`leave_feasibility`)."""
-        from ..transformations.elastic import get_elastic_block
-
-        return get_elastic_block(self.model) is not None
+        return self._phase_one_mode is not None
 
     def enter_feasibility(self, regularization: float, margin: float, aggregate: str = "max") -> None:
         r"""Phase 1: the hard constraints made elastic (``convexnn.elastic``), the objective their

@@ -70,7 +70,6 @@ class _RunState:
     kappa_factor: float | None = None
     phase: int = 2  #: 1 while the feasibility phase minimises the violation
     rho: float = 1.0  #: phase 1: weight of the round's objective beside the violation
-    margin: float = 0.0  #: phase 1: room asked of every inequality (relative to its bound)
     certificate_asked: bool = False  #: phase 1: a certificate was computed after a positive relaxed violation
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
 
@@ -262,8 +261,8 @@ class SequentialRelaxation:
         proves the problem infeasible.  True when the run ends here (certified infeasible, failures,
         limits), else phase 2 starts from the first feasible network."""
         st, cfg = self.state, self.cfg
-        st.phase, st.rho, st.margin = 1, self.FEASIBILITY_RHO, self.FEASIBILITY_MARGIN
-        self.problem.enter_feasibility(st.rho, st.margin)
+        st.phase, st.rho = 1, self.FEASIBILITY_RHO
+        self.problem.enter_feasibility(st.rho, self.FEASIBILITY_MARGIN)
         try:
             self._recentre(st.best)
             while st.best_viol > cfg.constraint_tol:
