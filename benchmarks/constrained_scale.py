@@ -55,7 +55,8 @@ def run(m: int, rounds: int, kappa: float, feasibility: bool = True) -> dict:
             "violation_before": before, "violation_after": result.violation,
             "initial_loss": result.initial_loss, "final_loss": result.final_loss, "status": result.status.value,
             "round_status": json.dumps(h.status.tolist()), "iterations": json.dumps(h.iterations.tolist()),
-            "round_seconds": json.dumps([round(v, 1) for v in h.solve_seconds.tolist()]), "solver": result.solver}
+            "round_seconds": json.dumps([round(v, 1) for v in h.solve_seconds.tolist()]), "solver": result.solver,
+            "failures": json.dumps([m for m in h.message.tolist() if m])}
 
 
 def main() -> None:

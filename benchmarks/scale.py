@@ -80,7 +80,8 @@ import numpy as np
 COLUMNS = ["m", "path", "variables", "constraints", "build_s", "transform_s", "translate_s", "first_solve_s",
            "resolve_s", "ipopt_iterations", "seconds_per_iteration", "peak_rss_mb", "status",
            "resolve_iterations", "first_solve_cpu_s", "resolve_cpu_s", "eval_s", "initial_loss", "round1_loss",
-           "round2_loss", "noise_floor", "hidden", "variant", "ipopt_options"]
+           "round2_loss", "noise_floor", "hidden", "variant", "ipopt_options", "flops_per_iteration",
+           "achieved_gflops", "dgemm_gflops", "threads"]
 #: Ipopt options over the algorithm's defaults for the scale runs: QAMD ordering (AMD was the
 #: fastest in the --options-study at m <= 3,000, but its ordering time grows as m^2: --profile-study)
 #: and MUMPS's default 1000% workspace relaxation cut to 5% (at m = 10^5 the relaxed workspace,
@@ -259,13 +260,35 @@ def _schur_rounds(net, X, Y, spec: dict, row: dict) -> None:
     timings: list[dict] = []
 
     def details(out):  # keeps where each solve went (round 1's is printed, not a column)
-        timings.append(dict(rnd.ipm.last.timings) if rnd.ipm.last is not None else {})
+        last = rnd.ipm.last
+        timings.append(dict(last.timings) if last is not None else {})
+        if last is not None and "flops_per_iteration" not in row:
+            row["flops_per_iteration"] = last.flops(rnd.ipm) / max(last.iterations, 1)
+            row["threads"] = rnd.ipm.config.threads
         return 0.0, out.seconds, out.termination
 
+    row["dgemm_gflops"] = dgemm_gflops(spec.get("threads", 2))
     _two_rounds(rnd, X, Y, net, spec, row, {}, {}, details)
     if timings and timings[0]:
         total = sum(timings[0].values()) or 1.0
         row["solve_shares"] = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in timings[0].items())
+
+
+def dgemm_gflops(threads: int, n: int = 2000, repeat: int = 3) -> float:
+    """The machine's limit: the best rate of ``n x n`` matrix products with ``threads`` BLAS threads."""
+    from convexnn_pyomo.threads import blas_threads
+
+    a = np.random.default_rng(0).normal(size=(n, n))
+    with blas_threads(threads):
+        a @ a
+        best = min(_timed(lambda: a @ a) for _ in range(repeat))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 _ROUNDS = {"pyomo": _pyomo_rounds, "sdp": _sdp_rounds, "schur": _schur_rounds}
@@ -282,6 +305,8 @@ def worker(spec: dict) -> dict:
            "initial_loss": net.loss(X, Y, "mean")}
     _ROUNDS[spec["path"]](net, X, Y, spec, row)
     row["seconds_per_iteration"] = row["first_solve_s"] / max(row["ipopt_iterations"], 1)
+    if row.get("flops_per_iteration"):
+        row["achieved_gflops"] = row["flops_per_iteration"] / row["seconds_per_iteration"] / 1e9
     row["peak_rss_mb"] = _peak_rss_mb()
     return row
 
@@ -304,12 +329,20 @@ def run_child(spec: dict, timeout: float, env: dict | None = None, parse=None) -
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append ``row`` under the file's own header (a file from an older version keeps its columns)."""
+    """Append ``row``; a file from an older version gains the newer columns (older rows empty there)."""
     new = not path.exists()
     columns = COLUMNS
     if not new:
         with path.open() as fh:
             columns = next(csv.reader(fh), COLUMNS)
+        missing = [k for k in COLUMNS if k not in columns and k in row]
+        if missing:
+            old = read_rows(path)
+            columns = columns + missing
+            with path.open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(old)
     with path.open("a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         if new:

@@ -12,7 +12,8 @@ import pytest
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.algorithms.rounds import StructuredRound
-from convexnn_pyomo.solvers.schur_ipm import SchurInteriorPoint, _cholesky, _Rhs
+from convexnn_pyomo.solvers import elimination as el
+from convexnn_pyomo.solvers.schur_ipm import SHIFTS_ABSOLUTE, SHIFTS_RELATIVE, SchurInteriorPoint, _Rhs
 
 
 def _group(X):
@@ -74,16 +75,82 @@ def test_the_newton_matrix_is_the_derivative_of_the_kkt_residual():
     np.testing.assert_allclose(fd, Kd, rtol=1e-4, atol=1e-4 * np.abs(Kd).max())
 
 
+def _sparse(X):
+    """Nonzeros of every block of ``X (c, r, k)`` as ``(values (c, nnz), rows, cols)`` (one pattern)."""
+    r, k = np.nonzero(np.abs(X).sum(axis=0))
+    return np.ascontiguousarray(X[:, r, k]), r.astype(np.int64), k.astype(np.int64)
+
+
+def _blocks(c=5, nv=6, nsh=4, nE=2, seed=0):
+    rng = np.random.default_rng(seed)
+    B = rng.normal(size=(c, nv, nv))
+    A = B @ B.transpose(0, 2, 1) + 0.1 * np.eye(nv)
+    Ah = rng.normal(size=(c, nv, nsh)) * (rng.random((nv, nsh)) < 0.6)
+    J, Js = rng.normal(size=(c, nE, nv)), rng.normal(size=(c, nE, nsh))
+    return A, Ah, J, Js
+
+
+def _factor(A, Ah, J, Js):
+    c, nv, nsh = Ah.shape
+    nE = J.shape[1]
+    iu = np.triu_indices(nv)
+    avv = np.ascontiguousarray(A[:, iu[0], iu[1]])
+    sp = [_sparse(Ah), _sparse(J), _sparse(Js)]
+    elim = el.Elimination(iu, sp[0][1:], sp[1][1:], sp[2][1:], nv, nsh, nE)
+    fc, share, shift = elim.factor(avv, sp[0][0], sp[1][0], sp[2][0], 0.0, SHIFTS_RELATIVE, SHIFTS_ABSOLUTE)
+    return elim, fc, share, shift
+
+
+def _unpack(Lv, pattern):
+    ptr, col = pattern
+    L = np.zeros((len(ptr) - 1, len(ptr) - 1))
+    for i in range(len(ptr) - 1):
+        L[i, col[ptr[i]:ptr[i + 1]]] = Lv[ptr[i]:ptr[i + 1]]
+    return L
+
+
+def test_elimination_kernel_is_the_dense_schur_complement_and_solve():
+    A, Ah, J, Js = _blocks()
+    c, nv, nsh = Ah.shape
+    nE = J.shape[1]
+    elim, fc, share, shift = _factor(A, Ah, J, Js)
+    assert not shift.any()
+    # the same from the full per-sample KKT blocks: S_j = -[Ah; Js]^T K^{-1} [Ah; Js], K = [[A, J^T], [J, 0]]
+    ref = np.zeros((nsh, nsh))
+    for j in range(c):
+        K = np.block([[A[j], J[j].T], [J[j], np.zeros((nE, nE))]])
+        R = np.vstack([Ah[j], Js[j]])
+        ref -= R.T @ np.linalg.solve(K, R)
+        L = _unpack(fc.Lp[j], elim.lpat)
+        np.testing.assert_allclose(L @ L.T, A[j][np.ix_(elim.perm, elim.perm)], atol=1e-12)
+    np.testing.assert_allclose(share, ref, atol=1e-10)
+    rng = np.random.default_rng(1)
+    b, rE, dh = rng.normal(size=(c, nv)), rng.normal(size=(c, nE)), rng.normal(size=nsh)
+    red = elim.reduce(fc, b, rE)
+    dV, dY = elim.back(fc, b, rE, dh)
+    red_ref = np.zeros(nsh)
+    for j in range(c):
+        K = np.block([[A[j], J[j].T], [J[j], np.zeros((nE, nE))]])
+        x = np.linalg.solve(K, np.concatenate([b[j], -rE[j]]))  # the step at dh = 0
+        red_ref += np.vstack([Ah[j], Js[j]]).T @ x
+        step = np.linalg.solve(K, np.concatenate([b[j] - Ah[j] @ dh, -rE[j] - Js[j] @ dh]))
+        np.testing.assert_allclose(np.concatenate([dV[j], dY[j]]), step, atol=1e-10)
+    np.testing.assert_allclose(red, red_ref, atol=1e-10)
+
+
 def test_inertia_correction_touches_only_the_indefinite_blocks():
-    rng = np.random.default_rng(0)
-    B = rng.normal(size=(5, 6, 6))
-    A = B @ B.transpose(0, 2, 1) + 0.1 * np.eye(6)
+    A, Ah, J, Js = _blocks(nE=0)
     A[3] = A[3] - np.diag([500.0, 0, 0, 0, 0, 0])  # a negative eigenvalue
-    L, shifts = _cholesky(A)
-    assert (shifts > 0).sum() == 1 and shifts[3] > 0
+    elim, fc, _, shift = _factor(A, Ah, J, Js)
+    assert (shift > 0).sum() == 1 and shift[3] > 0
+    p = elim.perm
     for k in (0, 1, 2, 4):
-        np.testing.assert_allclose(L[k], np.linalg.cholesky(A[k]))
-    assert np.all(np.linalg.eigvalsh(L[3] @ L[3].T - A[3]) > 0)  # a positive shift
+        L = _unpack(fc.Lp[k], elim.lpat)
+        np.testing.assert_allclose(L, np.linalg.cholesky(A[k][np.ix_(p, p)]), atol=1e-12)
+    L3 = _unpack(fc.Lp[3], elim.lpat)
+    A3 = A[3][np.ix_(p, p)]
+    assert np.all(np.linalg.eigvalsh(L3 @ L3.T - A3) > 0)  # a positive shift
+    np.testing.assert_allclose(L3 @ L3.T, A3 + shift[3] * np.eye(6), atol=1e-9)
 
 
 @pytest.mark.parametrize("options", [{"scaling": False}, {"chunk_size": 7}, {"mu_init": 0.1}])
@@ -121,8 +188,9 @@ def test_compiled_functions_give_the_virtual_machines_iterates(tmp_path, monkeyp
         pytest.skip("no C compiler on this machine: compile='auto' uses the virtual machine")
     monkeypatch.setenv("CONVEXNN_KERNEL_CACHE", str(tmp_path))
     ipm, _, args = _ipm(acts=("sigmoid", "identity"))
-    vm = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="never")
-    cc = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always")
+    # several chunks on two threads: the compiled loops run without the GIL, side by side
+    vm = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="never", chunk_size=7, threads=2)
+    cc = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always", chunk_size=7, threads=2)
     assert not vm.compiled and cc.compiled and len(list(tmp_path.glob("*.so"))) == len(cc.fn.PER_ITERATION)
     a, b = vm.solve(*args), cc.solve(*args)
     assert a.ok and b.ok and a.iterations == b.iterations

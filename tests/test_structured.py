@@ -255,5 +255,8 @@ def test_chunks_do_not_change_the_iterates():
     s0, V0 = P.start()
     one = SchurInteriorPoint(P, omega=50.0).solve(s0, V0, ps, pv)
     many = SchurInteriorPoint(P, omega=50.0, chunk_size=7).solve(s0, V0, ps, pv)
-    assert one.iterations == many.iterations
-    np.testing.assert_allclose(one.s, many.s, atol=1e-10)
+    assert one.ok and many.ok and one.iterations == many.iterations
+    # chunks change only the order of the sums over samples: the same iterates up to rounding, which
+    # the last steps (Sigma ~ 1e9 on the active rows) amplify to the solver's tolerance (1e-8)
+    np.testing.assert_allclose(one.s, many.s, atol=1e-7)
+    assert one.objective == pytest.approx(many.objective, rel=1e-9)

@@ -27,6 +27,7 @@ HISTORY_COLUMNS = [
     "iterations",
     "termination",
     "phase",  # 1: a feasibility-phase round (least violation), 2: a round of the constrained program
+    "message",  # why a solve failed (the round solver's words); empty for an accepted round
 ]
 
 

@@ -361,7 +361,8 @@ class SequentialRelaxation:
         row = {"round": st.k, "true_loss": st.best_loss, "relaxed_objective": math.nan, "bilinear_gap": math.nan,
                "activation_gap": math.nan, "eta": self.problem.eta,
                "solve_seconds": solve.seconds, "step": 0.0, "violation": st.best_viol,
-               "iterations": solve.iterations, "termination": solve.termination, "phase": st.phase}
+               "iterations": solve.iterations, "termination": solve.termination, "phase": st.phase,
+               "message": "" if solve.ok else (solve.message or "")}
         row.update(fields)
         return row
 

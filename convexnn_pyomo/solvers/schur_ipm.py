@@ -74,7 +74,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from ..threads import blas_threads
 from .casadi_translator import casadi as ca
+from .elimination import ChunkFactor, Elimination
 
 __all__ = ["SchurInteriorPoint", "SchurResult"]
 
@@ -86,9 +88,9 @@ MAX_GRADIENT = 100.0
 #: ended the third round of the raw-features test in Search_Direction_Becomes_Too_Small)
 ACCEPTABLE_ALPHA = 0.1
 
-#: ``compile="auto"`` compiles from this many samples (a first compilation took 5.7 s, cached
-#: afterwards; at m = 10^4 the compiled functions saved 1.15 s of 4.2 s an iteration:
-#: ``benchmarks/compiled_round.py``)
+#: ``compile="auto"`` compiles from this many samples (a first compilation took 6.8 s, cached
+#: afterwards; at m = 10^4 on two threads an iteration took 0.64 s compiled and 1.27 s in the
+#: virtual machine, which holds the GIL: ``benchmarks/compiled_round.py --m 10000 --threads 2``)
 COMPILE_FROM = 10_000
 
 
@@ -173,21 +175,37 @@ class _SampleFunctions:
     PER_ITERATION = ("kkt", "resid", "jtv", "jvp", "apply")
 
     def compile(self) -> None:
-        """Replace the per-iteration functions by compiled ones (:func:`~.compiled.compiled`)."""
-        from .compiled import compiled
+        """Compile the per-iteration functions with their loop over samples
+        (:func:`~.compiled.compiled_map`: C code, called without the GIL)."""
+        from .compiled import compiled_map
 
-        for name in self.PER_ITERATION:
-            setattr(self, name, compiled(getattr(self, name)))
+        self._kernels = {name: compiled_map(getattr(self, name)) for name in self.PER_ITERATION}
         self._maps.clear()
 
-    def mapped(self, name: str, n: int) -> "_Mapped":
+    def mapped(self, name: str, n: int):
         """``name`` mapped over ``n`` samples, shared inputs passed once, sums over samples done inside."""
+        reduce_in, reduce_out = getattr(self, f"{name}_reduce")
+        kernel = getattr(self, "_kernels", {}).get(name)
+        if kernel is not None:
+            return _CompiledMapped(kernel, n, reduce_in, reduce_out)
         key = (name, n, threading.get_ident())  # one buffer per thread
         if key not in self._maps:
-            reduce_in, reduce_out = getattr(self, f"{name}_reduce")
             fn = getattr(self, name).map(f"{name}_{n}", "serial", n, reduce_in, reduce_out)
             self._maps[key] = _Mapped(fn, n, reduce_in, reduce_out)
         return self._maps[key]
+
+
+class _CompiledMapped:
+    """A compiled kernel (:class:`~.compiled.MappedKernel`) with :class:`_Mapped`'s call convention."""
+
+    def __init__(self, kernel, n: int, reduce_in, reduce_out):
+        self.kernel, self.n, self.shared_in, self.summed = kernel, n, set(reduce_in), set(reduce_out)
+
+    def __call__(self, *args) -> list[np.ndarray]:
+        args = [np.asarray(a, float).ravel() if i in self.shared_in else np.asarray(a, float).T
+                for i, a in enumerate(args)]
+        return self.kernel(self.n, args, self.shared_in, self.summed)
+
 
 class _Mapped:
     """A mapped Function evaluated on NumPy buffers (no ``DM`` conversion): shared inputs are 1-D,
@@ -232,44 +250,35 @@ def _scatter(nz: np.ndarray, sparsity, shape: tuple, transpose: bool = False, sy
 
 
 
-@dataclass
-class _Factor:
-    """One chunk's eliminated blocks in factored form (see the module docstring)."""
+@dataclass(frozen=True)
+class _Pattern:
+    """Row and column indices of the sparse blocks in :class:`_Factor` (see :mod:`.elimination`)."""
 
-    lo: int
-    hi: int
-    Li: np.ndarray  # (c, nv, nv): L^{-1}, A_vv = L L^T
-    G: np.ndarray  # (c, nv, nsh): L^{-1} A_v^ s
-    C: np.ndarray  # (c, nv, nE): L^{-1} J_Ev^T
-    LPi: np.ndarray  # (c, nE, nE): L_P^{-1}, P = C^T C = L_P L_P^T
-    F: np.ndarray  # (c, nE, nsh): L_P^{-1} E, E = C^T G - J_E^ s
+    avv: tuple
+    avh: tuple
+    jev: tuple
+    jes: tuple
+
+    @classmethod
+    def of(cls, kkt, ns: int) -> "_Pattern":
+        def triplet(i):
+            r, c = kkt.sparsity_out(i).get_triplet()
+            return np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
+
+        (vr, vc), (s_r, s_c), (l_r, l_c) = triplet(0), triplet(1), triplet(5)
+        (ev_r, ev_c), (es_r, es_c) = triplet(3), triplet(4)
+        # outputs 1 (A_vs^T), 3 (J_Ev^T), 4 (J_Es^T) are transposed; 5 (J_Lv) is not
+        return cls((vr, vc), (np.concatenate([s_c, l_c]), np.concatenate([s_r, ns + l_r])),
+                   (ev_c, ev_r), (es_c, es_r))
+
+    def elimination(self, nv: int, nsh: int, nE: int) -> Elimination:
+        return Elimination(self.avv, self.avh, self.jev, self.jes, nv, nsh, nE)
 
 
-def _cholesky(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Batched Cholesky factors of the symmetric blocks ``a`` and the shift added to each (0: none).
-
-    A block that does not factorize (found by halving the batch) gets ``100^k eps`` times its
-    largest diagonal entry (roundoff, ``k <= 5``), then, like Ipopt's inertia correction, ``delta I``
-    with ``delta = 1e-4, 1e-3, ...``: the Hessian of the Lagrangian is indefinite where a row is
-    convex only together with others (the pieces of a DC split: :math:`\max(p_1, p_2)` convex, the
-    piece :math:`p_1` not), while those rows' multipliers are not yet near zero.
-    """
-    try:
-        return np.linalg.cholesky(a), np.zeros(len(a))
-    except np.linalg.LinAlgError:
-        pass
-    if len(a) > 1:
-        half = len(a) // 2
-        (l1, s1), (l2, s2) = _cholesky(a[:half]), _cholesky(a[half:])
-        return np.concatenate([l1, l2]), np.concatenate([s1, s2])
-    eye, top = np.eye(a.shape[1]), float(np.abs(np.diagonal(a[0])).max(initial=0.0))
-    shifts = [100.0 ** k * np.finfo(float).eps * top for k in range(1, 6)] + [1e-4 * 10.0 ** k for k in range(17)]
-    for shift in shifts:
-        try:
-            return np.linalg.cholesky(a + shift * eye), np.array([shift])
-        except np.linalg.LinAlgError:
-            continue
-    raise np.linalg.LinAlgError("a sample block is not positive definite, even with a shift of 1e12")
+#: the shifts tried on a sample block that does not factorize: ``100^k eps`` times its largest
+#: diagonal entry (roundoff), then, like Ipopt's inertia correction, ``1e-4, 1e-3, ..., 1e12``
+SHIFTS_RELATIVE = np.array([100.0 ** k * np.finfo(float).eps for k in range(1, 6)])
+SHIFTS_ABSOLUTE = np.array([1e-4 * 10.0 ** k for k in range(17)])
 
 
 @dataclass
@@ -290,6 +299,14 @@ class SchurResult:
     M: np.ndarray | None = None
     history: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    directions: int = 0  # Newton systems solved (predictors, correctors, refinements)
+
+    def flops(self, ipm: "SchurInteriorPoint") -> float:
+        """Floating-point operations of this solve's eliminations and steps, counted from the block
+        patterns (:attr:`~.elimination.Elimination.flops`; the per-sample functions' evaluations and
+        the shared ``(ns + nL)``-square solves not counted)."""
+        per = ipm._elim.flops
+        return float(ipm.m * (self.iterations * per["factor"] + self.directions * per["solve"]))
 
     @property
     def ok(self) -> bool:
@@ -371,6 +388,11 @@ class SchurInteriorPoint:
                                                              "the KKT residual: Solved_To_Acceptable_Level"))
     CONFIG.declare("acceptable_dual_tol", ConfigValue(default=1e-4, domain=PositiveFloat,
                                                       description="dual tolerance of Solved_To_Acceptable_Level"))
+    CONFIG.declare("floor_dual_tol", ConfigValue(default=1e-2, domain=PositiveFloat,
+                                                 description="dual tolerance at the precision floor (no step "
+                                                             "decreases the KKT residual five times in a row), with "
+                                                             "primal and complementarity below acceptable_tol "
+                                                             "(Ipopt's acceptable_dual_inf_tol is 1e10)"))
     CONFIG.declare("max_iter", ConfigValue(default=200, domain=PositiveInt, description="interior-point iterations"))
     CONFIG.declare("max_wall_time", ConfigValue(default=None, domain=PositiveFloat,
                                                 description="seconds for one solve, checked every iteration"))
@@ -413,8 +435,11 @@ class SchurInteriorPoint:
         self.ineq = ~self.fn.equality
         self.ineq_link = ~np.asarray(problem.eq_link, dtype=bool)
         self.ns, self.nv, self.ng, self.nL = problem.ns, problem.nv, problem.ng, problem.n_link
+        self.nE = int(self.fn.equality.sum())
+        self._elim = _Pattern.of(self.fn.kkt, self.ns).elimination(self.nv, self.ns + self.nL, self.nE)
         self.last: SchurResult | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._directions = 0
 
     def _compile(self) -> bool:
         """Compile the per-sample functions as ``compile`` says; a missing compiler is an error for
@@ -435,9 +460,14 @@ class SchurInteriorPoint:
         return True
 
     # -------------------------------------------------------------------------------- evaluation
-    def _chunks(self):
-        c = self.config.chunk_size
-        return [(lo, min(lo + c, self.m)) for lo in range(0, self.m, c)]
+    def _chunks(self) -> list[tuple[int, int]]:
+        """Samples split into equal chunks of at most ``chunk_size``, as many as a multiple of ``threads``
+        (each thread gets the same work)."""
+        t = self.config.threads
+        n = -(-self.m // self.config.chunk_size)
+        n = max(1, min(self.m, -(-n // t) * t))
+        edges = np.linspace(0, self.m, n + 1).round().astype(int)
+        return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
     def _call(self, name: str, lo: int, hi: int, s: np.ndarray, V: np.ndarray, *extra) -> list[np.ndarray]:
         """``name`` on samples ``lo:hi``; per-sample outputs as ``(k, hi - lo)``, sums 1-D (dense outputs only)."""
@@ -448,8 +478,11 @@ class SchurInteriorPoint:
     def _residual(self, st: _State) -> _Residual:
         g, rd_v = np.empty((self.ng, self.m)), np.empty((self.nv, self.m))
         f, rd_s, aL = 0.0, np.zeros(self.ns), np.zeros(self.nL)
-        for lo, hi in self._chunks():
+        def chunk(lo, hi):
             g[:, lo:hi], fj, gs, rd_v[:, lo:hi], aj = self._call("resid", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam)
+            return fj, gs, aj
+
+        for fj, gs, aj in self._map_chunks(chunk):  # summed in chunk order
             f, rd_s, aL = f + float(fj[0]), rd_s + gs, aL + aj
         a0, f0, grad0, _, _ = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
         return _Residual(f + float(f0), g, aL + a0.full().ravel(), rd_s + grad0.full().ravel(), rd_v)
@@ -491,7 +524,7 @@ class SchurInteriorPoint:
         self.omega = self.omega0 * min(1.0, MAX_GRADIENT / top) if top > 0 else self.omega0
 
     # -------------------------------------------------------------------------------- the Newton system
-    def _factor(self, st: _State) -> tuple[list[_Factor], np.ndarray]:
+    def _factor(self, st: _State) -> tuple[list[ChunkFactor], np.ndarray]:
         """Every sample block eliminated (chunks on ``threads`` threads); returns the chunks' factors
         and the Schur complement ``S`` on ``(ds, dlambda_L)``."""
         ns, nL, delta = self.ns, self.nL, self.config.regularization
@@ -515,40 +548,36 @@ class SchurInteriorPoint:
         return factors, S
 
     def _map_chunks(self, fn) -> list:
-        """``fn(lo, hi)`` for every chunk, on ``threads`` threads (NumPy's batched LAPACK and products
-        release the GIL), in chunk order."""
-        chunks = self._chunks()
-        if self.config.threads <= 1 or len(chunks) == 1:
-            return [fn(lo, hi) for lo, hi in chunks]
+        """``fn(lo, hi)`` for every chunk, on ``threads`` threads, in chunk order."""
+        return self._map_factors(lambda c: fn(*c), self._chunks())
+
+    def _map_factors(self, fn, items: list) -> list:
+        """``fn(item)`` for every item (one per chunk), on ``threads`` threads (the compiled kernels
+        and NumPy's products release the GIL), in order: sums over chunks stay deterministic."""
+        if self.config.threads <= 1 or len(items) == 1:
+            return [fn(x) for x in items]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.config.threads)
-        return list(self._pool.map(lambda c: fn(*c), chunks))
+        return list(self._pool.map(fn, items))
 
     def _eliminate(self, st: _State, sig: np.ndarray, lo: int, hi: int):
-        """One chunk's factors, its share of ``S`` (the ``A_ss`` block and ``-G^T G + F^T F``), its part
-        of the linking rows' Jacobian on ``s`` and how many blocks needed an inertia correction."""
-        ns, nv, nL, delta = self.ns, self.nv, self.nL, self.config.regularization
-        sp, nE, c, nsh = self.fn.kkt.sparsity_out, int(self.fn.equality.sum()), hi - lo, self.ns + self.nL
+        """One chunk's factors (:class:`~.elimination.Elimination`), its share of ``S`` (the ``A_ss``
+        block and ``F^T F - G^T G``), its part of the linking rows' Jacobian on ``s`` and how many
+        blocks needed an inertia correction."""
+        ns = self.ns
         a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
             "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
-        a_vv, a_vs, j_ev, j_es, j_lv = (a.T for a in (a_vv, a_vs, j_ev, j_es, j_lv))  # (c, nnz)
-        avv = _scatter(a_vv, sp(0), (nv, nv), symmetric=True) + delta * np.eye(nv)
-        avs = np.concatenate([_scatter(a_vs, sp(1), (nv, ns), transpose=True),
-                              _scatter(j_lv, sp(5), (nv, nL), transpose=True)], axis=2)
-        jev = _scatter(j_ev, sp(3), (nE, nv), transpose=True)
-        jes = np.concatenate([_scatter(j_es, sp(4), (nE, ns), transpose=True), np.zeros((c, nE, nL))], axis=2)
-        L, shift = _cholesky(avv)
+        avv, jev, jes = (np.ascontiguousarray(x.T) for x in (a_vv, j_ev, j_es))
+        avh = np.ascontiguousarray(np.concatenate([a_vs, j_lv]).T)
+        try:
+            fc, share, shift = self._elim.factor(avv, avh, jev, jes, self.config.regularization, SHIFTS_RELATIVE,
+                                                 SHIFTS_ABSOLUTE)
+        except np.linalg.LinAlgError as err:
+            raise np.linalg.LinAlgError(f"samples {lo}:{hi}: {err}") from None
+        fc.lo, fc.hi = lo, hi
         self._shift[lo:hi] = shift  # the system solved is A_vv + shift I: refinement works on that one
-        Li = np.linalg.inv(L)
-        G, C = Li @ avs, Li @ jev.transpose(0, 2, 1)
-        if nE:
-            LPi = np.linalg.inv(_cholesky(C.transpose(0, 2, 1) @ C)[0])
-            F = LPi @ (C.transpose(0, 2, 1) @ G - jes)
-        else:
-            LPi, F = np.zeros((c, 0, 0)), np.zeros((c, 0, nsh))
-        share = F.reshape(-1, nsh).T @ F.reshape(-1, nsh) - G.reshape(-1, nsh).T @ G.reshape(-1, nsh)
-        share[:ns, :ns] += _scatter(a_ss, sp(2), (ns, ns), symmetric=True)
-        return _Factor(lo, hi, Li, G, C, LPi, F), share, j_ls.reshape(nL, ns, order="F"), int((shift > 1e-6).sum())
+        share[:ns, :ns] += _scatter(a_ss, self.fn.kkt.sparsity_out(2), (ns, ns), symmetric=True)
+        return fc, share, j_ls.reshape(self.nL, ns, order="F"), int((shift > 1e-6).sum())
 
     def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
         """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc``, ``rcL``."""
@@ -556,34 +585,40 @@ class SchurInteriorPoint:
         return _Rhs(r.rd_s, r.rd_v, r.g[~self.ineq], np.where(I, r.g + st.T, 0.0), np.where(IL, r.aL + st.t, r.aL),
                     np.where(I, rc, 0.0), np.where(IL, rcL, 0.0))
 
-    def _direction(self, st: _State, rhs: _Rhs, factors: list[_Factor], S: np.ndarray) -> _State:
+    def _direction(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray) -> _State:
         """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination."""
         I, IL, ns = self.ineq, self.ineq_link, self.ns
+        self._directions += 1
         w = np.where(I[:, None], (st.M * rhs.rI - rhs.rc) / st.T, 0.0)
         w[~I] = self.config.augmentation * rhs.rE  # rho J_E^T r_E: the augmented rows' right-hand side
-        b_v, b_s = np.empty((self.nv, self.m)), -rhs.rd_s.copy()
-        for lo, hi in self._chunks():
-            jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w[:, lo:hi])
-            b_v[:, lo:hi] = -(rhs.rd_v[:, lo:hi] + jv_w)
-            b_s -= js_w
+        b_s, rE_all = -rhs.rd_s.copy(), rhs.rE
+
+        def reduce(fc):  # the chunk's right-hand side b_v and its part of the shared one
+            jv_w, js_w = self._call("jtv", fc.lo, fc.hi, st.s, st.V, w[:, fc.lo:fc.hi])
+            b = -(rhs.rd_v[:, fc.lo:fc.hi] + jv_w).T
+            rE = np.ascontiguousarray(rE_all[:, fc.lo:fc.hi].T)
+            return b, rE, js_w, self._elim.reduce(fc, b, rE)
+
+        parts = self._map_factors(reduce, factors)
         lam = np.where(IL, st.lam, 1.0)
-        rhs_hat, parts = np.concatenate([b_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)]), []
-        for fc in factors:
-            u = fc.Li @ b_v[:, fc.lo:fc.hi].T[:, :, None]  # (c, nv, 1)
-            k = fc.LPi @ (fc.C.transpose(0, 2, 1) @ u + rhs.rE[:, fc.lo:fc.hi].T[:, :, None])
-            nsh = ns + self.nL
-            rhs_hat -= fc.G.reshape(-1, nsh).T @ u.ravel() - fc.F.reshape(-1, nsh).T @ k.ravel()
-            parts.append((u, k))
+        rhs_hat = np.concatenate([b_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)])
+        for _, _, js_w, part in parts:
+            rhs_hat[:ns] -= js_w
+            rhs_hat -= part
         dh = np.linalg.solve(S, rhs_hat)
         dV, dM, dT = np.empty((self.nv, self.m)), np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))
-        for fc, (u, k) in zip(factors, parts):
-            dy = fc.LPi.transpose(0, 2, 1) @ (k - fc.F @ dh[:, None])
-            dV[:, fc.lo:fc.hi] = (fc.Li.transpose(0, 2, 1) @ (u - fc.G @ dh[:, None] - fc.C @ dy))[:, :, 0].T
-            dM[~I, fc.lo:fc.hi] = dy[:, :, 0].T
-        jl_dx = self._j0 @ dh[:ns]
-        for lo, hi in self._chunks():
+
+        def back(item):  # the chunk's steps
+            fc, (b, rE, _, _) = item
+            lo, hi = fc.lo, fc.hi
+            dv, dy = self._elim.back(fc, b, rE, dh)
+            dV[:, lo:hi], dM[~I, lo:hi] = dv.T, dy.T
             jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dV[:, lo:hi])
             dT[I, lo:hi] = -rhs.rI[I, lo:hi] - jdx[I]
+            return jl
+
+        jl_dx = self._j0 @ dh[:ns]
+        for jl in self._map_factors(back, list(zip(factors, parts))):
             jl_dx += jl
         dM[I] = -(rhs.rc[I] + st.M[I] * dT[I]) / st.T[I]
         dt = np.where(IL, -rhs.rL - jl_dx, 0.0)
@@ -594,18 +629,22 @@ class SchurInteriorPoint:
         I, IL = self.ineq, self.ineq_link
         rd_v, jdx, rd_s = np.empty((self.nv, self.m)), np.empty((self.ng, self.m)), rhs.rd_s.copy()
         jl_dx = self._j0 @ d.s
-        for lo, hi in self._chunks():
+
+        def chunk(lo, hi):
             a_s, a_v, jd, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
                                           d.M[:, lo:hi], d.lam)
-            rd_s, jl_dx = rd_s + a_s, jl_dx + jl
             rd_v[:, lo:hi], jdx[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi] + self._shift[lo:hi] * d.V[:, lo:hi], jd
+            return a_s, jl
+
+        for a_s, jl in self._map_chunks(chunk):
+            rd_s, jl_dx = rd_s + a_s, jl_dx + jl
         rd_s += self._h0 @ d.s + self._j0.T @ d.lam
         return _Rhs(rd_s, rd_v, jdx[~I] + rhs.rE, np.where(I[:, None], jdx + d.T + rhs.rI, 0.0),
                     jl_dx + np.where(IL, d.t, 0.0) + rhs.rL,
                     np.where(I[:, None], st.M * d.T + st.T * d.M + rhs.rc, 0.0),
                     np.where(IL, st.lam * d.t + st.t * d.lam + rhs.rcL, 0.0))
 
-    def _solve(self, st: _State, rhs: _Rhs, factors: list[_Factor], S: np.ndarray, refine: bool = True) -> _State:
+    def _solve(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray, refine: bool = True) -> _State:
         """:meth:`_direction` with iterative refinement on the unreduced system (``refinement`` steps at
         most, while what is left exceeds ``1e-9`` of the right-hand side)."""
         d = self._direction(st, rhs, factors, S)
@@ -661,22 +700,31 @@ class SchurInteriorPoint:
             alpha *= 0.9
         return alpha
 
-    def _converged(self, parts: dict, acceptable: bool = False) -> bool:
+    def _converged(self, parts: dict, acceptable: bool = False, floor: bool = False) -> bool:
         r"""Ipopt's test: primal residual, complementarity and the dual residual divided by
         :math:`s_d = \max(1, \overline{|\lambda|} / 100)` (large multipliers loosen it) below the tolerances;
-        ``acceptable`` (at the precision floor): ``acceptable_tol`` and ``acceptable_dual_tol``."""
+        ``acceptable`` (short steps): ``acceptable_tol`` and ``acceptable_dual_tol``; ``floor`` (no step
+        decreases the residual any more): ``acceptable_tol`` and ``floor_dual_tol``."""
         cfg = self.config
         tol, dual_tol = (cfg.acceptable_tol, cfg.acceptable_dual_tol) if acceptable else (cfg.tol, cfg.dual_tol)
+        if floor:
+            tol, dual_tol = cfg.acceptable_tol, cfg.floor_dual_tol
         return (np.abs(parts["primal"]).max(initial=0) <= tol and parts["mu"] <= tol
                 and np.abs(parts["dual"]).max(initial=0) <= dual_tol * parts["s_d"])
 
     def solve(self, s0: np.ndarray, V0: np.ndarray, ps: np.ndarray, pv: np.ndarray,
               max_wall_time: float | None = None) -> SchurResult:
-        """Solve from ``(s0, V0)`` at parameters ``(ps, pv)``; never raises on a failed solve."""
+        """Solve from ``(s0, V0)`` at parameters ``(ps, pv)``; never raises on a failed solve.  BLAS runs
+        one thread meanwhile: the ``threads`` work on chunks (more BLAS threads would only spin)."""
+        with blas_threads(1):
+            return self._solve_ipm(s0, V0, ps, pv, max_wall_time)
+
+    def _solve_ipm(self, s0, V0, ps, pv, max_wall_time) -> SchurResult:
         t_start, cfg = time.perf_counter(), self.config
         limit = max_wall_time if max_wall_time is not None else cfg.max_wall_time
         self.ps, self.pv = np.asarray(ps, float), np.asarray(pv, float).reshape(-1, self.m)
         timings = {"factor": 0.0, "direction": 0.0, "residual": 0.0}
+        self._directions = 0
         s0, V0 = np.asarray(s0, float), np.asarray(V0, float).reshape(self.nv, self.m)
         self._scale(s0, V0)
         st = self._start(s0.copy(), V0.copy())
@@ -712,12 +760,15 @@ class SchurInteriorPoint:
                 break
             if row["alpha"] == 0.0 or stalls >= 5:  # no (real) decrease along the Newton step: the precision floor
                 ok = self._converged(parts, acceptable=True)
+                if not ok and self._converged(parts, floor=True):
+                    ok, message = True, "at the precision floor: " + self._describe("Solved_To_Acceptable_Level", parts,
+                                                                                    len(history))
                 status = "Solved_To_Acceptable_Level" if ok else "Search_Direction_Becomes_Too_Small"
                 break
         if status not in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not message:
             message = self._describe(status, parts, len(history))
         self.last = SchurResult(status, len(history), st.s, st.V, r.f, time.perf_counter() - t_start, message,
-                                st.lam * self.dL, st.M * self.d, history, timings)
+                                st.lam * self.dL, st.M * self.d, history, timings, self._directions)
         return self.last
 
     def _describe(self, status: str, parts: dict, iterations: int) -> str:
