@@ -46,7 +46,7 @@ except ImportError as err:  # pragma: no cover - numba is a dependency
 
 __all__ = ["ChunkFactor", "Elimination", "back_chunk", "factor_chunk", "packed_size", "reduce_chunk"]
 
-_JIT = {"nogil": True, "cache": True, "fastmath": {"reassoc", "contract"}}
+_JIT = {"nogil": True, "cache": True, "fastmath": {"reassoc", "contract"}, "error_model": "numpy"}
 
 
 def packed_size(n: int) -> int:
@@ -333,7 +333,8 @@ class Elimination:
     (:func:`_minimum_degree`) and the shared unknowns (by the first row of :math:`G = L^{-1}\hat A`
     they appear in), so that every row of :math:`G` is nonzero in one short range of columns.  Rows
     with the same range form a group, and :math:`\sum_j G_j^TG_j` is one BLAS product per group and
-    chunk on those columns only (for the 8-6-6-1 network: 13% of the dense product's work).
+    chunk on those columns only (for the 8-6-6-1 network with the class-wise bounds (19): 30% of the
+    dense product's work).
     """
 
     def __init__(self, avv: tuple, avh: tuple, jev: tuple, jes: tuple, nv: int, nsh: int, nE: int):

@@ -589,19 +589,21 @@ class SchurInteriorPoint:
         """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination."""
         I, IL, ns = self.ineq, self.ineq_link, self.ns
         self._directions += 1
-        w = np.where(I[:, None], (st.M * rhs.rI - rhs.rc) / st.T, 0.0)
-        w[~I] = self.config.augmentation * rhs.rE  # rho J_E^T r_E: the augmented rows' right-hand side
-        b_s, rE_all = -rhs.rd_s.copy(), rhs.rE
+        rho, rE_all = self.config.augmentation, rhs.rE
 
         def reduce(fc):  # the chunk's right-hand side b_v and its part of the shared one
-            jv_w, js_w = self._call("jtv", fc.lo, fc.hi, st.s, st.V, w[:, fc.lo:fc.hi])
-            b = -(rhs.rd_v[:, fc.lo:fc.hi] + jv_w).T
-            rE = np.ascontiguousarray(rE_all[:, fc.lo:fc.hi].T)
+            lo, hi = fc.lo, fc.hi
+            w = np.zeros((self.ng, hi - lo))
+            w[I] = (st.M[I, lo:hi] * rhs.rI[I, lo:hi] - rhs.rc[I, lo:hi]) / st.T[I, lo:hi]
+            w[~I] = rho * rE_all[:, lo:hi]  # rho J_E^T r_E: the augmented rows' right-hand side
+            jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w)
+            b = -(rhs.rd_v[:, lo:hi] + jv_w).T
+            rE = np.ascontiguousarray(rE_all[:, lo:hi].T)
             return b, rE, js_w, self._elim.reduce(fc, b, rE)
 
         parts = self._map_factors(reduce, factors)
         lam = np.where(IL, st.lam, 1.0)
-        rhs_hat = np.concatenate([b_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)])
+        rhs_hat = np.concatenate([-rhs.rd_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)])
         for _, _, js_w, part in parts:
             rhs_hat[:ns] -= js_w
             rhs_hat -= part
@@ -614,13 +616,14 @@ class SchurInteriorPoint:
             dv, dy = self._elim.back(fc, b, rE, dh)
             dV[:, lo:hi], dM[~I, lo:hi] = dv.T, dy.T
             jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dV[:, lo:hi])
-            dT[I, lo:hi] = -rhs.rI[I, lo:hi] - jdx[I]
+            dTc = -rhs.rI[I, lo:hi] - jdx[I]
+            dT[I, lo:hi] = dTc
+            dM[I, lo:hi] = -(rhs.rc[I, lo:hi] + st.M[I, lo:hi] * dTc) / st.T[I, lo:hi]
             return jl
 
         jl_dx = self._j0 @ dh[:ns]
         for jl in self._map_factors(back, list(zip(factors, parts))):
             jl_dx += jl
-        dM[I] = -(rhs.rc[I] + st.M[I] * dT[I]) / st.T[I]
         dt = np.where(IL, -rhs.rL - jl_dx, 0.0)
         return _State(dh[:ns], dV, dM, dT, dh[ns:], dt)
 
@@ -682,12 +685,18 @@ class SchurInteriorPoint:
             ratios.append(-tau * v[neg] / dv[neg])
         return float(min(r.min() for r in ratios if r.size))
 
-    def _products(self, st: _State) -> np.ndarray:
-        return np.concatenate([(st.T[self.ineq] * st.M[self.ineq]).ravel(), st.t[self.ineq_link] * st.lam[self.ineq_link]])
+    def _products(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> np.ndarray:
+        """The complementarity products ``t_i lambda_i`` at ``st`` (or at ``st + alpha d``, built
+        without the moved point's other variables)."""
+        I, IL = self.ineq, self.ineq_link
+        if d is None:
+            return np.concatenate([(st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]])
+        return np.concatenate([((st.T[I] + alpha * d.T[I]) * (st.M[I] + alpha * d.M[I])).ravel(),
+                               (st.t[IL] + alpha * d.t[IL]) * (st.lam[IL] + alpha * d.lam[IL])])
 
-    def _spread(self, st: _State) -> float:
-        """``min(t * lambda) / mean(t * lambda)``: how central the point is (1: perfectly)."""
-        c = self._products(st)
+    def _spread(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> float:
+        """``min(t * lambda) / mean(t * lambda)`` (at ``st + alpha d``): how central the point is (1: perfectly)."""
+        c = self._products(st, d, alpha)
         return float(c.min() / c.mean()) if c.size and c.mean() > 0 else 1.0
 
     def _centred_step(self, st: _State, d: _State, alpha: float, gamma: float) -> float:
@@ -695,7 +704,7 @@ class SchurInteriorPoint:
         :math:`t_i\lambda_i \ge \gamma\,\overline{t\lambda}` (slacks far below the average
         complementarity make :math:`\Sigma` too large for an accurate elimination)."""
         for _ in range(200):
-            if self._spread(st.moved(d, alpha, self.ineq, self.ineq_link)) >= gamma:
+            if self._spread(st, d, alpha) >= gamma:
                 break
             alpha *= 0.9
         return alpha
@@ -822,12 +831,13 @@ class SchurInteriorPoint:
         mu = parts["mu"]
         comp, compL = np.where(I[:, None], st.T * st.M, 0.0), np.where(IL, st.t * st.lam, 0.0)
         aff = self._solve(st, self._rhs(st, r, comp, compL), factors, S, refine=False)  # sets sigma only
-        nxt = st.moved(aff, self._max_step(st, aff, 1.0), I, IL)
-        mu_aff = float(self._products(nxt).mean()) if self._products(nxt).size else 0.0
+        products = self._products(st, aff, self._max_step(st, aff, 1.0))
+        mu_aff = float(products.mean()) if products.size else 0.0
         sigma = min(1.0, (mu_aff / mu) ** 3) if mu > 0 else 0.0
         target = sigma * mu
         rc = comp + np.where(I[:, None], aff.T * aff.M - target, 0.0)
         rcL = compL + np.where(IL, aff.t * aff.lam - target, 0.0)
+        del aff, products  # the memory of one state less during the corrector
         d = self._solve(st, self._rhs(st, r, rc, rcL), factors, S)
         t2 = time.perf_counter()
         trial, r_t, alpha = self._step(st, r, d, mu, target)
