@@ -11,9 +11,10 @@ One sample's Newton block (module docstring of :mod:`.schur_ipm`) is
 :math:`J = J_{Ev}` (``nE x nv``), :math:`J_{\hat s} = J_{E\hat s}`.  With :math:`A = LL^T`,
 :math:`G = L^{-1}\hat A`, :math:`C = L^{-1}J^T`, :math:`P = C^TC = L_PL_P^T` and
 :math:`F = L_P^{-1}(C^TG - J_{\hat s})`, the sample adds :math:`F^TF - G^TG` to the Schur
-complement.  :func:`factor_chunk` computes, per sample of a chunk, the packed factors
-:math:`L, L_P` (kept for the step) and :math:`G, F` (written into chunk-wide buffers, so the
-sums :math:`G^TG` and :math:`F^TF` are two large BLAS products, then discarded).  The step needs
+complement.  :func:`factor_chunk` computes, per sample of a chunk, the factors
+:math:`L, L_P` (kept for the step) and :math:`G, F` on their rows' column ranges (written into
+chunk-wide buffers, so the sums :math:`G^TG` and :math:`F^TF` are a few large BLAS products,
+then discarded; :class:`Elimination` plans the order and the ranges).  The step needs
 only :math:`L, L_P` and the sparse blocks:
 
 .. math::
@@ -26,10 +27,12 @@ only :math:`L, L_P` and the sparse blocks:
     y = b - \hat A\Delta\hat s,\quad \Delta y = P^{-1}(JA^{-1}y + r_E + J_{\hat s}\Delta\hat s),\quad
     \Delta v = A^{-1}(y - J^T\Delta y).
 
-Sparse blocks are passed as ``(values (c, nnz), row index, column index)``; factors are stored
-packed by rows (row ``i`` of a lower triangle starts at ``i (i + 1) / 2``).  A block whose
-Cholesky factorization fails gets the shifts ``rel * max|diag|`` then ``abs`` (as
-:func:`~.schur_ipm._cholesky`) and the shift used is returned.
+Sparse blocks are passed as ``(values (c, nnz), row index, column index)``; a factor is stored
+as its entries in the order of its pattern ``(ptr, col)`` (row ``i``: columns
+``col[ptr[i]:ptr[i + 1]]``, the diagonal last), computed in a packed work array (row ``i`` of a
+lower triangle at ``i (i + 1) / 2``).  A block whose Cholesky factorization fails gets the shifts
+``rel * max|diag|`` (roundoff), then ``abs`` (Ipopt's inertia correction; ``SHIFTS_RELATIVE``,
+``SHIFTS_ABSOLUTE`` of :mod:`.schur_ipm`), and the shift used is returned.
 """
 
 from __future__ import annotations

@@ -42,10 +42,12 @@ variable fixed by an equality and touched only by inactive rows keeps curvature)
 (near the optimum the active rows have :math:`\Sigma \sim 10^9` and the :math:`A_{ss}` and
 :math:`G^TG` terms cancel to O(1); the factored form keeps their difference positive
 semidefinite, where an explicit :math:`A_{vv}^{-1}` left it indefinite).  Work and memory are
-linear in :math:`m` with no ordering phase: every sample's block is factorized alone (batched
-dense LAPACK on chunks of samples) and the sums over samples are single matrix products.  The
-per-sample blocks are CasADi functions of the problem's symbols, mapped over a chunk, and
-compiled to C (``compile``: :mod:`.compiled`, cached on disk) from ``COMPILE_FROM`` samples.
+linear in :math:`m` with one ordering of a single sample's block, planned once: every sample's
+block is factorized alone by the sparse compiled kernels of :mod:`.elimination` (threads over
+chunks of samples) and the sums over samples are a few BLAS products per chunk.  The per-sample
+blocks are CasADi functions of the problem's symbols, mapped over a chunk, and compiled to C with
+their loop over samples (``compile``: :mod:`.compiled`, cached on disk, called without the GIL)
+from ``COMPILE_FROM`` samples.
 
 Scaling, as Ipopt's ``nlp_scaling_method=gradient-based``: at the start every row (of every
 sample) is multiplied by :math:`\min(1, 100/\|\nabla g_r\|_\infty)` and the objective by
@@ -252,7 +254,9 @@ def _scatter(nz: np.ndarray, sparsity, shape: tuple, transpose: bool = False, sy
 
 @dataclass(frozen=True)
 class _Pattern:
-    """Row and column indices of the sparse blocks in :class:`_Factor` (see :mod:`.elimination`)."""
+    """Row and column indices of the kkt function's sparse blocks, as :class:`~.elimination.Elimination`
+    reads them: ``avv`` (upper triangle of A_vv), ``avh`` (A_vs and J_Lv^T: variable, shared unknown),
+    ``jev`` (equality row, variable), ``jes`` (equality row, shared variable)."""
 
     avv: tuple
     avh: tuple
