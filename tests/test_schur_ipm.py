@@ -189,6 +189,9 @@ def test_compiled_functions_give_the_virtual_machines_iterates(tmp_path, monkeyp
     monkeypatch.setenv("CONVEXNN_KERNEL_CACHE", str(tmp_path))
     ipm, _, args = _ipm(acts=("sigmoid", "identity"))
     # several chunks on two threads: the compiled loops run without the GIL, side by side
+    from convexnn_pyomo.solvers import schur_ipm
+
+    monkeypatch.setattr(schur_ipm, "PARALLEL_FROM", 1)
     vm = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="never", chunk_size=7, threads=2)
     cc = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always", chunk_size=7, threads=2)
     assert not vm.compiled and cc.compiled and len(list(tmp_path.glob("*.so"))) == len(cc.fn.PER_ITERATION)

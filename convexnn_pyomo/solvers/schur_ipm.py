@@ -95,6 +95,11 @@ ACCEPTABLE_ALPHA = 0.1
 #: virtual machine, which holds the GIL: ``benchmarks/compiled_round.py --m 10000 --threads 2``)
 COMPILE_FROM = 10_000
 
+#: fewer samples run as one chunk on one thread: handing chunks to threads costs more than it
+#: saves (8-6-6-1 with (19), virtual machine: 122 ms an iteration on one thread, 147 ms on two at
+#: m = 500; 500 and 376 ms at m = 2,000)
+PARALLEL_FROM = 1_000
+
 
 def _dense(outputs: list) -> list:
     """Every output with all its entries stored (structural zeros too): read as dense arrays."""
@@ -466,8 +471,8 @@ class SchurInteriorPoint:
     # -------------------------------------------------------------------------------- evaluation
     def _chunks(self) -> list[tuple[int, int]]:
         """Samples split into equal chunks of at most ``chunk_size``, as many as a multiple of ``threads``
-        (each thread gets the same work)."""
-        t = self.config.threads
+        (each thread gets the same work); one chunk below ``PARALLEL_FROM`` samples."""
+        t = self.config.threads if self.m >= PARALLEL_FROM else 1
         n = -(-self.m // self.config.chunk_size)
         n = max(1, min(self.m, -(-n // t) * t))
         edges = np.linspace(0, self.m, n + 1).round().astype(int)
