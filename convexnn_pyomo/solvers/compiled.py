@@ -1,15 +1,14 @@
 """CasADi functions compiled to C once and cached on disk.
 
 CasADi evaluates an ``SX`` function in its virtual machine; the same function generated as C and
-compiled runs faster (``benchmarks/compiled_round.py`` compares them).  :func:`compiled` generates
-the code, compiles it with the system's C compiler (``$CC``, else ``cc``) into a shared library in
-the user cache named by the code's hash, and loads it with :func:`casadi.external`;
-:func:`compiled_map` compiles it with a loop over samples and calls it through :mod:`ctypes`
-(without the GIL, so threads evaluate chunks side by side).  The code depends only on the symbolic structure (the
+compiled runs faster (``benchmarks/compiled_round.py`` compares them).  :func:`compiled_map` generates
+the code with a loop over samples, compiles it with the system's C compiler (``$CC``, else ``cc``)
+into a shared library in the user cache named by the code's hash, and calls it through
+:mod:`ctypes` (without the GIL, so threads evaluate chunks side by side).  The code depends only on the symbolic structure (the
 network's architecture, loss, relaxation and constraints; data and weights are inputs), so one
 compilation serves every later round and run of the same structure.
 
-Without a compiler :func:`compiled` raises :class:`CompilerUnavailable`; callers fall back to the
+Without a compiler :func:`compiled_map` raises :class:`CompilerUnavailable`; callers fall back to the
 virtual machine.
 """
 
@@ -18,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import threading
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +26,7 @@ import numpy as np
 
 from .casadi_translator import casadi as ca
 
-__all__ = ["CompilerUnavailable", "MappedKernel", "compiled", "compiled_map", "compiler", "kernel_cache_dir"]
+__all__ = ["CompilerUnavailable", "MappedKernel", "compiled_map", "compiler", "kernel_cache_dir"]
 
 #: flags of every compilation (``-O2``)
 FLAGS = ("-O2", "-fPIC", "-shared")
@@ -76,12 +74,6 @@ def _source(fn: "ca.Function") -> str:
     gen = ca.CodeGenerator(f"{fn.name()}.c", {"with_header": False})
     gen.add(fn)
     return gen.dump()
-
-
-def compiled(fn: "ca.Function") -> "ca.Function":
-    """``fn`` as a compiled external function (same inputs and outputs), from the cache when the
-    same code was compiled before.  Raises :class:`CompilerUnavailable` without a working compiler."""
-    return ca.external(fn.name(), str(_library(fn.name(), _source(fn))))
 
 
 #: the loop over samples compiled beside a function ``F`` (``F`` replaced by its name): input ``i``
@@ -140,7 +132,6 @@ class MappedKernel:
         self.name = name
         self.nnz_in = [fn.nnz_in(i) for i in range(fn.n_in())]
         self.nnz_out = np.array([fn.nnz_out(i) for i in range(fn.n_out())], dtype=np.int64)
-        self._local = threading.local()
 
     def __call__(self, n: int, args: list, shared_in: set, summed_out: set) -> list[np.ndarray]:
         ins, strides = [], np.zeros(len(self.nnz_in), dtype=np.int64)

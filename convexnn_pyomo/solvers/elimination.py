@@ -47,14 +47,9 @@ try:
 except ImportError as err:  # pragma: no cover - numba is a dependency
     raise ImportError("the structured round needs numba (pip install numba)") from err
 
-__all__ = ["ChunkFactor", "Elimination", "back_chunk", "factor_chunk", "packed_size", "reduce_chunk"]
+__all__ = ["ChunkFactor", "Elimination", "back_chunk", "factor_chunk", "reduce_chunk"]
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"reassoc", "contract"}, "error_model": "numpy"}
-
-
-def packed_size(n: int) -> int:
-    """Entries of a packed ``n x n`` lower triangle."""
-    return n * (n + 1) // 2
 
 
 @numba.njit(**_JIT)
