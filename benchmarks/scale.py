@@ -328,14 +328,15 @@ def run_child(spec: dict, timeout: float, env: dict | None = None, parse=None) -
     return {**json.loads(lines[-1]), **(parse(out.stdout) if parse else {})}
 
 
-def append_row(path: Path, row: dict) -> None:
-    """Append ``row``; a file from an older version gains the newer columns (older rows empty there)."""
-    new = not path.exists()
-    columns = COLUMNS
+def append_row(path: Path, row: dict, known: list[str] | None = None) -> None:
+    """Append ``row``; a file from an older version gains the newer columns of ``known`` (default: this
+    benchmark's; older rows empty there)."""
+    new, known = not path.exists(), known or COLUMNS
+    columns = known
     if not new:
         with path.open() as fh:
-            columns = next(csv.reader(fh), COLUMNS)
-        missing = [k for k in COLUMNS if k not in columns and k in row]
+            columns = next(csv.reader(fh), known)
+        missing = [k for k in known if k not in columns and k in row]
         if missing:
             old = read_rows(path)
             columns = columns + missing

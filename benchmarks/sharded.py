@@ -1,35 +1,37 @@
-"""Sharded rounds (issue 13): rounds of the default schedule split over K data shards (mpi-sppy PH).
+"""Sharded rounds: the structured round with one MPI rank per shard (issue 26), or mpi-sppy PH (issue 13).
 
-    python benchmarks/sharded.py --sizes 10000 --shards 1,2,4,8 --out DIR [--hidden 6,6] [--ranks N]
-        [--rounds 2] [--ph-iterations 500] [--tol 1e-6] [--timeout 7200] [--single schur|pyomo]
-        [--cold-rounds] [--ipopt JSON]
+    python benchmarks/sharded.py --sizes 10000,100000 --shards 1,2 --out DIR [--backend schur|ph]
+        [--threads 1] [--hidden 6,6] [--rounds 1] [--timeout 7200]
+    PH only: [--ranks N] [--ph-iterations 500] [--tol 1e-6] [--single schur|pyomo] [--cold-rounds] [--ipopt JSON]
 
 Data: ``benchmarks/scale.py``'s teacher data (``X ~ N(0, I_8)``, a random 8-6-6-1 sigmoid teacher
 plus noise 0.1).  Student: the same architecture, He seed 0, averaged loss.  Round 1 is the
 adaptive schedule's first round (eta 2, mu = the exactness weights at the initial network, warm
 start at its lift); each of the ``--rounds`` after it is re-centred at the last round's solution.
-``K = 1`` is the single round (``--single``: the structured round of ``train``,
-:class:`~convexnn_pyomo.algorithms.rounds.StructuredRound` solved by the Schur interior point,
-default, or the Pyomo model's :class:`~convexnn_pyomo.algorithms.rounds.PyomoRound` solved by
-Ipopt; the ``single = direct`` rows of ``sharded.csv`` were measured with the hand-written CasADi
-round retired in favour of the structured round, reproducible at commit ec0d73c); ``K > 1`` is
-:class:`~convexnn_pyomo.algorithms.sharded.ShardedRound` with PH's stopping rule ``--tol``, one PH
-for all rounds unless ``--cold-rounds``; ``--ipopt`` updates the Ipopt options (for K > 1 the
-subproblems'; not used by the schur round).  Each (m, K) runs in its own process group:
-``mpiexec -n min(K, N)`` with ``--ranks N`` (default 1: one process holds every shard, mpi-sppy
-without MPI).
 
-Row per (m, K, round), appended to ``DIR/sharded.csv`` as soon as it is measured: ``build_s`` (the
-shard models, relaxation, regularizer; round 1), ``round_s`` (the solve: Schur, Ipopt or all PH
-iterations), ``ph_iterations``, ``seconds_per_ph_iteration``, ``peak_rss_mb_per_rank`` (largest
-VmHWM over the ranks), ``relaxed_objective``, ``round_loss`` (mean true loss of the round's
-network) and ``max_weight_diff`` (largest |w_K - w_1| against the K = 1 row of the same m and round).
+``--backend schur`` (default): ``K = 1`` is the structured round of ``train`` in one process;
+``K > 1`` runs ``mpiexec -n K``, every rank keeps only its ``m / K`` rows, builds its own template
+and eliminates its own samples with ``--threads`` threads, and the interior point reduces the
+Schur complement, right-hand sides and norms over the ranks
+(:mod:`convexnn_pyomo.distributed`).  ``--backend ph``: ``K > 1`` is
+:class:`~convexnn_pyomo.algorithms.sharded.ShardedRound` (PH's stopping rule ``--tol``, one PH for
+all rounds unless ``--cold-rounds``; ``--ipopt`` updates the subproblems' Ipopt options) in
+``mpiexec -n min(K, N)`` with ``--ranks N`` (default 1: one process holds every shard); ``K = 1``
+is ``--single`` (the structured round, or the Pyomo model by Ipopt; the ``single = direct`` rows
+were measured with the retired hand-written CasADi round, reproducible at commit ec0d73c).
+
+Row per (m, K, backend, round), appended to ``DIR/sharded.csv`` as soon as it is measured:
+``backend``, ``threads`` (per rank), ``build_s`` (the template or shard models; round 1),
+``round_s`` (the solve), ``iterations`` (interior-point iterations; schur), ``ph_iterations``,
+``seconds_per_iteration``, ``seconds_per_ph_iteration``, ``peak_rss_mb_per_rank`` (largest VmHWM
+over the ranks), ``relaxed_objective``, ``round_loss`` (mean true loss of the round's network)
+and ``max_weight_diff_vs_single`` (= ``max_weight_diff``: largest |w_K - w_1| against the K = 1
+row of the same m and round in the same invocation).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import subprocess
@@ -41,11 +43,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import _peak_rss_mb, teacher_data
+from scale import _peak_rss_mb, append_row, teacher_data
 
 COLUMNS = ["m", "shards", "ranks", "round", "build_s", "round_s", "ph_iterations", "seconds_per_ph_iteration",
            "peak_rss_mb_per_rank", "relaxed_objective", "round_loss", "max_weight_diff", "status", "hidden", "tol",
-           "single", "ipopt"]
+           "single", "ipopt", "backend", "iterations", "threads", "seconds_per_iteration", "max_weight_diff_vs_single"]
 
 
 def _single_round(net, X, Y, single: str):
@@ -83,6 +85,8 @@ def worker(spec: dict) -> None:
     m, K, hidden = spec["m"], spec["shards"], spec["hidden"]
     X, Y, _ = teacher_data(m, hidden, 0.1)
     net = cnn.Network([8, *hidden, 1], "sigmoid").init_he(0)
+    if spec.get("backend") == "schur":
+        return schur_worker(spec, net, X, Y)
     t0 = time.perf_counter()
     if K == 1:
         rnd, comm = _single_round(net, X, Y, spec.get("single", "schur")), None
@@ -104,10 +108,39 @@ def worker(spec: dict) -> None:
                                 "weights": ref.get_flat().tolist()})
 
 
+def schur_worker(spec: dict, net, X, Y) -> None:
+    """The structured round over ``K`` MPI ranks (``K = 1``: one process): each rank keeps its own
+    rows of the data, builds its template and eliminates its samples with ``threads`` threads; the
+    interior point reduces its sums over the ranks (:mod:`convexnn_pyomo.distributed`)."""
+    from convexnn_pyomo.algorithms.rounds import StructuredRound
+    from convexnn_pyomo.distributed import SampleShards
+
+    K, m = spec["shards"], spec["m"]
+    shards = SampleShards.split(m, K) if K > 1 else None
+    if shards is not None:  # this rank's rows only; the others are dropped before the round is built
+        X, Y = shards.rows(X), shards.rows(Y)
+    comm = None if shards is None else shards.comm
+    t0 = time.perf_counter()
+    rnd = StructuredRound(net, X, Y, "mean", [], 2.0, (1.0, 1.0, 1.0), "squared",
+                          options={"threads": spec["threads"]}, shards=shards)
+    build_s, ref = time.perf_counter() - t0, net
+    for r in range(1, spec.get("rounds", 1) + 1):
+        _recentre(rnd, ref, X)
+        seconds, its, status = _solve(rnd, spec["timeout"], {})
+        ref = rnd.solution()
+        loss = ref.loss(X, Y) if shards is None else shards.sum(ref.loss(X, Y))
+        _print_row(spec, comm, {"round": r, "build_s": build_s if r == 1 else 0.0, "round_s": seconds,
+                                "ph_iterations": 0, "iterations": its, "status": status,
+                                "seconds_per_iteration": seconds / its if its else "",
+                                "relaxed_objective": rnd.relaxed_objective(), "round_loss": loss / m,
+                                "weights": ref.get_flat().tolist()})
+
+
 def _print_row(spec: dict, comm, row: dict) -> None:
     """Complete ``row`` (peak memory over the ranks, sizes) and print it as JSON on rank 0."""
     rss = _peak_rss_mb() if comm is None or comm.Get_size() == 1 else comm.allreduce(_peak_rss_mb(), op=_mpi_max())
     its = row["ph_iterations"]
+    row.update(backend=spec.get("backend", "ph") if spec["shards"] > 1 else "schur", threads=spec.get("threads", ""))
     row.update(m=spec["m"], shards=spec["shards"], ranks=1 if comm is None else comm.Get_size(),
                seconds_per_ph_iteration=row["round_s"] / its if its else "", peak_rss_mb_per_rank=rss,
                hidden=",".join(map(str, spec["hidden"])), tol=spec["tol"],
@@ -118,7 +151,7 @@ def _print_row(spec: dict, comm, row: dict) -> None:
 
 
 def _mpi_max():
-    from mpisppy import MPI
+    from mpi4py import MPI
 
     return MPI.MAX
 
@@ -147,20 +180,6 @@ def run(spec: dict, ranks: int):
         yield {"m": spec["m"], "shards": spec["shards"], "status": f"crashed (exit {code}): {tail}"[:300]}
 
 
-def _append(path: Path, row: dict) -> None:
-    """Append ``row`` under the file's own header (a file from an older version keeps its columns)."""
-    columns = COLUMNS
-    if path.exists():
-        with path.open() as fh:
-            columns = next(csv.reader(fh), COLUMNS)
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, columns, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000")
@@ -177,6 +196,10 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per round (PH's time limit)")
     p.add_argument("--ipopt", default="{}", help="JSON: Ipopt options over the rounds' defaults (K > 1: the "
                    "subproblems' IPOPT_SUBPROBLEM), e.g. '{\"mumps_pivot_order\": 5}' for METIS")
+    p.add_argument("--backend", choices=["schur", "ph"], default="schur",
+                   help="K > 1: the structured round with one MPI rank per shard (schur, mpiexec -n K) or the Pyomo "
+                        "model by mpi-sppy PH (ph, --ranks processes)")
+    p.add_argument("--threads", type=int, default=1, help="schur: threads per rank (chunks of samples)")
     p.add_argument("--out", default=None, help="folder of sharded.csv (required)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -192,14 +215,17 @@ def main() -> None:
         for K in (int(k) for k in args.shards.split(",")):
             spec = {"m": m, "shards": K, "hidden": hidden, "tol": args.tol, "ph_iterations": args.ph_iterations,
                     "timeout": args.timeout, "rounds": args.rounds, "single": args.single,
-                    "warm_rounds": not args.cold_rounds, "ipopt": json.loads(args.ipopt)}
-            for row in run(spec, min(K, args.ranks)):
+                    "warm_rounds": not args.cold_rounds, "ipopt": json.loads(args.ipopt), "backend": args.backend,
+                    "threads": args.threads}
+            ranks = K if args.backend == "schur" else min(K, args.ranks)  # the structured round: a rank per shard
+            for row in run(spec, ranks):
                 weights = np.asarray(row.pop("weights", []))
                 if K == 1 and weights.size:
                     reference[row["round"]] = weights
                 if row.get("round") in reference and weights.size:
                     row["max_weight_diff"] = float(np.abs(weights - reference[row["round"]]).max())
-                _append(out / "sharded.csv", row)
+                    row["max_weight_diff_vs_single"] = row["max_weight_diff"]
+                append_row(out / "sharded.csv", row, COLUMNS)
                 print({k: row.get(k) for k in COLUMNS}, flush=True)
 
 

@@ -246,25 +246,26 @@ def _train_algorithm(args) -> tuple:
     from .algorithms import ShardedRounds, get_round_solver, get_schedule
 
     spec = _round_solver_spec(args.round_solver, args.solver)
+    ph = args.shards > 1 and spec not in ("auto", "schur")  # the Pyomo model split over mpi-sppy PH
     try:
         schedule = get_schedule(args.schedule, eta=args.eta)
-        if args.shards > 1:
-            if spec == "schur":
-                raise CliError("--shards > 1 splits the Pyomo model over mpi-sppy: --round-solver schur cannot; "
-                               "drop it (or give --round-solver pyomo)")
+        if ph:
             ph_options = None if args.ph_tol is None else {"tol": args.ph_tol}
             rounds = ShardedRounds(shards=args.shards, solver=args.solver, ph_options=ph_options)
         else:
             if args.ph_tol is not None:
-                raise CliError("--ph-tol applies to sharded rounds only: give --shards > 1 (or drop --ph-tol)")
-            rounds = get_round_solver(spec)
+                raise CliError("--ph-tol applies to PH rounds only: give --shards > 1 with --round-solver pyomo "
+                               "(or drop --ph-tol)")
+            rounds = get_round_solver(spec)  # with --shards > 1: one MPI rank per shard
     except (ValueError, RuntimeError, ImportError) as exc:  # the solver layer's "not available" names the fix
         raise CliError(str(exc)) from None
     return schedule, rounds
 
 
-def _describe_rounds(rounds) -> str:
+def _describe_rounds(rounds, shards: int = 1) -> str:
     """How the rounds are solved, for the header line."""
+    if rounds.name == "schur" and shards > 1:
+        return f"structured rounds by the Schur interior point over {shards} MPI ranks"
     if rounds.name == "schur":
         return "structured rounds by the Schur interior point"
     if rounds.name == "sharded":
@@ -292,7 +293,7 @@ def _cmd_train(args) -> int:
         with open(hist_path, "w", newline="") as fh:
             csv.writer(fh).writerow(HISTORY_COLUMNS)
         print(f"convexnn train: {ds.name}, network {'-'.join(map(str, sizes))} ({args.activation}), schedule "
-              f"{args.schedule}, {_describe_rounds(rounds)}, initial loss "
+              f"{args.schedule}, {_describe_rounds(rounds, args.shards)}, initial loss "
               f"{net.loss(ds.X, ds.y):.6g}\n{described}", flush=True)
         printer = RoundPrinter()
 
@@ -528,10 +529,8 @@ def _command(sub, name: str, text: str, func: Callable, epilog: str | None = Non
 
 
 def _mpi_rank() -> int:
-    try:
-        from .algorithms.sharded import mpi_rank
-    except ImportError:
-        return 0
+    from .distributed import mpi_rank
+
     return mpi_rank()
 
 
@@ -560,18 +559,20 @@ def _train_parser(sub) -> None:
     t.add_argument("--schedule", choices=["adaptive", "paper", "default"], default="adaptive",
                    help="Algorithm 1's schedule, docs/algorithm.md; 'default' is an alias of 'adaptive' (default: adaptive)")
     t.add_argument("--solver", default=None, help="Pyomo NLP solver of the rounds; implies --round-solver pyomo "
-                   "(default: none, the Schur round; with --round-solver pyomo or --shards > 1: ipopt on PATH, else "
-                   "ipopt_casadi)")
+                   "(default: none, the Schur round; with --round-solver pyomo: ipopt on PATH, else ipopt_casadi)")
     t.add_argument("--time-limit", type=_positive_float, default=None, help="wall-clock seconds for the run (default: none)")
     t.add_argument("--target-loss", type=_finite_float, default=None, help="stop when the training loss reaches this (default: none)")
     t.add_argument("--warm-start", type=_nonnegative_int, default=0, help="full-batch Adam steps before the first round")
     t.add_argument("--seed", type=int, default=0, help="seed of the sample subset and the He initial weights")
-    t.add_argument("--shards", type=_positive_int, default=1, help="data shards per round, solved by mpi-sppy PH "
-                   "(pip install 'convexnn-pyomo[mpi]'); run with mpiexec -n K for K processes (default: 1)")
+    t.add_argument("--shards", type=_positive_int, default=1, help="data shards (pip install 'convexnn-pyomo[mpi]'): "
+                   "the structured round with one MPI rank per shard, run as mpiexec -n K convexnn train --shards K "
+                   "(every rank keeps only its rows; rank 0 prints and writes --out); with --round-solver pyomo the "
+                   "Pyomo model split over mpi-sppy PH instead (default: 1)")
     t.add_argument("--ph-tol", type=_positive_float, default=None,
-                   help="with --shards > 1: PH stops when both residuals are at most this (default: 1e-6)")
+                   help="PH rounds (--shards > 1 with --round-solver pyomo): PH stops when both residuals are at most "
+                        "this (default: 1e-6)")
     t.add_argument("--round-solver", type=_round_solver_choice, choices=ROUND_SOLVER_CHOICES, default="auto",
-                   help=ROUND_SOLVER_HELP.format(shards=" (with --shards > 1: the sharded Pyomo model)"))
+                   help=ROUND_SOLVER_HELP.format(shards=" (with --shards > 1: one MPI rank per shard)"))
     t.add_argument("--out", required=True, help="output folder (created if missing)")
 
 

@@ -28,6 +28,7 @@ import pyomo.environ as pyo
 from pyomo.core.base.block import BlockData, declare_custom_block
 
 from .activations import Activation
+from .distributed import SampleShards
 from .losses import Loss, SquaredLoss, get_loss
 from .network import Network, check_data
 from .samples import get_sample_array, set_sample_array
@@ -47,21 +48,29 @@ __all__ = [
 
 @dataclass
 class TrainingProblem:
-    """What the model was built from: network architecture, data, loss reduction and loss."""
+    """What the model was built from: network architecture, data, loss reduction and loss;
+    ``shards`` (:class:`~convexnn_pyomo.distributed.SampleShards`) when ``X`` is one MPI rank's
+    shard of a larger data set (the averaged loss then divides by the whole set's size)."""
 
     network: Network
     X: np.ndarray  # (m, n_0)
     Y: np.ndarray  # (m, n_L)
     reduction: str
     loss: Loss = field(default_factory=SquaredLoss)
+    shards: SampleShards | None = None
 
     @property
     def m(self) -> int:
         return self.X.shape[0]
 
     @property
+    def sample_shards(self) -> SampleShards:
+        """Where these samples sit (one process: all of them)."""
+        return self.shards if self.shards is not None else SampleShards.serial(self.m)
+
+    @property
     def loss_scale(self) -> float:
-        return 1.0 / self.m if self.reduction == "mean" else 1.0
+        return 1.0 / self.sample_shards.total if self.reduction == "mean" else 1.0
 
 
 @declare_custom_block(name="LayerBlock")
@@ -118,7 +127,7 @@ def get_training_problem(model) -> TrainingProblem:
 
 def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str = "convexnn_training",
                          elementary: bool = False, loss: str | Loss = "squared",
-                         samples=None) -> pyo.ConcreteModel:
+                         samples=None, shards: SampleShards | None = None) -> pyo.ConcreteModel:
     """Build the exact training problem (2a)-(2c).
 
     ``X`` has shape ``(m, n_0)``, ``Y`` shape ``(m, n_L)`` or ``(m,)``; sizes come from the data
@@ -130,7 +139,9 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
     only, the form global solvers accept (see :meth:`Activation.elementary_expr`).  ``samples``
     (default: all) builds a *template* holding only those samples (:mod:`convexnn_pyomo.samples`):
     everything that depends on the data as a whole (loss scale, class sizes, bounds) still uses
-    every sample, and the data of the others are kept for the structured round.
+    every sample, and the data of the others are kept for the structured round.  ``shards``: ``X``
+    is one MPI rank's shard (:class:`~convexnn_pyomo.distributed.SampleShards`); the averaged loss
+    divides by the size of the whole data set.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
@@ -141,7 +152,9 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
     L = net.n_layers
 
     model = pyo.ConcreteModel(name=name)
-    model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction, loss_fn)
+    if shards is not None and shards.m != m_samples:
+        raise ValueError(f"shards holds {shards.m} samples on this rank but X has {m_samples} rows")
+    model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction, loss_fn, shards)
     held = range(m_samples) if samples is None else sorted({int(j) for j in samples})
     if not held or held[0] < 0 or held[-1] >= m_samples:
         raise ValueError(f"samples must be indices in [0, {m_samples}), got {samples!r}")
@@ -161,7 +174,7 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
             l, net.sizes[l - 1], net.sizes[l], net.activation(l), x_in, model.samples, l == L, elementary
         )
     out = model.layer[L]
-    scale = 1.0 / m_samples if reduction == "mean" else 1.0
+    scale = model.training_problem.loss_scale
     sample_loss = loss_fn.elementary_expr if elementary else loss_fn.pyomo_expr
     model.loss = pyo.Expression(
         expr=scale * sum(
@@ -233,4 +246,5 @@ def constraint_gaps(model) -> tuple[float, float]:
             x = get_sample_array(blk.x, (sizes[l], m))
             act = max(act, float(np.nanmax(np.abs(x - blk.activation_function.value(z)))))
             prev_x = x
-    return bil, act
+    shards = tp.sample_shards  # a rank's shard: the largest gap over every rank
+    return shards.max(bil), shards.max(act)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .algorithms import HISTORY_COLUMNS, RoundStatus, RunStatus, SequentialRelaxation, TrainResult
 from .algorithms.round_solvers import RoundSolver
 from .algorithms.schedules import Schedule
+from .distributed import SampleShards
 from .losses import Loss
 from .network import Network
 
@@ -31,7 +32,7 @@ def train(
     time_limit: float | None = None,
     target_loss: float | None = None,
     progress: Callable[[dict, Network], None] | bool | None = None,
-    shards: int = 1,
+    shards: "int | SampleShards" = 1,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
 
@@ -57,8 +58,13 @@ def train(
     time_limit: wall-clock seconds for the whole run (it also caps the solve in progress).
     target_loss: stop as soon as the true loss is at or below this value.
     progress: ``True`` prints a header and a line per round; or a callable ``(row, best_network)``.
-    shards: split the samples into this many shards, each round solved by mpi-sppy's Progressive
-        Hedging (``[mpi]`` extra), in one process or one rank per shard group under ``mpiexec``.
+    shards: split the samples into this many shards (``[mpi]`` extra).  With the structured round
+        (``round_solver="auto"`` or ``"schur"``) one MPI rank per shard, started as ``mpiexec -n K``:
+        every rank calls ``train`` with the same arguments, keeps its own rows of ``X`` and ``Y`` and
+        gets the one-process result (:mod:`convexnn_pyomo.distributed`); or this rank's
+        :class:`~convexnn_pyomo.distributed.SampleShards` (``SampleShards.of_local(len(X))``) when
+        each rank passes only its own rows.  With ``round_solver="sharded"`` the Pyomo model split
+        over mpi-sppy's Progressive Hedging instead.
     """
     options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y")}  # SequentialRelaxation.CONFIG
     return SequentialRelaxation(**options).solve(net, X, Y)

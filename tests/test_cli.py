@@ -49,7 +49,7 @@ MISTAKES = [
      r"'ipopt' \(the direct CasADi rounds\) was removed.*--round-solver pyomo"),
     (["train", "--solver", "ipopt_casadi", "--round-solver", "schur", "--out", "out"],
      "--round-solver schur is solved by the package's Schur interior point"),
-    (["train", "--ph-tol", "1e-5", "--out", "out"], "--ph-tol applies to sharded rounds only: give --shards > 1"),
+    (["train", "--ph-tol", "1e-5", "--out", "out"], "--ph-tol applies to PH rounds only: give --shards > 1 with --round-solver pyomo"),
     (["train", "--data", "three.csv", "--target", "y", "--out", "out"], "3 classes .* multi-class .* --regression"),
     (["train", "--data", "two.csv", "--out", "out"], "--data needs --target"),
     (["train", "--data", "missing.csv", "--target", "y", "--out", "out"], "does not exist"),
@@ -167,6 +167,9 @@ def test_train_flags_build_the_schedule_and_the_round_solver():
     for flags in (["--solver", "ipopt_casadi"], ["--solver", "ipopt_casadi", "--round-solver", "pyomo"]):
         _, rounds = built(*flags)
         assert type(rounds) is PyomoRounds and rounds.solver_name == "ipopt_casadi"
+    assert type(built("--shards", "2")[1]) is SchurRounds  # one MPI rank per shard
+    _, rounds = built("--shards", "2", "--round-solver", "pyomo", "--ph-tol", "1e-5")
+    assert rounds.name == "sharded" and rounds.config.shards == 2 and rounds.config.ph_options == {"tol": 1e-5}
 
 
 def test_imbalance_help_lists_every_method_with_its_meaning(capsys):

@@ -133,9 +133,9 @@ def test_unknown_ph_options_are_refused(small_problem):
     # PH options belong to the sharded round solver only, and the Schur rounds are not sharded
     with pytest.raises(ValueError, match="ph_options"):
         PyomoRounds(ph_options={"tol": 1e-5})
-    with pytest.raises(ValueError, match="shards=2 splits the Pyomo model over mpi-sppy"):
-        cnn.train(net, X, Y, rounds=1, shards=2, round_solver="schur")
-    with pytest.raises(ValueError, match="shards=2 needs a ShardedRounds"):
+    with pytest.raises(ValueError, match="runs one MPI rank per shard, but this run has 1 rank"):
+        cnn.train(net, X, Y, rounds=1, shards=2, round_solver="schur")  # the structured round: under mpiexec -n 2
+    with pytest.raises(ValueError, match="shards=2 splits the samples of a SchurRounds round"):
         cnn.train(net, X, Y, rounds=1, shards=2, round_solver=PyomoRounds())
 
 
@@ -152,7 +152,7 @@ def test_shard_indices_cover_the_samples_once():
 
 def test_train_with_shards_matches_one_shard(small_problem):
     net, X, Y = small_problem
-    runs = {k: cnn.train(net, X, Y, rounds=2, shards=k) for k in (1, 2)}
+    runs = {k: cnn.train(net, X, Y, rounds=2, shards=k, round_solver="sharded" if k > 1 else "auto") for k in (1, 2)}
     hist = runs[2].history
     accepted = hist[hist.status == "accepted"].true_loss.to_numpy()
     assert len(accepted) >= 1 and np.all(np.diff(accepted) <= 1e-12)
@@ -174,14 +174,14 @@ def test_cli_rejects_bad_shards(tmp_path, capsys):
     assert "--ph-tol" in capsys.readouterr().err
 
 
-def test_cli_shards_build_the_sharded_round_solver():
+def test_cli_shards_with_pyomo_rounds_build_the_ph_round_solver():
     from convexnn_pyomo.algorithms import ShardedRounds
     from convexnn_pyomo.cli import _train_algorithm, build_parser
 
     def rounds(*flags):
         return _train_algorithm(build_parser().parse_args(["train", *flags, "--out", "x"]))[1]
 
-    sharded = rounds("--shards", "3", "--ph-tol", "1e-5")
+    sharded = rounds("--shards", "3", "--round-solver", "pyomo", "--ph-tol", "1e-5")
     assert type(sharded) is ShardedRounds and sharded.config.shards == 3 and sharded.config.ph_options == {"tol": 1e-5}
     for flags in (["--round-solver", "pyomo"], ["--solver", "ipopt_casadi"]):
         sharded = rounds("--shards", "2", *flags)
@@ -216,19 +216,42 @@ def _mpi_train(out, *extra, launcher=()):
 
 
 @requires_mpiexec
-def test_two_rank_mpiexec_run_equals_the_one_process_run(tmp_path):
+def test_two_rank_structured_run_equals_the_one_process_run(tmp_path):
+    """mpiexec -n 2 convexnn train --shards 2: each rank holds 10 of the 20 samples, the interior point
+    reduces its sums over the ranks; the iterates are one process's (same iterations, weights 1e-6)."""
+    import pandas as pd
+
+    from convexnn_pyomo.cli import main
+
+    proc = _mpi_train(tmp_path / "mpi", "--rounds", "3")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert stdout.count("done:") == 1 and "over 2 MPI ranks" in stdout  # rank 0 prints, rank 1 only solves
+    assert main(["train", "--samples", "20", "--hidden", "4", "--seed", "1", "--rounds", "3",
+                 "--out", str(tmp_path / "one")]) == 0
+    two, one = (cnn.Network.load(tmp_path / d / "weights.npz") for d in ("mpi", "one"))
+    assert np.abs(two.get_flat() - one.get_flat()).max() <= 1e-6
+    hist = {d: pd.read_csv(tmp_path / d / "history.csv") for d in ("mpi", "one")}
+    assert list(hist["mpi"].iterations) == list(hist["one"].iterations)
+    assert list(hist["mpi"].status) == list(hist["one"].status)
+    np.testing.assert_allclose(hist["mpi"].true_loss, hist["one"].true_loss, rtol=1e-8)
+
+
+@pytest.mark.slow
+@requires_mpiexec
+def test_two_rank_ph_run_equals_the_one_process_ph_run(tmp_path):
     import json
 
     import pandas as pd
 
     from convexnn_pyomo.cli import main
 
-    proc = _mpi_train(tmp_path / "mpi", "--rounds", "2")
+    proc = _mpi_train(tmp_path / "mpi", "--rounds", "2", "--round-solver", "pyomo")
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert stdout.count("done:") == 1  # rank 0 prints, rank 1 only solves
     assert main(["train", "--shards", "2", "--samples", "20", "--hidden", "4", "--seed", "1", "--rounds", "2",
-                 "--out", str(tmp_path / "one")]) == 0
+                 "--round-solver", "pyomo", "--out", str(tmp_path / "one")]) == 0
     two, one = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("mpi", "one"))
     assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-6)
     hist = pd.read_csv(tmp_path / "mpi" / "history.csv")

@@ -52,6 +52,9 @@ class RoundSolver:
               loss) -> RoundProblem:
         raise NotImplementedError
 
+    #: whether ``build`` takes ``shards`` (one MPI rank per shard of the samples)
+    splits_samples = False
+
     def solve_options(self) -> dict:
         return dict(self.config.options or {})
 
@@ -70,6 +73,7 @@ class SchurRounds(RoundSolver):
     ...); ``time_limit`` per round defaults to 3600 s (a round at m = 5 x 10^4 takes minutes)."""
 
     name = "schur"
+    splits_samples = True
     CONFIG = RoundSolver.CONFIG()
     # its rounds take minutes at m = 10^5 (one round of the Pyomo model: seconds at m = 10^3); the
     # run's time_limit caps them too
@@ -86,11 +90,13 @@ class SchurRounds(RoundSolver):
             raise ValueError(f"options {unknown} are not options of the Schur interior point; it takes "
                              f"{sorted(SchurInteriorPoint.CONFIG)}")
 
-    def build(self, net, X, Y, reduction, constraints, eta, mu, loss):
+    def build(self, net, X, Y, reduction, constraints, eta, mu, loss, shards=None):
+        """The structured round; ``shards`` (:class:`~convexnn_pyomo.distributed.SampleShards`): ``X``
+        is this MPI rank's shard and the interior point reduces its sums over the ranks."""
         from ..solvers.arrow import NotSeparableError
 
         try:
-            return StructuredRound(net, X, Y, reduction, constraints, eta, mu, loss)
+            return StructuredRound(net, X, Y, reduction, constraints, eta, mu, loss, self.config.options, shards)
         except KeyError as err:  # a constraint that names a sample the template does not hold
             raise NotSeparableError(f"a hard constraint refers to a sample by number ({err}): the structured round "
                                     "writes every constraint per sample or as a sum over samples; use "
@@ -146,19 +152,23 @@ ROUND_SOLVERS = {"schur": SchurRounds, "pyomo": PyomoRounds, "sharded": ShardedR
 
 
 def get_round_solver(spec: str | RoundSolver | None = "auto", shards: int = 1) -> RoundSolver:
-    """``"auto"``: :class:`SchurRounds` (:class:`ShardedRounds` with ``shards > 1``); ``"schur"``;
-    ``"pyomo"``; another string: the name of a Pyomo solver for :class:`PyomoRounds`; or a
-    configured :class:`RoundSolver`."""
+    """``"auto"``: :class:`SchurRounds` (with ``shards > 1`` one MPI rank per shard); ``"schur"``;
+    ``"pyomo"``; ``"sharded"`` (with ``shards > 1``: mpi-sppy's PH); another string: the name of a
+    Pyomo solver for :class:`PyomoRounds`; or a configured :class:`RoundSolver`."""
     if isinstance(spec, RoundSolver):
-        if shards > 1 and not isinstance(spec, ShardedRounds):
-            raise ValueError(f"shards={shards} needs a ShardedRounds round solver, got {spec!r}")
-        if shards > 1 and spec.config.shards != shards:
+        if shards > 1 and not isinstance(spec, (ShardedRounds, SchurRounds)):
+            raise ValueError(f"shards={shards} splits the samples of a SchurRounds round over MPI ranks (or, with "
+                             f"ShardedRounds, the Pyomo model over mpi-sppy PH); {spec!r} cannot")
+        if shards > 1 and isinstance(spec, ShardedRounds) and spec.config.shards != shards:
             raise ValueError(f"shards={shards} but the round solver has shards={spec.config.shards}: give one of them")
         return spec
     if shards > 1:
-        if spec not in (None, "auto", "pyomo") and spec in ROUND_SOLVERS:
-            raise ValueError(f"shards={shards} splits the Pyomo model over mpi-sppy: round_solver {spec!r} cannot")
-        solver = None if spec in (None, "auto", "pyomo") else spec
+        if spec in (None, "auto", "schur"):
+            return SchurRounds()
+        if spec not in ("sharded", "pyomo") and spec in ROUND_SOLVERS:
+            raise ValueError(f"shards={shards}: round_solver {spec!r} cannot be split; give 'schur' (one MPI rank per "
+                             "shard) or 'sharded' (mpi-sppy PH)")
+        solver = None if spec in ("sharded", "pyomo") else spec
         return ShardedRounds(shards=shards, solver=solver)
     if spec in (None, "auto", "schur"):
         return SchurRounds()

@@ -24,7 +24,7 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
 
 from ..losses import Loss
-from ..model import build_training_model, constraint_gaps, network_from_model
+from ..model import build_training_model, constraint_gaps, get_training_problem, network_from_model
 from ..network import ForwardPass, Network
 from ..samples import template_samples
 from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values, update_reference
@@ -96,10 +96,11 @@ def relax(model, name: str) -> None:
 
 def build_round_model(net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
                       constraints: list, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared",
-                      samples=None):
+                      samples=None, shards=None):
     """The round's program (9) as a Pyomo model: exact model (2a)-(2c), relaxation, hard constraints,
-    lifted start and regularizer (8); on ``samples`` only (a template) when given."""
-    model = build_training_model(net, X, Y, reduction=reduction, loss=loss, samples=samples)
+    lifted start and regularizer (8); on ``samples`` only (a template) when given; ``shards``: ``X``
+    is one MPI rank's shard (:class:`~convexnn_pyomo.distributed.SampleShards`)."""
+    model = build_training_model(net, X, Y, reduction=reduction, loss=loss, samples=samples, shards=shards)
     relax(model, relaxation)
     for c in constraints:
         c.add_to(model)
@@ -220,16 +221,21 @@ class StructuredRound(_ModelRound):
     """
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, constraints: list, eta: float,
-                 mu: tuple[float, float, float], loss: str | Loss = "squared", options: dict | None = None):
+                 mu: tuple[float, float, float], loss: str | Loss = "squared", options: dict | None = None,
+                 shards=None):
         from ..solvers.arrow import arrow_problem
         from ..solvers.schur_ipm import SchurInteriorPoint
 
         m = X.shape[0]
+        if shards is not None and shards.sharded and constraints:
+            raise ValueError("hard constraints with shards > 1 on the structured round are not supported yet: their "
+                             "constants (class sizes, bounds) come from each rank's own rows; train in one process")
         self.model = build_round_model(net, X, Y, reduction, "parabolic", constraints, eta, mu, loss,
-                                       samples=template_samples(m))
+                                       samples=template_samples(m), shards=shards)
+        self.shards = get_training_problem(self.model).sample_shards
         self.constraints, self.arrow = constraints, arrow_problem(self.model)
-        self.omega, self.options = float(m) if reduction == "mean" else 1.0, dict(options or {})
-        self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, **self.options)
+        self.omega, self.options = float(self.shards.total) if reduction == "mean" else 1.0, dict(options or {})
+        self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, shards=self.shards, **self.options)
         self._objective: float | None = None
         self._saved: tuple | None = None  # the round's (arrow, ipm) while phase 1 solves the elastic model
 
@@ -242,7 +248,7 @@ class StructuredRound(_ModelRound):
         if self.elastic:
             self._saved = (self.arrow, self.ipm)
             self.arrow = arrow_problem(self.model)
-            self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, **self.options)
+            self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, shards=self.shards, **self.options)
         elif self._saved is not None:
             (self.arrow, self.ipm), self._saved = self._saved, None
 

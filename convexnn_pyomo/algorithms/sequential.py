@@ -41,6 +41,14 @@ def _optional_positive_int(v):
     return None if v is None else PositiveInt(v)
 
 
+def _shards(v):
+    """``shards``: a number of shards, or this rank's :class:`~convexnn_pyomo.distributed.SampleShards`
+    (``X`` is then this rank's rows only)."""
+    from ..distributed import SampleShards
+
+    return v if isinstance(v, SampleShards) else PositiveInt(v)
+
+
 def _progress(v):
     if v is None or v is False:
         return None
@@ -101,8 +109,10 @@ class SequentialRelaxation:
     CONFIG.declare("target_loss", ConfigValue(default=None, domain=float, description="stop at this true loss"))
     CONFIG.declare("progress", ConfigValue(default=None, domain=_progress,
                                            description="True: print a line per round; or callable(row, best_network)"))
-    CONFIG.declare("shards", ConfigValue(default=1, domain=PositiveInt,
-                                         description="data shards of each round; > 1: mpi-sppy PH (ShardedRounds)"))
+    CONFIG.declare("shards", ConfigValue(default=1, domain=_shards,
+                                         description="data shards of each round; > 1: one MPI rank per shard (the "
+                                                     "structured round, under mpiexec -n K) or mpi-sppy PH "
+                                                     "(round_solver='sharded'); or this rank's SampleShards"))
     CONFIG.declare("constraint_tol", ConfigValue(default=1e-6, domain=PositiveFloat, description="hard-constraint tolerance"))
     CONFIG.declare("exact_tol", ConfigValue(default=1e-4, domain=PositiveFloat,
                                             description="a round is exact when both constraint gaps are at most this"))
@@ -155,13 +165,13 @@ class SequentialRelaxation:
             raise ValueError("the network has no initial weights: call net.init_he(seed) first")
         self.X, self.Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         config.loss.check_targets(self.Y)
+        self.cfg = config
+        self.rounds, self.shards = self._split(config)
         self.schedule = config.schedule
         self.schedule.reset()
         self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol,
-                            config.loss)
+                            config.loss, self.shards)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
-        self.cfg = config
-        self.rounds = get_round_solver(config.round_solver, config.shards)
         self.solver_name = self.rounds.solver_name
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)
@@ -172,6 +182,32 @@ class SequentialRelaxation:
         self._run(initial_loss)
         return self._result(initial_loss)
 
+    def _split(self, config):
+        """The round solver and, when it splits the samples over MPI ranks, this rank's
+        :class:`~convexnn_pyomo.distributed.SampleShards` (``X``, ``Y`` cut to its rows; None otherwise)."""
+        from ..distributed import SampleShards
+
+        given = config.shards if isinstance(config.shards, SampleShards) else None
+        count = given.size if given is not None else int(config.shards)
+        rounds = get_round_solver(config.round_solver, count)
+        if count == 1 or not rounds.splits_samples:
+            return rounds, None
+        if config.warm_start:
+            raise ValueError("warm_start (Adam steps) with shards > 1 is not supported: train the warm start in one "
+                             "process and pass its network")
+        if given is None:
+            given = SampleShards.split(len(self.X), count)
+            self.X, self.Y = given.rows(self.X), given.rows(self.Y)
+        elif given.m != len(self.X):
+            raise ValueError(f"shards says this rank holds {given.m} samples but X has {len(self.X)} rows")
+        return rounds, given
+
+    def _out_of_time(self) -> bool:
+        """The run's time limit passed (on some rank: every rank stops at the same round)."""
+        limit = self.cfg.time_limit
+        late = limit is not None and time.perf_counter() - self.state.t_start > limit
+        return self.shards.any(late) if self.shards is not None else late
+
     def _make_problem(self, net: Network, config) -> RoundProblem:
         """The round's convex program, built by the round solver.  With ``round_solver="auto"``, a
         model the structured round cannot derive per sample (a user constraint on one named sample,
@@ -180,6 +216,8 @@ class SequentialRelaxation:
         args = (net, self.X, self.Y, self.schedule.reduction, self.ev.constraints, self.schedule.eta,
                 self.schedule.fixed_mu, config.loss)
         try:
+            if self.shards is not None:
+                return self.rounds.build(*args, shards=self.shards)
             return self.rounds.build(*args)
         except NotSeparableError as err:
             if config.round_solver != "auto":
@@ -212,7 +250,7 @@ class SequentialRelaxation:
             return
         limit = cfg.rounds + (st.k if cfg.feasibility_rounds is not None else 0)  # phase 1's own budget
         while st.k < limit:
-            if cfg.time_limit is not None and time.perf_counter() - st.t_start > cfg.time_limit:
+            if self._out_of_time():
                 st.status = RunStatus.TIME_LIMIT
                 return
             st.k += 1
@@ -302,7 +340,7 @@ class SequentialRelaxation:
         prefers any smaller violation), so the run still ends feasible, certified or named."""
         st, cfg = self.state, self.cfg
         budget = cfg.rounds if cfg.feasibility_rounds is None else cfg.feasibility_rounds
-        if cfg.time_limit is not None and time.perf_counter() - st.t_start > cfg.time_limit:
+        if self._out_of_time():
             st.status, st.message = RunStatus.TIME_LIMIT, f"the feasibility phase ended at the time limit after {st.k} rounds"
             return True
         if st.k >= budget:
@@ -382,7 +420,7 @@ class SequentialRelaxation:
             st.status = RunStatus.INFEASIBLE
             st.message = f"the hard constraints admit no point of the relaxation{evidence}{self._kappa_hint()}"
             return True
-        if solve.time_limit and cfg.time_limit is not None and time.perf_counter() - st.t_start >= cfg.time_limit:
+        if solve.time_limit and self._out_of_time():
             self._record(self._row(solve, status=RoundStatus.TIME_LIMIT.value))
             st.status = RunStatus.TIME_LIMIT
             return True

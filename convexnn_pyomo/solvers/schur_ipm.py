@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from ..distributed import SampleShards
 from ..threads import blas_threads
 from .casadi_translator import casadi as ca
 from .elimination import ChunkFactor, Elimination
@@ -363,10 +364,12 @@ class _Rhs:
     rc: np.ndarray
     rcL: np.ndarray
 
-    def size(self, m: int) -> float:
-        """Largest entry, the shared stationarity divided by ``m`` (as the stopping test)."""
-        return max(float(np.abs(a).max(initial=0.0)) for a in
-                   (self.rd_s / m, self.rd_v, self.rE, self.rI, self.rL, self.rc, self.rcL))
+    def size(self, m: int, shards: SampleShards) -> float:
+        """Largest entry, the shared stationarity divided by ``m`` (all samples, as the stopping
+        test); the per-sample parts' maximum over every rank."""
+        local = max(float(np.abs(a).max(initial=0.0)) for a in (self.rd_v, self.rE, self.rI, self.rc))
+        shared = max(float(np.abs(a).max(initial=0.0)) for a in (self.rd_s / m, self.rL, self.rcL))
+        return max(shards.max(local), shared)
 
 
 @dataclass
@@ -383,7 +386,10 @@ class SchurInteriorPoint:
 
     ``problem`` gives the symbols; ``omega`` is the caller's objective scale :math:`\\omega_0`.
     :meth:`solve` takes the start ``(s, V)`` and the parameters ``(ps, pv)`` (``V``, ``pv``: one
-    column per sample) and never raises on a failed solve.
+    column per sample) and never raises on a failed solve.  ``shards``
+    (:class:`~convexnn_pyomo.distributed.SampleShards`): the problem holds one MPI rank's samples;
+    every sum over samples (the Schur complement, right-hand sides, residual norms, step lengths,
+    the stop tests) is reduced over the ranks, so every rank takes the iterates of one process.
     """
 
     CONFIG = ConfigDict("schur_ipm")
@@ -436,9 +442,13 @@ class SchurInteriorPoint:
                                                       "COMPILE_FROM samples when a C compiler is found"))
     CONFIG.declare("print_level", ConfigValue(default=0, domain=int, description="0: silent; 1: a line per iteration"))
 
-    def __init__(self, problem, omega: float = 1.0, **kwds):
+    def __init__(self, problem, omega: float = 1.0, shards: SampleShards | None = None, **kwds):
         self.config = self.CONFIG(kwds)
         self.problem, self.m, self.omega0 = problem, int(problem.m), float(omega)
+        self.shards = shards if shards is not None else SampleShards.serial(self.m)
+        if self.shards.m != self.m:
+            raise ValueError(f"shards holds {self.shards.m} samples on this rank, the problem {self.m}")
+        self.total = self.shards.total  # samples over every rank
         self.fn = _SampleFunctions(problem)
         self.compiled = self._compile()
         self.ineq = ~self.fn.equality
@@ -493,23 +503,42 @@ class SchurInteriorPoint:
 
         for fj, gs, aj in self._map_chunks(chunk):  # summed in chunk order
             f, rd_s, aL = f + float(fj[0]), rd_s + gs, aL + aj
+        f, rd_s, aL = self._sum_over_ranks(np.array([f]), rd_s, aL)
         a0, f0, grad0, _, _ = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
-        return _Residual(f + float(f0), g, aL + a0.full().ravel(), rd_s + grad0.full().ravel(), rd_v)
+        return _Residual(float(f[0]) + float(f0), g, aL + a0.full().ravel(), rd_s + grad0.full().ravel(), rd_v)
+
+    def _sum_over_ranks(self, *parts: np.ndarray) -> list[np.ndarray]:
+        """The arrays summed over the ranks in one reduction (one process: as they are)."""
+        if not self.shards.sharded:
+            return list(parts)
+        flat = self.shards.sum(np.concatenate([np.ravel(p) for p in parts]))
+        edges = np.cumsum([0] + [np.size(p) for p in parts])
+        return [flat[a:b].reshape(np.shape(p)) for a, b, p in zip(edges[:-1], edges[1:], parts)]
 
     def _norms(self, st: _State, r: _Residual, target: float) -> dict:
-        """The parts of the perturbed KKT residual (complementarity against ``target``)."""
+        """The perturbed KKT residual's parts (complementarity against ``target``) as the largest
+        primal and dual entries, the mean complementarity ``mu``, the dual scale ``s_d`` and the
+        2-norm ``merit``, over every sample of every rank (two reductions) and the shared rows once."""
         I, IL = self.ineq, self.ineq_link
-        comp = np.concatenate([(st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]])
-        prim = np.concatenate([r.g[~I].ravel(), (r.g[I] + st.T[I]).ravel(), r.aL[~IL], r.aL[IL] + st.t[IL]])
-        dual = np.concatenate([r.rd_s / self.m, r.rd_v.ravel()])
-        mult = np.concatenate([np.abs(st.M).ravel(), np.abs(st.lam)])
-        s_d = max(1.0, float(mult.mean()) / 100.0) if mult.size else 1.0
-        return {"primal": prim, "dual": dual, "comp": comp - target, "mu": float(comp.mean()) if comp.size else 0.0,
-                "s_d": s_d}
+        comp, compL = (st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]
+        prim = (r.g[~I].ravel(), (r.g[I] + st.T[I]).ravel())
+        primL, dualS = np.concatenate([r.aL[~IL], r.aL[IL] + st.t[IL]]), r.rd_s / self.total
+        sq = lambda a: float(np.dot(a, a))  # noqa: E731
+        sums = self.shards.sum(np.array([sum(sq(p) for p in prim) + sq(r.rd_v.ravel()) + sq(comp - target),
+                                         comp.sum(), comp.size, np.abs(st.M).sum(), st.M.size]))
+        big = self.shards.max(np.array([max(float(np.abs(p).max(initial=0.0)) for p in prim),
+                                        float(np.abs(r.rd_v).max(initial=0.0))]))
+        n_comp, n_mult = sums[2] + compL.size, sums[4] + st.lam.size
+        mult = sums[3] + float(np.abs(st.lam).sum())
+        return {"primal": max(big[0], float(np.abs(primL).max(initial=0.0))),
+                "dual": max(big[1], float(np.abs(dualS).max(initial=0.0))),
+                "mu": (sums[1] + float(compL.sum())) / n_comp if n_comp else 0.0,
+                "s_d": max(1.0, mult / n_mult / 100.0) if n_mult else 1.0,
+                "merit": float(np.sqrt(sums[0] + sq(primL) + sq(dualS) + sq(compL - target)))}
 
     @staticmethod
     def _merit(parts: dict) -> float:
-        return float(np.sqrt(sum(float(np.dot(parts[k], parts[k])) for k in ("primal", "dual", "comp"))))
+        return parts["merit"]
 
     # -------------------------------------------------------------------------------- scaling
     def _scale(self, s: np.ndarray, V: np.ndarray) -> None:
@@ -520,16 +549,21 @@ class SchurInteriorPoint:
         row, link_v = np.zeros((self.ng, self.m)), np.zeros(self.nL)
         j0, grad0 = (a.full() for a in self.fn.shared_scale(s, self.ps))
         link_s, grad_s, grad_v = j0.reshape(self.nL, self.ns), grad0.ravel(), 0.0
+        link_local, grad_local = np.zeros_like(link_s), np.zeros_like(grad_s)
         for lo, hi in self._chunks():
             r, lv, ls, gv, gs = self._call("scale", lo, hi, s, V)
             row[:, lo:hi] = r
             link_v = np.maximum(link_v, lv.max(axis=1, initial=0.0))
-            link_s, grad_s = link_s + ls.reshape(self.nL, self.ns, order="F"), grad_s + gs
+            link_local, grad_local = link_local + ls.reshape(self.nL, self.ns, order="F"), grad_local + gs
             grad_v = max(grad_v, float(gv.max(initial=0.0)))
+        link_local, grad_local = self._sum_over_ranks(link_local, grad_local)
+        link_s, grad_s = link_s + link_local, grad_s + grad_local
+        top_v = self.shards.max(np.concatenate([link_v, [grad_v]]))
+        link_v, grad_v = top_v[:-1], float(top_v[-1])
         self.d = np.minimum(1.0, MAX_GRADIENT / np.maximum(row, 1e-300))
         self.dL = np.minimum(1.0, MAX_GRADIENT / np.maximum(np.maximum(link_v, np.abs(link_s).max(axis=1, initial=0.0)),
                                                             1e-300))
-        top = self.omega0 * max(grad_v, float(np.abs(grad_s).max(initial=0.0)) / self.m)
+        top = self.omega0 * max(grad_v, float(np.abs(grad_s).max(initial=0.0)) / self.total)
         self.omega = self.omega0 * min(1.0, MAX_GRADIENT / top) if top > 0 else self.omega0
 
     # -------------------------------------------------------------------------------- the Newton system
@@ -540,15 +574,27 @@ class SchurInteriorPoint:
         sig = np.where(self.ineq[:, None], st.M / st.T, self.config.augmentation)  # rho on the equality rows
         _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
         self._h0, self._j0 = h0.full(), j0.full().reshape(nL, ns)
-        S, JL = np.zeros((ns + nL, ns + nL)), self._j0.copy()
-        S[:ns, :ns] = self._h0
+        S, JL = np.zeros((ns + nL, ns + nL)), np.zeros((nL, ns))
         self._shift = np.zeros(self.m)
-        parts = self._map_chunks(lambda lo, hi: self._eliminate(st, sig, lo, hi))
+        try:
+            parts = self._map_chunks(lambda lo, hi: self._eliminate(st, sig, lo, hi))
+            error = None
+        except np.linalg.LinAlgError as err:
+            parts, error = [], err
+        if self.shards.sharded:  # a singular block on one rank ends the solve on every rank
+            failed = self.shards.first("" if error is None else str(error))
+            if failed:
+                raise np.linalg.LinAlgError(failed)
+        elif error is not None:
+            raise error
         factors = [f for f, _, _, _ in parts]
         for _, share, jl, _ in parts:
             S += share
             JL += jl
-        self._corrected = sum(c for _, _, _, c in parts)
+        S, JL, corrected = self._sum_over_ranks(S, JL, np.array([sum(c for _, _, _, c in parts)], dtype=float))
+        self._corrected = int(corrected[0])
+        S[:ns, :ns] += self._h0
+        JL += self._j0
         S[:ns, ns:] += JL.T
         S[ns:, :ns] += JL
         S = 0.5 * (S + S.T)
@@ -582,7 +628,7 @@ class SchurInteriorPoint:
             fc, share, shift = self._elim.factor(avv, avh, jev, jes, self.config.regularization, SHIFTS_RELATIVE,
                                                  SHIFTS_ABSOLUTE)
         except np.linalg.LinAlgError as err:
-            raise np.linalg.LinAlgError(f"samples {lo}:{hi}: {err}") from None
+            raise np.linalg.LinAlgError(f"samples {self.shards.offset + lo}:{self.shards.offset + hi}: {err}") from None
         fc.lo, fc.hi = lo, hi
         self._shift[lo:hi] = shift  # the system solved is A_vv + shift I: refinement works on that one
         share[:ns, :ns] += _scatter(a_ss, self.fn.kkt.sparsity_out(2), (ns, ns), symmetric=True)
@@ -612,10 +658,12 @@ class SchurInteriorPoint:
 
         parts = self._map_factors(reduce, factors)
         lam = np.where(IL, st.lam, 1.0)
-        rhs_hat = np.concatenate([-rhs.rd_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)])
+        local = np.zeros(ns + self.nL)
         for _, _, js_w, part in parts:
-            rhs_hat[:ns] -= js_w
-            rhs_hat -= part
+            local[:ns] += js_w
+            local += part
+        (local,) = self._sum_over_ranks(local)
+        rhs_hat = np.concatenate([-rhs.rd_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)]) - local
         dh = np.linalg.solve(S, rhs_hat)
         dV, dM, dT = np.empty((self.nv, self.m)), np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))
 
@@ -630,17 +678,19 @@ class SchurInteriorPoint:
             dM[I, lo:hi] = -(rhs.rc[I, lo:hi] + st.M[I, lo:hi] * dTc) / st.T[I, lo:hi]
             return jl
 
-        jl_dx = self._j0 @ dh[:ns]
+        jl_dx = np.zeros(self.nL)
         for jl in self._map_factors(back, list(zip(factors, parts))):
             jl_dx += jl
+        (jl_dx,) = self._sum_over_ranks(jl_dx)
+        jl_dx += self._j0 @ dh[:ns]
         dt = np.where(IL, -rhs.rL - jl_dx, 0.0)
         return _State(dh[:ns], dV, dM, dT, dh[ns:], dt)
 
     def _remainder(self, st: _State, d: _State, rhs: _Rhs) -> _Rhs:
         """``K d + rhs``: what ``d`` leaves of the Newton system (exact products, for refinement)."""
         I, IL = self.ineq, self.ineq_link
-        rd_v, jdx, rd_s = np.empty((self.nv, self.m)), np.empty((self.ng, self.m)), rhs.rd_s.copy()
-        jl_dx = self._j0 @ d.s
+        rd_v, jdx = np.empty((self.nv, self.m)), np.empty((self.ng, self.m))
+        rd_s, jl_dx = np.zeros(self.ns), np.zeros(self.nL)
 
         def chunk(lo, hi):
             a_s, a_v, jd, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
@@ -650,7 +700,9 @@ class SchurInteriorPoint:
 
         for a_s, jl in self._map_chunks(chunk):
             rd_s, jl_dx = rd_s + a_s, jl_dx + jl
-        rd_s += self._h0 @ d.s + self._j0.T @ d.lam
+        rd_s, jl_dx = self._sum_over_ranks(rd_s, jl_dx)
+        rd_s += rhs.rd_s + self._h0 @ d.s + self._j0.T @ d.lam
+        jl_dx += self._j0 @ d.s
         return _Rhs(rd_s, rd_v, jdx[~I] + rhs.rE, np.where(I[:, None], jdx + d.T + rhs.rI, 0.0),
                     jl_dx + np.where(IL, d.t, 0.0) + rhs.rL,
                     np.where(I[:, None], st.M * d.T + st.T * d.M + rhs.rc, 0.0),
@@ -660,10 +712,10 @@ class SchurInteriorPoint:
         """:meth:`_direction` with iterative refinement on the unreduced system (``refinement`` steps at
         most, while what is left exceeds ``1e-9`` of the right-hand side)."""
         d = self._direction(st, rhs, factors, S)
-        size = rhs.size(self.m)
+        size = rhs.size(self.total, self.shards)
         for _ in range(self.config.refinement if refine else 0):
             rem = self._remainder(st, d, rhs)
-            if rem.size(self.m) <= 1e-9 * size:
+            if rem.size(self.total, self.shards) <= 1e-9 * size:
                 break
             d = d.plus(self._direction(st, rem, factors, S))
         return d
@@ -692,21 +744,26 @@ class SchurInteriorPoint:
         for v, dv in ((st.T[I], d.T[I]), (st.M[I], d.M[I]), (st.t[IL], d.t[IL]), (st.lam[IL], d.lam[IL])):
             neg = dv < 0
             ratios.append(-tau * v[neg] / dv[neg])
-        return float(min(r.min() for r in ratios if r.size))
+        return self.shards.min(float(min(r.min() for r in ratios if r.size)))
 
-    def _products(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> np.ndarray:
+    def _products(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> tuple[float, float, int]:
         """The complementarity products ``t_i lambda_i`` at ``st`` (or at ``st + alpha d``, built
-        without the moved point's other variables)."""
+        without the moved point's other variables): their smallest value, mean and number over
+        every rank (``inf, 0, 0`` when there is none)."""
         I, IL = self.ineq, self.ineq_link
         if d is None:
-            return np.concatenate([(st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]])
-        return np.concatenate([((st.T[I] + alpha * d.T[I]) * (st.M[I] + alpha * d.M[I])).ravel(),
-                               (st.t[IL] + alpha * d.t[IL]) * (st.lam[IL] + alpha * d.lam[IL])])
+            c, cL = (st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]
+        else:
+            c = ((st.T[I] + alpha * d.T[I]) * (st.M[I] + alpha * d.M[I])).ravel()
+            cL = (st.t[IL] + alpha * d.t[IL]) * (st.lam[IL] + alpha * d.lam[IL])
+        total, n = self.shards.sum(np.array([c.sum(), c.size])) + np.array([cL.sum(), cL.size])
+        low = min(self.shards.min(float(c.min(initial=np.inf))), float(cL.min(initial=np.inf)))
+        return low, (float(total / n) if n else 0.0), int(n)
 
     def _spread(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> float:
         """``min(t * lambda) / mean(t * lambda)`` (at ``st + alpha d``): how central the point is (1: perfectly)."""
-        c = self._products(st, d, alpha)
-        return float(c.min() / c.mean()) if c.size and c.mean() > 0 else 1.0
+        low, mean, n = self._products(st, d, alpha)
+        return float(low / mean) if n and mean > 0 else 1.0
 
     def _centred_step(self, st: _State, d: _State, alpha: float, gamma: float) -> float:
         r"""The longest of ``alpha, 0.9 alpha, ...`` whose point stays in the neighbourhood
@@ -727,8 +784,7 @@ class SchurInteriorPoint:
         tol, dual_tol = (cfg.acceptable_tol, cfg.acceptable_dual_tol) if acceptable else (cfg.tol, cfg.dual_tol)
         if floor:
             tol, dual_tol = cfg.acceptable_tol, cfg.floor_dual_tol
-        return (np.abs(parts["primal"]).max(initial=0) <= tol and parts["mu"] <= tol
-                and np.abs(parts["dual"]).max(initial=0) <= dual_tol * parts["s_d"])
+        return parts["primal"] <= tol and parts["mu"] <= tol and parts["dual"] <= dual_tol * parts["s_d"]
 
     def solve(self, s0: np.ndarray, V0: np.ndarray, ps: np.ndarray, pv: np.ndarray,
               max_wall_time: float | None = None) -> SchurResult:
@@ -759,7 +815,7 @@ class SchurInteriorPoint:
                 break
             if it == cfg.max_iter:
                 break
-            if limit is not None and time.perf_counter() - t_start > limit:
+            if self.shards.any(limit is not None and time.perf_counter() - t_start > limit):
                 status = "Maximum_WallTime_Exceeded"
                 break
             try:
@@ -791,7 +847,7 @@ class SchurInteriorPoint:
 
     def _describe(self, status: str, parts: dict, iterations: int) -> str:
         """Why a solve stopped, in words: the residuals it ended with."""
-        prim, dual = np.abs(parts["primal"]).max(initial=0), np.abs(parts["dual"]).max(initial=0)
+        prim, dual = parts["primal"], parts["dual"]
         return (f"{status} after {iterations} iterations: primal residual {prim:.2e} (tol {self.config.tol:g}), "
                 f"dual {dual:.2e} (tol {self.config.dual_tol * parts['s_d']:g}), complementarity {parts['mu']:.2e}; "
                 f"objective scale {self.omega:.3g}")
@@ -809,11 +865,15 @@ class SchurInteriorPoint:
                     f"multiplier grew to {abs(st.lam[k]) / self.dL[k]:.3g}")
         viol = np.where(I[:, None], np.maximum(r.g, 0.0), np.abs(r.g))
         mask = (np.abs(st.M) > big) & (viol > tol)
+        if not self.shards.any(mask.any()):
+            return ""
+        text = ""
         if mask.any():
             row, j = np.unravel_index(np.argmax(np.where(mask, viol, -1.0)), viol.shape)
-            return (f"{self.problem.row_names[row]} of sample {j} stays violated by {viol[row, j] / self.d[row, j]:.4g} "
-                    f"while its multiplier grew to {abs(st.M[row, j]) / self.d[row, j]:.3g}")
-        return ""
+            text = (f"{self.problem.row_names[row]} of sample {self.shards.offset + j} stays violated by "
+                    f"{viol[row, j] / self.d[row, j]:.4g} while its multiplier grew to "
+                    f"{abs(st.M[row, j]) / self.d[row, j]:.3g}")
+        return self.shards.first(text)
 
     def _step(self, st: _State, r: _Residual, d: _State, mu: float, target: float):
         """Fraction to the boundary, the centrality neighbourhood, then :meth:`_line_search`."""
@@ -840,13 +900,12 @@ class SchurInteriorPoint:
         mu = parts["mu"]
         comp, compL = np.where(I[:, None], st.T * st.M, 0.0), np.where(IL, st.t * st.lam, 0.0)
         aff = self._solve(st, self._rhs(st, r, comp, compL), factors, S, refine=False)  # sets sigma only
-        products = self._products(st, aff, self._max_step(st, aff, 1.0))
-        mu_aff = float(products.mean()) if products.size else 0.0
+        _, mu_aff, _ = self._products(st, aff, self._max_step(st, aff, 1.0))
         sigma = min(1.0, (mu_aff / mu) ** 3) if mu > 0 else 0.0
         target = sigma * mu
         rc = comp + np.where(I[:, None], aff.T * aff.M - target, 0.0)
         rcL = compL + np.where(IL, aff.t * aff.lam - target, 0.0)
-        del aff, products  # the memory of one state less during the corrector
+        del aff  # the memory of one state less during the corrector
         d = self._solve(st, self._rhs(st, r, rc, rcL), factors, S)
         t2 = time.perf_counter()
         trial, r_t, alpha = self._step(st, r, d, mu, target)
@@ -860,6 +919,6 @@ class SchurInteriorPoint:
         timings["factor"] += t1 - t0
         timings["direction"] += t2 - t1
         timings["residual"] += time.perf_counter() - t2
-        row = {"objective": r_t.f, "primal": float(np.abs(parts["primal"]).max(initial=0)), "corrected": self._corrected,
-               "dual": float(np.abs(parts["dual"]).max(initial=0)), "mu": parts["mu"], "alpha": alpha, "sigma": sigma}
+        row = {"objective": r_t.f, "primal": parts["primal"], "corrected": self._corrected,
+               "dual": parts["dual"], "mu": parts["mu"], "alpha": alpha, "sigma": sigma}
         return trial, r_t, parts, row

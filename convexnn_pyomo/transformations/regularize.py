@@ -273,25 +273,34 @@ def exactness_weights(
     blocks = {blk.index_l: blk for blk in layer_blocks(model)}
     slack = [l for l, blk in blocks.items() if _relaxation_or_exact(blk).has_input_slack(blk, get_relaxation_block(blk))]
     dc_layers = list(reg.dc_layers) if reg is not None else [l for l, b in blocks.items() if _relaxes_activation(b)]
-    return exactness_weights_from(reference, tp.X, tp.Y, tp.reduction, tp.loss, dc_layers, slack, floor=floor, fp=fp)
+    return exactness_weights_from(reference, tp.X, tp.Y, tp.reduction, tp.loss, dc_layers, slack, floor=floor, fp=fp,
+                                  shards=tp.sample_shards)
 
 
 def exactness_weights_from(reference: Network, X, Y, reduction: str, loss, dc_layers, input_slack_layers,
-                           floor: float = 1e-8, fp: ForwardPass | None = None) -> dict[str, dict[int, float]]:
+                           floor: float = 1e-8, fp: ForwardPass | None = None,
+                           shards=None) -> dict[str, dict[int, float]]:
     """The formulas of :func:`exactness_weights` without a Pyomo model: ``dc_layers`` are the layers
     with the DC relaxation (7), ``input_slack_layers`` those with a lifted ``X_jj`` (used by the
-    structured round, :mod:`convexnn_pyomo.solvers.arrow`)."""
-    s = 1.0 / X.shape[0] if reduction == "mean" else 1.0
+    structured round, :mod:`convexnn_pyomo.solvers.arrow`); ``shards``
+    (:class:`~convexnn_pyomo.distributed.SampleShards`): ``X`` is one rank's shard, the sums and
+    maxima over samples are reduced over the ranks."""
+    from ..distributed import SampleShards
+
+    shards = shards if shards is not None else SampleShards.serial(X.shape[0])
+    s = 1.0 / shards.total if reduction == "mean" else 1.0
     fp = fp if fp is not None else reference.forward_pass(X)
-    G = reference.sensitivities(X, Y, reduction, fp=fp, loss=loss)
+    G = reference.sensitivities(X, Y, "sum" if shards.sharded else reduction, fp=fp, loss=loss)
+    if shards.sharded:  # the averaged loss divides by the whole data set's size
+        G = [s * g for g in G]
     mu_z, mu_dc = {}, {}
     for l in range(1, reference.n_layers + 1):
         a = np.abs(G[l - 1])
-        tau = 0.5 * a.sum(axis=1).max()
+        tau = 0.5 * shards.sum(a.sum(axis=1)).max()
         if l in input_slack_layers:
-            tau = max(tau, 0.5 * a.sum(axis=0).max() / s)
+            tau = max(tau, 0.5 * shards.max(a.sum(axis=0).max(initial=0.0)) / s)
         mu_z[l] = max(float(tau), floor)
     for l in dc_layers:
         A = np.abs(reference.weights[l].T @ G[l])  # d loss / d x^{l+1}
-        mu_dc[l] = max(float(A.max()) / s, floor)
+        mu_dc[l] = max(shards.max(float(A.max(initial=0.0))) / s, floor)
     return {"mu_z": mu_z, "mu_p": dict(mu_dc), "mu_q": dict(mu_dc)}
