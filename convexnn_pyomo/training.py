@@ -32,7 +32,7 @@ def train(
     time_limit: float | None = None,
     target_loss: float | None = None,
     progress: Callable[[dict, Network], None] | bool | None = None,
-    shards: "int | SampleShards" = 1,
+    shards: int | SampleShards = 1,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
 
