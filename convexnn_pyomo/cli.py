@@ -316,6 +316,10 @@ def _cmd_train(args) -> int:
             ).solve(net, ds.X, ds.y)
         except (ValueError, RuntimeError, ImportError) as exc:
             raise CliError(str(exc)) from None
+        except MemoryError:  # one rank's death ends every rank (mpiexec); the message says which and what is kept
+            rank = f"rank {_mpi_rank()} " if args.shards > 1 else ""
+            raise CliError(f"{rank}ran out of memory; the weights of the last accepted round are in "
+                           f"{args.out}/weights.npz (more shards, or fewer samples per rank)") from None
     result.network.save(out / "weights.npz")
     summary = result.summary()
     summary.update(dataset=ds.name, m=len(ds.y), sizes=sizes, activation=args.activation, seed=args.seed,

@@ -17,7 +17,7 @@ one-process case: every reduction is the identity.  ``mpi4py`` (the ``[mpi]`` ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class SampleShards:
     total: int
     offset: int = 0
     comm: object = None
+    #: reductions done over the ranks: ``calls`` and ``values`` (doubles) sent, for cost models
+    traffic: dict = field(default_factory=lambda: {"calls": 0, "values": 0}, compare=False, repr=False)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -110,6 +112,8 @@ class SampleShards:
         MPI = _mpi()
         arr = np.array(x, dtype=float).reshape(-1)
         out = np.empty_like(arr)
+        self.traffic["calls"] += 1
+        self.traffic["values"] += arr.size
         self.comm.Allreduce(arr, out, op={"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op])
         return float(out[0]) if np.ndim(x) == 0 else out.reshape(np.shape(x))
 

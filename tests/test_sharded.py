@@ -230,7 +230,7 @@ def test_two_rank_structured_run_equals_the_one_process_run(tmp_path):
     assert main(["train", "--samples", "20", "--hidden", "4", "--seed", "1", "--rounds", "3",
                  "--out", str(tmp_path / "one")]) == 0
     two, one = (cnn.Network.load(tmp_path / d / "weights.npz") for d in ("mpi", "one"))
-    assert np.abs(two.get_flat() - one.get_flat()).max() <= 1e-6
+    assert np.abs(two.get_flat() - one.get_flat()).max() <= 1e-8  # measured 1.8e-13
     hist = {d: pd.read_csv(tmp_path / d / "history.csv") for d in ("mpi", "one")}
     assert list(hist["mpi"].iterations) == list(hist["one"].iterations)
     assert list(hist["mpi"].status) == list(hist["one"].status)
