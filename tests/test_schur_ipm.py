@@ -7,6 +7,8 @@ Pyomo model of a round (tests/test_structured.py compares whole solves with Ipop
 * scaling, chunks and warm starts do not change the optimum.
 """
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -62,7 +64,7 @@ def test_elimination_solves_the_unreduced_newton_system_with_linking_rows():
 def test_the_newton_matrix_is_the_derivative_of_the_kkt_residual():
     ipm, st, _ = _ipm(acts=("sigmoid", "identity"))
     rng = np.random.default_rng(1)
-    d = st.plus(st)  # a direction of the right shapes, filled below
+    d = copy.deepcopy(st)  # a direction of the right shapes, filled below
     for name in ("s", "V", "M", "T", "lam", "t"):
         setattr(d, name, rng.normal(size=np.shape(getattr(st, name))))
     base = _kkt(ipm, st)

@@ -342,8 +342,10 @@ class _State:
     lam: np.ndarray
     t: np.ndarray
 
-    def plus(self, d: "_State") -> "_State":
-        return _State(self.s + d.s, self.V + d.V, self.M + d.M, self.T + d.T, self.lam + d.lam, self.t + d.t)
+    def add(self, d: "_State") -> None:
+        """``self += d``, in place."""
+        for a, b in zip((self.s, self.V, self.M, self.T, self.lam, self.t), (d.s, d.V, d.M, d.T, d.lam, d.t)):
+            a += b
 
     def moved(self, d: "_State", alpha: float, ineq: np.ndarray, ineq_link: np.ndarray) -> "_State":
         T, t = self.T + alpha * d.T, self.t + alpha * d.t
@@ -413,7 +415,7 @@ class SchurInteriorPoint:
     CONFIG.declare("max_iter", ConfigValue(default=200, domain=PositiveInt, description="interior-point iterations"))
     CONFIG.declare("max_wall_time", ConfigValue(default=None, domain=PositiveFloat,
                                                 description="seconds for one solve, checked every iteration"))
-    CONFIG.declare("chunk_size", ConfigValue(default=4000, domain=PositiveInt,
+    CONFIG.declare("chunk_size", ConfigValue(default=1000, domain=PositiveInt,
                                              description="samples per batched elimination (memory of one chunk)"))
     CONFIG.declare("slack_push", ConfigValue(default=1e-2, domain=PositiveFloat,
                                              description="smallest starting slack, relative to max(1, |g|)"))
@@ -633,10 +635,11 @@ class SchurInteriorPoint:
         return fc, share, j_ls.reshape(self.nL, ns, order="F"), int((shift > 1e-6).sum())
 
     def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
-        """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc``, ``rcL``."""
+        """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc`` (zero on
+        the equality rows; used as it is, not copied), ``rcL``."""
         I, IL = self.ineq[:, None], self.ineq_link
         return _Rhs(r.rd_s, r.rd_v, r.g[~self.ineq], np.where(I, r.g + st.T, 0.0), np.where(IL, r.aL + st.t, r.aL),
-                    np.where(I, rc, 0.0), np.where(IL, rcL, 0.0))
+                    rc, np.where(IL, rcL, 0.0))
 
     def _direction(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray) -> _State:
         """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination."""
@@ -687,13 +690,17 @@ class SchurInteriorPoint:
     def _remainder(self, st: _State, d: _State, rhs: _Rhs) -> _Rhs:
         """``K d + rhs``: what ``d`` leaves of the Newton system (exact products, for refinement)."""
         I, IL = self.ineq, self.ineq_link
-        rd_v, jdx = np.empty((self.nv, self.m)), np.empty((self.ng, self.m))
+        rd_v, rE = np.empty((self.nv, self.m)), np.empty((self.nE, self.m))
+        rI, rc = np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))  # zero on the equality rows
         rd_s, jl_dx = np.zeros(self.ns), np.zeros(self.nL)
 
-        def chunk(lo, hi):
+        def chunk(lo, hi):  # the per-sample parts written chunk by chunk (no full-size temporaries)
             a_s, a_v, jd, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
                                           d.M[:, lo:hi], d.lam)
-            rd_v[:, lo:hi], jdx[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi] + self._shift[lo:hi] * d.V[:, lo:hi], jd
+            rd_v[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi] + self._shift[lo:hi] * d.V[:, lo:hi]
+            rE[:, lo:hi] = jd[~I] + rhs.rE[:, lo:hi]
+            rI[I, lo:hi] = jd[I] + d.T[I, lo:hi] + rhs.rI[I, lo:hi]
+            rc[I, lo:hi] = st.M[I, lo:hi] * d.T[I, lo:hi] + st.T[I, lo:hi] * d.M[I, lo:hi] + rhs.rc[I, lo:hi]
             return a_s, jl
 
         for a_s, jl in self._map_chunks(chunk):
@@ -701,9 +708,7 @@ class SchurInteriorPoint:
         rd_s, jl_dx = self._sum_over_ranks(rd_s, jl_dx)
         rd_s += rhs.rd_s + self._h0 @ d.s + self._j0.T @ d.lam
         jl_dx += self._j0 @ d.s
-        return _Rhs(rd_s, rd_v, jdx[~I] + rhs.rE, np.where(I[:, None], jdx + d.T + rhs.rI, 0.0),
-                    jl_dx + np.where(IL, d.t, 0.0) + rhs.rL,
-                    np.where(I[:, None], st.M * d.T + st.T * d.M + rhs.rc, 0.0),
+        return _Rhs(rd_s, rd_v, rE, rI, jl_dx + np.where(IL, d.t, 0.0) + rhs.rL, rc,
                     np.where(IL, st.lam * d.t + st.t * d.lam + rhs.rcL, 0.0))
 
     def _solve(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray, refine: bool = True) -> _State:
@@ -715,7 +720,8 @@ class SchurInteriorPoint:
             rem = self._remainder(st, d, rhs)
             if rem.size(self.total, self.shards) <= 1e-9 * size:
                 break
-            d = d.plus(self._direction(st, rem, factors, S))
+            d.add(self._direction(st, rem, factors, S))  # in place: one direction less in memory
+            del rem
         return d
 
     # -------------------------------------------------------------------------------- the iteration
@@ -901,14 +907,17 @@ class SchurInteriorPoint:
         _, mu_aff, _ = self._products(st, aff, self._max_step(st, aff, 1.0))
         sigma = min(1.0, (mu_aff / mu) ** 3) if mu > 0 else 0.0
         target = sigma * mu
-        rc = comp + np.where(I[:, None], aff.T * aff.M - target, 0.0)
+        rc = np.where(I[:, None], aff.T * aff.M - target, 0.0)
+        rc += comp
         rcL = compL + np.where(IL, aff.t * aff.lam - target, 0.0)
-        del aff  # the memory of one state less during the corrector
+        del aff, comp  # the memory of two states' worth less during the corrector
         d = self._solve(st, self._rhs(st, r, rc, rcL), factors, S)
+        del rc
         t2 = time.perf_counter()
         trial, r_t, alpha = self._step(st, r, d, mu, target)
         if alpha == 0.0:  # an aggressive target spoils descent: the plain Newton step for a tenth of mu
             target = max(target, 0.1 * mu)
+            comp = np.where(I[:, None], st.T * st.M, 0.0)
             d = self._solve(st, self._rhs(st, r, comp - np.where(I[:, None], target, 0.0),
                                           compL - np.where(IL, target, 0.0)), factors, S)
             trial, r_t, alpha = self._step(st, r, d, mu, target)
