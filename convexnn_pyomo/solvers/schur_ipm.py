@@ -743,25 +743,38 @@ class SchurInteriorPoint:
         return st
 
     def _max_step(self, st: _State, d: _State, tau: float) -> float:
+        """The fraction to the boundary: the longest step (at most 1) that keeps every slack and
+        multiplier of the inequality rows above ``1 - tau`` of its value (chunks on the threads)."""
         I, IL = self.ineq, self.ineq_link
-        ratios = [np.ones(1)]
-        for v, dv in ((st.T[I], d.T[I]), (st.M[I], d.M[I]), (st.t[IL], d.t[IL]), (st.lam[IL], d.lam[IL])):
-            neg = dv < 0
-            ratios.append(-tau * v[neg] / dv[neg])
-        return self.shards.min(float(min(r.min() for r in ratios if r.size)))
+
+        def longest(pairs) -> float:
+            best = 1.0
+            for v, dv in pairs:
+                neg = dv < 0
+                if neg.any():
+                    best = min(best, float((-tau * v[neg] / dv[neg]).min()))
+            return best
+
+        chunks = self._map_chunks(lambda lo, hi: longest(((st.T[I, lo:hi], d.T[I, lo:hi]),
+                                                          (st.M[I, lo:hi], d.M[I, lo:hi]))))
+        return self.shards.min(min(min(chunks), longest(((st.t[IL], d.t[IL]), (st.lam[IL], d.lam[IL])))))
 
     def _products(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> tuple[float, float, int]:
         """The complementarity products ``t_i lambda_i`` at ``st`` (or at ``st + alpha d``, built
         without the moved point's other variables): their smallest value, mean and number over
         every rank (``inf, 0, 0`` when there is none)."""
         I, IL = self.ineq, self.ineq_link
-        if d is None:
-            c, cL = (st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]
-        else:
-            c = ((st.T[I] + alpha * d.T[I]) * (st.M[I] + alpha * d.M[I])).ravel()
-            cL = (st.t[IL] + alpha * d.t[IL]) * (st.lam[IL] + alpha * d.lam[IL])
-        total, n = self.shards.sum(np.array([c.sum(), c.size])) + np.array([cL.sum(), cL.size])
-        low = min(self.shards.min(float(c.min(initial=np.inf))), float(cL.min(initial=np.inf)))
+
+        def chunk(lo, hi):  # the products of the chunk's samples: smallest, sum, number
+            T, M = st.T[I, lo:hi], st.M[I, lo:hi]
+            c = T * M if d is None else (T + alpha * d.T[I, lo:hi]) * (M + alpha * d.M[I, lo:hi])
+            return float(c.min(initial=np.inf)), float(c.sum()), c.size
+
+        parts = self._map_chunks(chunk)
+        cL = st.t[IL] * st.lam[IL] if d is None else (st.t[IL] + alpha * d.t[IL]) * (st.lam[IL] + alpha * d.lam[IL])
+        total, n = self.shards.sum(np.array([sum(p[1] for p in parts), sum(p[2] for p in parts)]))
+        total, n = total + float(cL.sum()), n + cL.size
+        low = min(self.shards.min(min(p[0] for p in parts)), float(cL.min(initial=np.inf)))
         return low, (float(total / n) if n else 0.0), int(n)
 
     def _spread(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> float:
