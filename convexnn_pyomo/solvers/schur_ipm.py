@@ -342,11 +342,6 @@ class _State:
     lam: np.ndarray
     t: np.ndarray
 
-    def add(self, d: "_State") -> None:
-        """``self += d``, in place."""
-        for a, b in zip((self.s, self.V, self.M, self.T, self.lam, self.t), (d.s, d.V, d.M, d.T, d.lam, d.t)):
-            a += b
-
     def moved(self, d: "_State", alpha: float, ineq: np.ndarray, ineq_link: np.ndarray) -> "_State":
         T, t = self.T + alpha * d.T, self.t + alpha * d.t
         T[~ineq] = 1.0
@@ -641,8 +636,11 @@ class SchurInteriorPoint:
         return _Rhs(r.rd_s, r.rd_v, r.g[~self.ineq], np.where(I, r.g + st.T, 0.0), np.where(IL, r.aL + st.t, r.aL),
                     rc, np.where(IL, rcL, 0.0))
 
-    def _direction(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray) -> _State:
-        """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination."""
+    def _direction(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray,
+                   into: _State | None = None) -> _State:
+        """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination;
+        with ``into``, added to that state chunk by chunk and returned (a refinement then holds one
+        direction, not two)."""
         I, IL, ns = self.ineq, self.ineq_link, self.ns
         self._directions += 1
         rho, rE_all = self.config.augmentation, rhs.rE
@@ -666,17 +664,20 @@ class SchurInteriorPoint:
         (local,) = self._sum_over_ranks(local)
         rhs_hat = np.concatenate([-rhs.rd_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)]) - local
         dh = np.linalg.solve(S, rhs_hat)
-        dV, dM, dT = np.empty((self.nv, self.m)), np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))
+        if into is None:
+            into = _State(np.zeros(ns), np.zeros((self.nv, self.m)), np.zeros((self.ng, self.m)),
+                          np.zeros((self.ng, self.m)), np.zeros(self.nL), np.zeros(self.nL))
 
-        def back(item):  # the chunk's steps
+        def back(item):  # the chunk's steps, added into the state
             fc, (b, rE, _, _) = item
             lo, hi = fc.lo, fc.hi
             dv, dy = self._elim.back(fc, b, rE, dh)
-            dV[:, lo:hi], dM[~I, lo:hi] = dv.T, dy.T
-            jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dV[:, lo:hi])
+            jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dv.T)
             dTc = -rhs.rI[I, lo:hi] - jdx[I]
-            dT[I, lo:hi] = dTc
-            dM[I, lo:hi] = -(rhs.rc[I, lo:hi] + st.M[I, lo:hi] * dTc) / st.T[I, lo:hi]
+            into.V[:, lo:hi] += dv.T
+            into.M[~I, lo:hi] += dy.T
+            into.T[I, lo:hi] += dTc
+            into.M[I, lo:hi] -= (rhs.rc[I, lo:hi] + st.M[I, lo:hi] * dTc) / st.T[I, lo:hi]
             return jl
 
         jl_dx = np.zeros(self.nL)
@@ -684,8 +685,10 @@ class SchurInteriorPoint:
             jl_dx += jl
         (jl_dx,) = self._sum_over_ranks(jl_dx)
         jl_dx += self._j0 @ dh[:ns]
-        dt = np.where(IL, -rhs.rL - jl_dx, 0.0)
-        return _State(dh[:ns], dV, dM, dT, dh[ns:], dt)
+        into.s += dh[:ns]
+        into.lam += dh[ns:]
+        into.t += np.where(IL, -rhs.rL - jl_dx, 0.0)
+        return into
 
     def _remainder(self, st: _State, d: _State, rhs: _Rhs) -> _Rhs:
         """``K d + rhs``: what ``d`` leaves of the Newton system (exact products, for refinement)."""
@@ -720,7 +723,7 @@ class SchurInteriorPoint:
             rem = self._remainder(st, d, rhs)
             if rem.size(self.total, self.shards) <= 1e-9 * size:
                 break
-            d.add(self._direction(st, rem, factors, S))  # in place: one direction less in memory
+            self._direction(st, rem, factors, S, into=d)  # added in place: one direction in memory
             del rem
         return d
 
