@@ -821,7 +821,7 @@ class SchurInteriorPoint:
         self._directions = 0
         s0, V0 = np.asarray(s0, float), np.asarray(V0, float).reshape(self.nv, self.m)
         self._scale(s0, V0)
-        st = self._start(s0.copy(), V0.copy())
+        st = self._start(s0.copy(), V0)  # never written in place: every step builds a new V (no copy of m columns)
         r = self._residual(st)
         parts, history, status, message = self._norms(st, r, 0.0), [], "Maximum_Iterations_Exceeded", ""
         stalls = 0
