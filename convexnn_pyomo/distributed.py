@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SampleShards", "ShardError", "mpi_rank"]
+__all__ = ["SampleShards", "mpi_rank"]
 
 
 def mpi_rank() -> int:
@@ -31,10 +31,6 @@ def mpi_rank() -> int:
     except ImportError:
         return 0
     return int(MPI.COMM_WORLD.Get_rank())
-
-
-class ShardError(RuntimeError):
-    """A rank failed (its message says which and why); raised on every rank at once."""
 
 
 def _mpi():
@@ -136,16 +132,3 @@ class SampleShards:
         if not self.sharded:
             return text
         return next((t for t in self.comm.allgather(text) if t), "")
-
-    def check(self, error: BaseException | None) -> None:
-        """Collective error handling: when any rank passes an error, raise :class:`ShardError` (with
-        the first failing rank's message) on every rank; otherwise return."""
-        if not self.sharded:
-            if error is not None:
-                raise error
-            return
-        text = "" if error is None else f"rank {self.rank}: {type(error).__name__}: {error}"
-        first = self.first(text)
-        if first:
-            raise ShardError(first) from error
-
