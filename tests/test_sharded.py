@@ -237,6 +237,48 @@ def test_two_rank_structured_run_equals_the_one_process_run(tmp_path):
     np.testing.assert_allclose(hist["mpi"].true_loss, hist["one"].true_loss, rtol=1e-8)
 
 
+_API_SCRIPT = """
+import json, sys
+import numpy as np
+import convexnn_pyomo as cnn
+from convexnn_pyomo.data import load_breast_cancer
+from convexnn_pyomo.distributed import SampleShards
+ds = load_breast_cancer()
+X, y = ds.X[:60], ds.y[:60]
+net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
+whole = cnn.train(net, X, y, rounds=2, shards=2, progress=True)  # every rank passes all rows, keeps its own
+sh = SampleShards.split(60, 2)
+own = cnn.train(net, sh.rows(X), sh.rows(y), rounds=2, shards=SampleShards.of_local(sh.m))  # only its own rows
+print(json.dumps({"rank": sh.rank, "whole": whole.network.get_flat().tolist(), "own": own.network.get_flat().tolist(),
+                  "iterations": whole.history.iterations.tolist()}), flush=True)
+"""
+
+
+@requires_mpiexec
+def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own():
+    """train(..., shards=2) and train(X_own, shards=SampleShards.of_local(m)) on each rank give the
+    one-process weights; progress=True prints on rank 0 only."""
+    import json
+    import subprocess
+    import sys
+
+    from convexnn_pyomo.data import load_breast_cancer
+
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", _API_SCRIPT], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in rows) == [0, 1]
+    assert done.stdout.count("round    1") == 1  # the progress lines of rank 0 only
+    ds = load_breast_cancer()
+    net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
+    one = cnn.train(net, ds.X[:60], ds.y[:60], rounds=2)
+    for r in rows:
+        assert np.abs(np.array(r["whole"]) - one.network.get_flat()).max() <= 1e-8
+        assert np.array_equal(r["whole"], r["own"]) and np.array_equal(r["whole"], rows[0]["whole"])
+        assert r["iterations"] == one.history.iterations.tolist()
+
+
 @pytest.mark.slow
 @requires_mpiexec
 def test_two_rank_ph_run_equals_the_one_process_ph_run(tmp_path):

@@ -167,6 +167,8 @@ class SequentialRelaxation:
         config.loss.check_targets(self.Y)
         self.cfg = config
         self.rounds, self.shards = self._split(config)
+        if self.shards is not None and self.shards.rank > 0 and isinstance(config.progress, RoundPrinter):
+            config.progress = None  # progress=True prints on rank 0 only (the ranks' rows are the same)
         self.schedule = config.schedule
         self.schedule.reset()
         self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol,
