@@ -81,17 +81,22 @@ class ResidualConstraint:
     #: rows on the weights alone: every round's solution meets them exactly (no relaxation gap
     #: lies between a round's weights and the network's), so they need no feasibility phase
     weights_only: bool = False
+    #: the structured round can split it over MPI ranks (``shards > 1``): its rows are per-sample or
+    #: sums over samples with constants of the whole data set, and ``violation(..., shards)``
+    #: reduces over the ranks
+    splits_over_ranks: bool = False
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
         raise NotImplementedError
 
-    def violation(self, net: Network, X, Y) -> float:
+    def violation(self, net: Network, X, Y, shards=None) -> float:
+        """The real network's violation; with ``shards`` (``X`` one rank's rows, a constraint whose
+        rows are per sample) the largest over every rank."""
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         self._check_network(net.activations)
         g = np.asarray(self.residuals(net.predict(X), net.weights, X, Y), dtype=float).ravel()
-        if g.size == 0:
-            return 0.0
-        return max(0.0, float(np.max(np.abs(g)) if self.equality else np.max(g)))
+        v = 0.0 if g.size == 0 else max(0.0, float(np.max(np.abs(g)) if self.equality else np.max(g)))
+        return v if shards is None else shards.max(v)
 
     def _check_network(self, activations) -> None:
         """Raise ``ValueError`` when the constraint means nothing for this network (default: never)."""
@@ -115,6 +120,9 @@ class ClasswiseMisfitBounds(ResidualConstraint):
     """
 
     auxiliary = ("abs_pos", "abs_neg")
+    #: the rows split over MPI ranks exactly: a sum over samples per class, bounded by a constant of
+    #: the whole data set (``shards``: classes and class sizes over every rank)
+    splits_over_ranks = True
 
     def __init__(self, kappa_factor: float = 0.5, kappa: dict | None = None):
         if not (np.isfinite(kappa_factor) and kappa_factor > 0):
@@ -122,18 +130,33 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         self.kappa_factor = float(kappa_factor)
         self.kappa = None if kappa is None else {_class_key(k): float(v) for k, v in kappa.items()}
 
-    def classes(self, Y: np.ndarray) -> dict:
-        """Class key -> sample indices (keys: label values, one-hot class indices, or row tuples)."""
+    def classes(self, Y: np.ndarray, shards=None) -> dict:
+        """Class key -> sample indices (keys: label values, one-hot class indices, or row tuples);
+        with ``shards`` (``Y`` one MPI rank's rows) the classes of every rank, in the same order on
+        all of them (a class without a sample here has no indices)."""
         Y = np.asarray(Y, dtype=float)
         Y = Y[:, None] if Y.ndim == 1 else Y
         one_hot = Y.shape[1] > 1 and np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1)
+        if shards is not None and shards.sharded:
+            one_hot = all(shards.comm.allgather(bool(one_hot)))
         rows = Y.argmax(axis=1).astype(float)[:, None] if one_hot else Y
         labels, inverse = np.unique(rows, axis=0, return_inverse=True)
         inverse = inverse.ravel()
-        return {_class_key(label): np.flatnonzero(inverse == k) for k, label in enumerate(labels)}
+        local = {_class_key(label): np.flatnonzero(inverse == k) for k, label in enumerate(labels)}
+        if shards is None or not shards.sharded:
+            return local
+        keys = sorted({k for part in shards.comm.allgather(list(local)) for k in part})
+        return {k: local.get(k, np.zeros(0, dtype=int)) for k in keys}
 
-    def kappas(self, Y: np.ndarray) -> dict:
-        classes = self.classes(Y)
+    def class_sizes(self, Y: np.ndarray, shards=None) -> dict:
+        """Class key -> number of samples (over every rank with ``shards``)."""
+        classes = self.classes(Y, shards)
+        counts = np.array([len(idx) for idx in classes.values()], dtype=float)
+        counts = shards.sum(counts) if shards is not None else counts
+        return {k: int(n) for k, n in zip(classes, counts)}
+
+    def kappas(self, Y: np.ndarray, shards=None) -> dict:
+        classes = self.class_sizes(Y, shards)
         if self.kappa is not None:
             missing = set(classes) - set(self.kappa)
             if missing:
@@ -147,7 +170,7 @@ class ClasswiseMisfitBounds(ResidualConstraint):
             if any(v < 0 for v in self.kappa.values()):
                 raise ValueError(f"kappa values must be >= 0, got {self.kappa}")
             return {c: self.kappa[c] for c in classes}
-        return {c: self.kappa_factor * len(idx) for c, idx in classes.items()}
+        return {c: self.kappa_factor * n for c, n in classes.items()}
 
     @contextmanager
     def scaled_budget(self, model):
@@ -159,7 +182,8 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         for o in objs:
             o.deactivate()
         blk.bound.deactivate()
-        sizes = [len(idx) for idx in self.classes(get_training_problem(model).Y).values()]
+        tp = get_training_problem(model)
+        sizes = list(self.class_sizes(tp.Y, tp.shards).values())
         out = layer_blocks(model)[-1]
         blk.factor = pyo.Var(domain=pyo.NonNegativeReals)
         blk.scaled_bound = pyo.Constraint(
@@ -179,8 +203,8 @@ class ClasswiseMisfitBounds(ResidualConstraint):
     def add_to(self, model) -> None:
         tp = get_training_problem(model)
         out = layer_blocks(model)[-1]
-        classes = self.classes(tp.Y)
-        kappas = self.kappas(tp.Y)
+        classes = self.classes(tp.Y, tp.shards)
+        kappas = self.kappas(tp.Y, tp.shards)
         keys, members = list(classes), list(classes.values())
         blk = self._block(model, "classwise_misfit", "class-wise misfit bounds (19)")
         blk.classes = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each class in self.classes(Y)")
@@ -192,15 +216,19 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         blk.abs_neg = pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j: b.t[i, j] >= model.y[i, j] - out.z[i, j])
         blk.bound = pyo.Constraint(blk.classes, rule=lambda b, c: _member_sum(b, c, out, model) <= b.kappa[c], doc="(19)")
 
-    def misfits(self, net: Network, X, Y) -> dict[float, float]:
-        """``sum_{i in C_j} |f_i - y_i|_1`` per class for the real network."""
+    def misfits(self, net: Network, X, Y, shards=None) -> dict[float, float]:
+        """``sum_{i in C_j} |f_i - y_i|_1`` per class for the real network (over every rank with
+        ``shards``)."""
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         r = np.abs(net.predict(X) - Y).sum(axis=1)
-        return {c: float(r[idx].sum()) for c, idx in self.classes(Y).items()}
+        classes = self.classes(Y, shards)
+        sums = np.array([r[idx].sum() for idx in classes.values()], dtype=float)
+        sums = shards.sum(sums) if shards is not None else sums
+        return {c: float(v) for c, v in zip(classes, sums)}
 
-    def violation(self, net: Network, X, Y) -> float:
-        kappas = self.kappas(Y)
-        return max(0.0, *(v - kappas[c] for c, v in self.misfits(net, X, Y).items()))
+    def violation(self, net: Network, X, Y, shards=None) -> float:
+        kappas = self.kappas(Y, shards)
+        return max(0.0, *(v - kappas[c] for c, v in self.misfits(net, X, Y, shards).items()))
 
     def residuals(self, outputs, weights, X, Y):
         r""":math:`\sum_{i \in C_j} \|f(x_i) - y_i\|_1 - \kappa_j`, one per class."""
@@ -496,6 +524,8 @@ class OutputBounds(ResidualConstraint):
     ``violation`` measures the points it is given.
     """
 
+    splits_over_ranks = True  # per-sample rows, bounds given per point
+
     def __init__(self, lower=None, upper=None):
         if lower is None and upper is None:
             raise ValueError("OutputBounds needs a lower or an upper bound")
@@ -527,7 +557,9 @@ class OutputBounds(ResidualConstraint):
             value = sample_param(blk, f"{name}_value", [out.nodes], np.where(finite, bound.T, 0.0))
             # an infinite bound leaves its point free: a 0/1 Param switches the row off (every
             # sample has the same rows, so that a template derives them per sample)
-            on = sample_param(blk, f"{name}_on", [out.nodes], finite) if not finite.all() else None
+            # (decided over every rank: all ranks' templates must have the same parameters)
+            free = tp.sample_shards.any(not finite.all())
+            on = sample_param(blk, f"{name}_on", [out.nodes], finite) if free else None
             blk.add_component(name, pyo.Constraint(out.nodes, model.samples, rule=lambda b, i, j, v=value, on=on, sense=sense:
                               (1.0 if on is None else on[i, j]) * sense * (out.z[i, j] - v[i, j]) >= 0))
 
@@ -691,6 +723,7 @@ class WeightNormBounds(ResidualConstraint):
     """
 
     weights_only = True
+    splits_over_ranks = True  # rows on the weights alone: the same on every rank
 
     def __init__(self, bounds, rows: bool = False):
         self.bounds = bounds

@@ -279,6 +279,56 @@ def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own():
         assert r["iterations"] == one.history.iterations.tolist()
 
 
+_CLASSWISE_SCRIPT = """
+import json
+import numpy as np
+import convexnn_pyomo as cnn
+from convexnn_pyomo.constraints import ClasswiseMisfitBounds, OutputBounds, WeightNormBounds
+from convexnn_pyomo.data import load_breast_cancer
+ds = load_breast_cancer()
+order = np.argsort(ds.y[:80], kind="stable")  # sorted by class: rank 0 holds only class 0
+X, y = ds.X[:80][order], ds.y[:80][order]
+net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
+res = cnn.train(net, X, y, rounds=4, shards=2, hard_constraints=CONSTRAINTS)
+from mpi4py import MPI
+with open(f"OUT/rank{MPI.COMM_WORLD.Get_rank()}.json", "w") as fh:
+    json.dump({"w": res.network.get_flat().tolist(), "iterations": res.history.iterations.tolist(),
+               "violation": res.history.violation.tolist(), "status": res.status.value}, fh)
+"""
+
+
+@requires_mpiexec
+@pytest.mark.parametrize("constraints", ["[ClasswiseMisfitBounds(kappa_factor=0.3)]",
+                                         "[OutputBounds(lower=0.2, upper=0.8), WeightNormBounds(3.0)]"])
+def test_hard_constraints_split_over_two_ranks_exactly(constraints, tmp_path):
+    """(19) over two ranks whose samples are sorted by class (rank 0 has no sample of class 1): the
+    linking rows sum over the ranks, the class sizes are the whole set's; per-sample output bounds
+    and weight norms: their violations are maxima over the ranks.  The run is one process's
+    (the class-wise one starts infeasible: phase 1's elastic rounds run sharded too)."""
+    import json
+    import subprocess
+    import sys
+
+    from convexnn_pyomo.constraints import ClasswiseMisfitBounds, OutputBounds, WeightNormBounds  # noqa: F401
+    from convexnn_pyomo.data import load_breast_cancer
+
+    script = _CLASSWISE_SCRIPT.replace("CONSTRAINTS", constraints).replace("OUT", str(tmp_path))
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ds = load_breast_cancer()
+    order = np.argsort(ds.y[:80], kind="stable")
+    X, y = ds.X[:80][order], ds.y[:80][order]
+    assert set(y[:40]) == {0.0}  # rank 0 holds no sample of class 1
+    net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
+    one = cnn.train(net, X, y, rounds=4, hard_constraints=eval(constraints))
+    assert len(rows) == 2 and rows[0] == rows[1]
+    assert rows[0]["iterations"] == one.history.iterations.tolist() and rows[0]["status"] == one.status.value
+    np.testing.assert_allclose(rows[0]["violation"], one.history.violation, rtol=1e-6, atol=1e-9)
+    assert np.abs(np.array(rows[0]["w"]) - one.network.get_flat()).max() <= 1e-6
+
+
 @pytest.mark.slow
 @requires_mpiexec
 def test_two_rank_ph_run_equals_the_one_process_ph_run(tmp_path):

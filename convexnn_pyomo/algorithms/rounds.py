@@ -227,9 +227,11 @@ class StructuredRound(_ModelRound):
         from ..solvers.schur_ipm import SchurInteriorPoint
 
         m = X.shape[0]
-        if shards is not None and shards.sharded and constraints:
-            raise ValueError("hard constraints with shards > 1 on the structured round are not supported yet: their "
-                             "constants (class sizes, bounds) come from each rank's own rows; train in one process")
+        refused = [c for c in constraints if not getattr(c, "splits_over_ranks", False)]
+        if shards is not None and shards.sharded and refused:
+            raise ValueError(f"{', '.join(sorted({type(c).__name__ for c in refused}))} with shards > 1 on the "
+                             "structured round is not supported yet: its constants (class sizes, bounds) would come "
+                             "from each rank's own rows; train in one process")
         self.model = build_round_model(net, X, Y, reduction, "parabolic", constraints, eta, mu, loss,
                                        samples=template_samples(m), shards=shards)
         self.shards = get_training_problem(self.model).sample_shards

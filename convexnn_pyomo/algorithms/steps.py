@@ -40,10 +40,13 @@ class Evaluator:
     shards: SampleShards | None = None
 
     def __post_init__(self):
-        if self.shards is not None and self.shards.sharded and self.constraints:
-            raise ValueError("hard constraints with shards > 1 on the structured round are not supported yet (their "
-                             "violation of the real network needs every sample): train in one process (shards=1), "
-                             "or use round_solver='sharded' (mpi-sppy PH) for class-wise bounds")
+        if self.shards is not None and self.shards.sharded:
+            refused = [c for c in self.constraints if not getattr(c, "splits_over_ranks", False)]
+            if refused:
+                raise ValueError(f"{', '.join(sorted({type(c).__name__ for c in refused}))} with shards > 1 on the "
+                                 "structured round is not supported yet (its constants and the real network's "
+                                 "violation need every sample; ClasswiseMisfitBounds, OutputBounds and WeightNormBounds "
+                                 "split over ranks): train in one process (shards=1)")
 
     def _sum(self, x):
         return x if self.shards is None else self.shards.sum(x)
@@ -57,6 +60,8 @@ class Evaluator:
         return self._sum(f), self._sum(g)
 
     def violation(self, net: Network) -> float:
+        if self.shards is not None and self.shards.sharded:  # every constraint here reduces over the ranks
+            return max([c.violation(net, self.X, self.Y, shards=self.shards) for c in self.constraints], default=0.0)
         return max([c.violation(net, self.X, self.Y) for c in self.constraints], default=0.0)
 
     def better(self, loss_new: float, viol_new: float, loss_cur: float, viol_cur: float) -> bool:

@@ -250,7 +250,8 @@ class ElasticConstraints(Transformation):
         base = objs[0]
         blk.shared_violation = pyo.Expression(expr=sum(shared), doc="sum of the shared elastic variables")
         blk.sample_violation = pyo.Expression(
-            expr=sum(per_sample) / tp.m, doc="sum over samples of the per-sample elastic variables / m (all m samples)"
+            expr=sum(per_sample) / tp.sample_shards.total,
+            doc="sum over samples of the per-sample elastic variables / m (all m samples, over every rank)"
         )
         blk.violation = pyo.Expression(expr=blk.shared_violation + blk.sample_violation, doc="the violation minimised")
         blk.regularization = pyo.Param(
@@ -483,7 +484,7 @@ def set_elastic_values(model) -> None:
     info = _info(model)
     margin = float(pyo.value(info.block.margin)) if info.block is not None else 0.0
     if info.block is not None and info.block.component("worst") is not None:
-        _set_worst(info, margin)
+        _set_worst(info, margin, get_training_problem(model).sample_shards)
         return
     for con, evars in info.elastic_vars.items():
         body = pyo.value(con.body, exception=False)
@@ -499,8 +500,9 @@ def set_elastic_values(model) -> None:
             k += 1
 
 
-def _set_worst(info, margin: float) -> None:
-    """``aggregate='max'``: ``worst`` at the largest relative violation of the rows (at least -margin)."""
+def _set_worst(info, margin: float, shards) -> None:
+    """``aggregate='max'``: ``worst`` at the largest relative violation of the rows (at least -margin);
+    a shared variable, so the largest over the MPI ranks' templates (every rank starts alike)."""
     worst = -margin
     for con in info.elastic_vars:
         body = pyo.value(con.body, exception=False)
@@ -509,7 +511,7 @@ def _set_worst(info, margin: float) -> None:
         for bound, sign in ((con.upper, 1.0), (con.lower, -1.0)):
             if bound is not None:
                 worst = max(worst, sign * (body - pyo.value(bound)) / info.room[con])
-    info.block.worst.set_value(worst, skip_validation=True)
+    info.block.worst.set_value(shards.max(worst), skip_validation=True)
 
 
 def violations(model) -> dict[str, float]:
@@ -543,6 +545,7 @@ def violations(model) -> dict[str, float]:
             else:
                 vals = [v.value for v in var.values() if v.value is not None]
                 worst = max([worst, *map(float, vals)])
+        worst = get_training_problem(model).sample_shards.max(worst)  # per-sample rows: over every rank
         out[comp.name] = max(0.0, worst) if np.isfinite(worst) else float("nan")
     return out
 
