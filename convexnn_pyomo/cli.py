@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .algorithms.progress import COLUMN_HELP, RoundPrinter
+from .distributed import mpi_rank
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -286,8 +287,8 @@ def _cmd_train(args) -> int:
         raise CliError(str(exc)) from None
     schedule, rounds = _train_algorithm(args)
     out = Path(args.out)
-    if args.shards > 1 and _mpi_rank() > 0:  # under mpiexec: rank 0 prints and writes OUT, the others only solve
-        out, sys.stdout = Path(tempfile.mkdtemp(prefix=f"convexnn-rank{_mpi_rank()}-")), open(os.devnull, "w")  # noqa: SIM115
+    if args.shards > 1 and mpi_rank() > 0:  # under mpiexec: rank 0 prints and writes OUT, the others only solve
+        out, sys.stdout = Path(tempfile.mkdtemp(prefix=f"convexnn-rank{mpi_rank()}-")), open(os.devnull, "w")  # noqa: SIM115
     hist_path = out / "history.csv"
     with _output_folder(out, produced=lambda: _data_lines(hist_path) > 0):
         with open(hist_path, "w", newline="") as fh:
@@ -317,7 +318,7 @@ def _cmd_train(args) -> int:
         except (ValueError, RuntimeError, ImportError) as exc:
             raise CliError(str(exc)) from None
         except MemoryError:  # one rank's death ends every rank (mpiexec); the message says which and what is kept
-            rank = f"rank {_mpi_rank()} " if args.shards > 1 else ""
+            rank = f"rank {mpi_rank()} " if args.shards > 1 else ""
             raise CliError(f"{rank}ran out of memory; the weights of the last accepted round are in "
                            f"{args.out}/weights.npz (more shards, or fewer samples per rank)") from None
     result.network.save(out / "weights.npz")
@@ -530,12 +531,6 @@ def _command(sub, name: str, text: str, func: Callable, epilog: str | None = Non
     p = sub.add_parser(name, help=text, description=text, epilog=epilog, formatter_class=_HelpFormatter)
     p.set_defaults(func=func)
     return p
-
-
-def _mpi_rank() -> int:
-    from .distributed import mpi_rank
-
-    return mpi_rank()
 
 
 def _train_parser(sub) -> None:

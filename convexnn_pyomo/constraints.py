@@ -241,6 +241,17 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         return f"ClasswiseMisfitBounds(kappa_factor={self.kappa_factor}, kappa={self.kappa})"
 
 
+def check_splits_over_ranks(constraints: list, shards) -> None:
+    """Raise ``ValueError`` naming the constraints that cannot be split over the MPI ranks of
+    ``shards`` (those without ``splits_over_ranks``); nothing in one process."""
+    refused = sorted({type(c).__name__ for c in constraints if not getattr(c, "splits_over_ranks", False)})
+    if shards is not None and shards.sharded and refused:
+        raise ValueError(f"{', '.join(refused)} with shards > 1 on the structured round is not supported yet: its "
+                         "constants (class sizes, bounds) would come from each rank's own rows and the real network's "
+                         "violation needs every sample (ClasswiseMisfitBounds, OutputBounds and WeightNormBounds "
+                         "split over ranks); train in one process (shards=1)")
+
+
 def _membership(members: list, m: int) -> np.ndarray:
     """``(len(members), m)`` 0/1 array: row ``c`` marks the samples of ``members[c]``."""
     out = np.zeros((len(members), m))

@@ -117,6 +117,14 @@ class SampleShards:
         """Sum over the ranks (of a float or an array; the same type back)."""
         return self._reduce(x, "sum")
 
+    def sum_each(self, *parts: np.ndarray) -> list[np.ndarray]:
+        """Each array summed over the ranks, all in one reduction (one process: as they are)."""
+        if not self.sharded:
+            return list(parts)
+        flat = self.sum(np.concatenate([np.ravel(p) for p in parts]))
+        edges = np.cumsum([0] + [np.size(p) for p in parts])
+        return [flat[a:b].reshape(np.shape(p)) for a, b, p in zip(edges[:-1], edges[1:], parts)]
+
     def max(self, x):
         return self._reduce(x, "max")
 

@@ -249,13 +249,14 @@ net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
 whole = cnn.train(net, X, y, rounds=2, shards=2, progress=True)  # every rank passes all rows, keeps its own
 sh = SampleShards.split(60, 2)
 own = cnn.train(net, sh.rows(X), sh.rows(y), rounds=2, shards=SampleShards.of_local(sh.m))  # only its own rows
-print(json.dumps({"rank": sh.rank, "whole": whole.network.get_flat().tolist(), "own": own.network.get_flat().tolist(),
-                  "iterations": whole.history.iterations.tolist()}), flush=True)
+with open(f"OUT/rank{sh.rank}.json", "w") as fh:  # a file per rank: two ranks' prints may interleave
+    json.dump({"rank": sh.rank, "whole": whole.network.get_flat().tolist(), "own": own.network.get_flat().tolist(),
+               "iterations": whole.history.iterations.tolist()}, fh)
 """
 
 
 @requires_mpiexec
-def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own():
+def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own(tmp_path):
     """train(..., shards=2) and train(X_own, shards=SampleShards.of_local(m)) on each rank give the
     one-process weights; progress=True prints on rank 0 only."""
     import json
@@ -264,10 +265,11 @@ def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own():
 
     from convexnn_pyomo.data import load_breast_cancer
 
-    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", _API_SCRIPT], capture_output=True, text=True,
+    script = _API_SCRIPT.replace("OUT", str(tmp_path))
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert sorted(r["rank"] for r in rows) == [0, 1]
     assert done.stdout.count("round    1") == 1  # the progress lines of rank 0 only
     ds = load_breast_cancer()
@@ -279,7 +281,7 @@ def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own():
         assert r["iterations"] == one.history.iterations.tolist()
 
 
-_CLASSWISE_SCRIPT = """
+_CONSTRAINED_SCRIPT = """
 import json
 import numpy as np
 import convexnn_pyomo as cnn
@@ -312,7 +314,7 @@ def test_hard_constraints_split_over_two_ranks_exactly(constraints, tmp_path):
     from convexnn_pyomo.constraints import ClasswiseMisfitBounds, OutputBounds, WeightNormBounds  # noqa: F401
     from convexnn_pyomo.data import load_breast_cancer
 
-    script = _CLASSWISE_SCRIPT.replace("CONSTRAINTS", constraints).replace("OUT", str(tmp_path))
+    script = _CONSTRAINED_SCRIPT.replace("CONSTRAINTS", constraints).replace("OUT", str(tmp_path))
     done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr

@@ -23,6 +23,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
 
+from ..constraints import check_splits_over_ranks
 from ..losses import Loss
 from ..model import build_training_model, constraint_gaps, get_training_problem, network_from_model
 from ..network import ForwardPass, Network
@@ -227,11 +228,7 @@ class StructuredRound(_ModelRound):
         from ..solvers.schur_ipm import SchurInteriorPoint
 
         m = X.shape[0]
-        refused = [c for c in constraints if not getattr(c, "splits_over_ranks", False)]
-        if shards is not None and shards.sharded and refused:
-            raise ValueError(f"{', '.join(sorted({type(c).__name__ for c in refused}))} with shards > 1 on the "
-                             "structured round is not supported yet: its constants (class sizes, bounds) would come "
-                             "from each rank's own rows; train in one process")
+        check_splits_over_ranks(constraints, shards)
         self.model = build_round_model(net, X, Y, reduction, "parabolic", constraints, eta, mu, loss,
                                        samples=template_samples(m), shards=shards)
         self.shards = get_training_problem(self.model).sample_shards

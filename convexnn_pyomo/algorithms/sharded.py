@@ -43,6 +43,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from ..constraints import ClasswiseMisfitBounds, LinearOutputEquality, MonotoneInputs, OutputBounds, WeightNormBounds
+from ..distributed import mpi_rank  # noqa: F401  (re-exported: the rank of this process)
 from ..losses import Loss
 from ..model import constraint_gaps, get_training_problem, layer_blocks
 from ..network import ForwardPass, Network
@@ -278,13 +279,6 @@ def _watchdog(seconds: float, comm):
         yield
     finally:
         timer.cancel()
-
-
-def mpi_rank() -> int:
-    """This process's rank in ``MPI.COMM_WORLD`` (``0`` without mpi4py or outside ``mpiexec``)."""
-    from mpisppy import MPI
-
-    return int(MPI.COMM_WORLD.Get_rank())
 
 
 def _shard_fp(fp: ForwardPass, idx: np.ndarray) -> ForwardPass:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..constraints import HardConstraint
+from ..constraints import HardConstraint, check_splits_over_ranks
 from ..distributed import SampleShards
 from ..losses import Loss, SquaredLoss
 from ..network import Network
@@ -40,13 +40,7 @@ class Evaluator:
     shards: SampleShards | None = None
 
     def __post_init__(self):
-        if self.shards is not None and self.shards.sharded:
-            refused = [c for c in self.constraints if not getattr(c, "splits_over_ranks", False)]
-            if refused:
-                raise ValueError(f"{', '.join(sorted({type(c).__name__ for c in refused}))} with shards > 1 on the "
-                                 "structured round is not supported yet (its constants and the real network's "
-                                 "violation need every sample; ClasswiseMisfitBounds, OutputBounds and WeightNormBounds "
-                                 "split over ranks): train in one process (shards=1)")
+        check_splits_over_ranks(self.constraints, self.shards)
 
     def _sum(self, x):
         return x if self.shards is None else self.shards.sum(x)
@@ -60,7 +54,7 @@ class Evaluator:
         return self._sum(f), self._sum(g)
 
     def violation(self, net: Network) -> float:
-        if self.shards is not None and self.shards.sharded:  # every constraint here reduces over the ranks
+        if self.shards is not None:  # every constraint here reduces over the ranks
             return max([c.violation(net, self.X, self.Y, shards=self.shards) for c in self.constraints], default=0.0)
         return max([c.violation(net, self.X, self.Y) for c in self.constraints], default=0.0)
 

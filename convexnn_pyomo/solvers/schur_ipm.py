@@ -502,17 +502,9 @@ class SchurInteriorPoint:
 
         for fj, gs, aj in self._map_chunks(chunk):  # summed in chunk order
             f, rd_s, aL = f + float(fj[0]), rd_s + gs, aL + aj
-        f, rd_s, aL = self._sum_over_ranks(np.array([f]), rd_s, aL)
+        f, rd_s, aL = self.shards.sum_each(np.array([f]), rd_s, aL)
         a0, f0, grad0, _, _ = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
         return _Residual(float(f[0]) + float(f0), g, aL + a0.full().ravel(), rd_s + grad0.full().ravel(), rd_v)
-
-    def _sum_over_ranks(self, *parts: np.ndarray) -> list[np.ndarray]:
-        """The arrays summed over the ranks in one reduction (one process: as they are)."""
-        if not self.shards.sharded:
-            return list(parts)
-        flat = self.shards.sum(np.concatenate([np.ravel(p) for p in parts]))
-        edges = np.cumsum([0] + [np.size(p) for p in parts])
-        return [flat[a:b].reshape(np.shape(p)) for a, b, p in zip(edges[:-1], edges[1:], parts)]
 
     def _norms(self, st: _State, r: _Residual, target: float) -> dict:
         """The perturbed KKT residual's parts (complementarity against ``target``) as the largest
@@ -555,7 +547,7 @@ class SchurInteriorPoint:
             link_v = np.maximum(link_v, lv.max(axis=1, initial=0.0))
             link_local, grad_local = link_local + ls.reshape(self.nL, self.ns, order="F"), grad_local + gs
             grad_v = max(grad_v, float(gv.max(initial=0.0)))
-        link_local, grad_local = self._sum_over_ranks(link_local, grad_local)
+        link_local, grad_local = self.shards.sum_each(link_local, grad_local)
         link_s, grad_s = link_s + link_local, grad_s + grad_local
         top_v = self.shards.max(np.concatenate([link_v, [grad_v]]))
         link_v, grad_v = top_v[:-1], float(top_v[-1])
@@ -586,7 +578,7 @@ class SchurInteriorPoint:
         for _, share, jl, _ in parts:
             S += share
             JL += jl
-        S, JL, corrected = self._sum_over_ranks(S, JL, np.array([sum(c for _, _, _, c in parts)], dtype=float))
+        S, JL, corrected = self.shards.sum_each(S, JL, np.array([sum(c for _, _, _, c in parts)], dtype=float))
         self._corrected = int(corrected[0])
         S[:ns, :ns] += self._h0
         JL += self._j0
@@ -661,7 +653,7 @@ class SchurInteriorPoint:
         for _, _, js_w, part in parts:
             local[:ns] += js_w
             local += part
-        (local,) = self._sum_over_ranks(local)
+        (local,) = self.shards.sum_each(local)
         rhs_hat = np.concatenate([-rhs.rd_s, -rhs.rL + np.where(IL, rhs.rcL / lam, 0.0)]) - local
         dh = np.linalg.solve(S, rhs_hat)
         if into is None:
@@ -683,7 +675,7 @@ class SchurInteriorPoint:
         jl_dx = np.zeros(self.nL)
         for jl in self._map_factors(back, list(zip(factors, parts))):
             jl_dx += jl
-        (jl_dx,) = self._sum_over_ranks(jl_dx)
+        (jl_dx,) = self.shards.sum_each(jl_dx)
         jl_dx += self._j0 @ dh[:ns]
         into.s += dh[:ns]
         into.lam += dh[ns:]
@@ -708,7 +700,7 @@ class SchurInteriorPoint:
 
         for a_s, jl in self._map_chunks(chunk):
             rd_s, jl_dx = rd_s + a_s, jl_dx + jl
-        rd_s, jl_dx = self._sum_over_ranks(rd_s, jl_dx)
+        rd_s, jl_dx = self.shards.sum_each(rd_s, jl_dx)
         rd_s += rhs.rd_s + self._h0 @ d.s + self._j0.T @ d.lam
         jl_dx += self._j0 @ d.s
         return _Rhs(rd_s, rd_v, rE, rI, jl_dx + np.where(IL, d.t, 0.0) + rhs.rL, rc,
