@@ -51,6 +51,8 @@ def test_bounds_no_network_meets_are_certified_infeasible(round_solver):
 
 def test_the_feasibility_phase_says_when_it_ran_out_of_rounds():
     net, X, Y = _data()
+    net.weights[-1] *= 3.0  # farther out than one round of the violation search reaches
+    net.biases[-1] += 15.0
     res = cnn.train(net, X, Y, hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=1)
     assert res.status == RunStatus.ROUND_LIMIT and not res.feasible
     assert "still violated by" in res.message and "the feasibility phase used its 1 rounds" in res.message
@@ -71,3 +73,44 @@ def test_without_the_phase_the_constrained_rounds_start_at_once():
     net, X, Y = _data()
     res = SequentialRelaxation(hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=2, feasibility=False).solve(net, X, Y)
     assert (res.history.phase == 2).all()
+
+
+def test_the_violation_search_never_proposes_more_violation_than_the_line_search():
+    """ViolationSearch starts from the line search's step and keeps it unless Powell's search over
+    the subspace (the round's per-layer steps, the previous steps) finds a smaller real violation."""
+    from convexnn_pyomo.algorithms import Evaluator, LineSearch, ViolationSearch
+
+    net, X, Y = _data()
+    bound = cnn.OutputBounds(0.0, 1.0)
+    ev = Evaluator(X, Y, [bound])
+    rng = np.random.default_rng(3)
+    theta = net.get_flat()
+    previous = [0.05 * rng.normal(size=theta.size) for _ in range(2)]
+    for trial in range(4):
+        candidate = net.with_flat(theta + 0.1 * rng.normal(size=theta.size))
+        line = LineSearch().propose(net, candidate, ev, previous)
+        search = ViolationSearch().propose(net, candidate, ev, previous)
+        v0 = ev.violation(net)
+        assert search.network is not None or line.network is None
+        if search.network is not None:
+            assert search.violation == pytest.approx(bound.violation(search.network, X, Y))
+            assert search.violation < v0
+            assert search.violation <= (line.violation if line.network is not None else v0)
+
+
+def test_phase_one_uses_the_schedules_feasibility_proposal():
+    """A schedule whose phase-1 proposal is the plain line search: the run still ends feasible, and
+    the default (the violation search) needs no more phase-1 rounds on this start."""
+    from convexnn_pyomo.algorithms import AdaptiveSchedule, LineSearch
+
+    class LineOnly(AdaptiveSchedule):
+        def feasibility_proposal(self):
+            return LineSearch()
+
+    net, X, Y = _data()
+    bound = cnn.OutputBounds(0.0, 1.0)
+    runs = {name: SequentialRelaxation(hard_constraints=bound, rounds=2, feasibility_rounds=30, schedule=schedule)
+            .solve(net, X, Y) for name, schedule in (("line", LineOnly()), ("search", AdaptiveSchedule()))}
+    ones = {name: int((r.history.phase == 1).sum()) for name, r in runs.items()}
+    assert all(r.feasible for r in runs.values())
+    assert ones["search"] <= ones["line"]

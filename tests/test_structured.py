@@ -233,9 +233,15 @@ def test_the_time_limit_is_checked_every_iteration():
 
 
 def test_train_defaults_to_the_structured_round_and_matches_pyomo_rounds():
+    from convexnn_pyomo.algorithms import AdaptiveSchedule, LineSearch
+
+    class LineSteps(AdaptiveSchedule):  # phase 1 along the round's step only: Powell's search in the
+        def feasibility_proposal(self):  # default ViolationSearch turns the solvers' 1e-7 differences
+            return LineSearch()  # into different steps, a comparison of the search, not of the rounds
+
     net, X, Y = _problem([3, 4, 1], ["sigmoid", "identity"], 100)
-    a = cnn.train(net, X, Y, rounds=3, hard_constraints=cnn.ClasswiseMisfitBounds(0.4))
-    b = cnn.train(net, X, Y, rounds=3, hard_constraints=cnn.ClasswiseMisfitBounds(0.4),
+    a = cnn.train(net, X, Y, rounds=3, hard_constraints=cnn.ClasswiseMisfitBounds(0.4), schedule=LineSteps())
+    b = cnn.train(net, X, Y, rounds=3, hard_constraints=cnn.ClasswiseMisfitBounds(0.4), schedule=LineSteps(),
                   round_solver=PyomoRounds(solver=SOLVER, options={"tol": 1e-10}))
     assert a.solver == "schur" and b.solver == SOLVER
     np.testing.assert_allclose(a.history.true_loss, b.history.true_loss, rtol=1e-5)

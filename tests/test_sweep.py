@@ -84,3 +84,16 @@ def test_events_name_their_unit_by_the_key_columns_and_the_default_label_shows_t
         assert bar.eta() == pytest.approx(3 * 4.0, abs=0.5)  # three units left (one running), one worker
     finally:
         bar.close()
+
+
+def test_a_folder_written_with_fewer_columns_resumes_with_the_new_column_empty(tmp_path):
+    """A results file of an older version (a column added since): its rows are kept, the new column
+    is added (empty for them), and the new rows line up with the header."""
+    out = tmp_path / "toy"
+    out.mkdir()
+    pd.DataFrame([{"group": "a", "seed": 0, "error": 0.0}]).to_csv(out / "results.csv", index=False)
+    calls = []
+    run(toy_study(lambda unit, progress: calls.append(unit) or toy_unit(unit, progress)), out, progress=False)
+    rows = pd.read_csv(out / "results.csv")
+    assert calls == UNITS[1:] and list(rows.columns) == COLUMNS and len(rows) == 4
+    assert pd.isna(rows.seconds.iloc[0]) and (rows.seconds.iloc[1:] >= 0).all()

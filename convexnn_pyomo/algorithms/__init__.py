@@ -5,7 +5,7 @@ from .round_solvers import ROUND_SOLVERS, PyomoRounds, RoundSolver, SchurRounds,
 from .rounds import IPOPT_DEFAULTS, RoundProblem
 from .schedules import SCHEDULES, AdaptiveSchedule, PaperSchedule, Schedule, get_schedule
 from .sequential import SequentialRelaxation
-from .steps import Evaluator, IdentityStep, LineSearch, Proposal, StepProposal, SubspaceSearch
+from .steps import Evaluator, IdentityStep, LineSearch, Proposal, StepProposal, SubspaceSearch, ViolationSearch
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -31,5 +31,6 @@ __all__ = [
     "StepProposal",
     "SubspaceSearch",
     "TrainResult",
+    "ViolationSearch",
     "get_schedule",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .steps import IdentityStep, LineSearch, StepProposal, SubspaceSearch
+from .steps import IdentityStep, LineSearch, StepProposal, SubspaceSearch, ViolationSearch
 
 __all__ = ["Schedule", "PaperSchedule", "AdaptiveSchedule", "SCHEDULES", "get_schedule"]
 
@@ -93,6 +93,10 @@ class Schedule:
     # -- steps ---------------------------------------------------------------------------------
     def step_proposal(self, has_constraints: bool) -> StepProposal:
         return IdentityStep()
+
+    def feasibility_proposal(self) -> StepProposal:
+        """The proposal of the feasibility phase's rounds (the least violation, not the loss)."""
+        return ViolationSearch()
 
     # -- eta -------------------------------------------------------------------------------------
     def next_eta(self, eta: float, outcome: RoundOutcome) -> float:

@@ -174,6 +174,7 @@ class SequentialRelaxation:
         self.ev = Evaluator(self.X, self.Y, as_hard_constraints(config.hard_constraints), config.constraint_tol,
                             config.loss, self.shards)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
+        self.phase_one_step = self.schedule.feasibility_proposal()
         self.solver_name = self.rounds.solver_name
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)
@@ -446,12 +447,13 @@ class SequentialRelaxation:
         candidate = self.problem.solution()
         bil, act = self.problem.gaps()
         relaxed = self.problem.relaxed_objective()
-        prop = self.step.propose(st.best, candidate, self.ev, st.previous_steps)
+        step = self.phase_one_step if st.phase == 1 else self.step
+        prop = step.propose(st.best, candidate, self.ev, st.previous_steps)
         accepted = prop.network is not None and self.ev.better(prop.loss, prop.violation, st.best_loss, st.best_viol)
         improvement = 0.0
         if accepted:
             improvement = st.best_loss - prop.loss
-            st.previous_steps = [prop.network.get_flat() - st.best.get_flat()] + st.previous_steps[: max(getattr(self.step, "memory", 1) - 1, 0)]
+            st.previous_steps = [prop.network.get_flat() - st.best.get_flat()] + st.previous_steps[: max(getattr(step, "memory", 1) - 1, 0)]
             st.best, st.best_loss, st.best_viol = prop.network, prop.loss, prop.violation
         status = RoundStatus.ACCEPTED if accepted else RoundStatus.REJECTED
         self._record(self._row(solve, true_loss=prop.loss, relaxed_objective=relaxed, bilinear_gap=bil,

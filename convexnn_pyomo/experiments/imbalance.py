@@ -67,7 +67,7 @@ METHODS = [m for m in METHOD_DESCRIPTIONS if m not in OPTIONAL_METHODS]
 ALL_METHODS = list(METHOD_DESCRIPTIONS)
 RUN_COLUMNS = [
     "dataset", "rho", "run", "seed", "method", "test_error", "balanced_error", "minority_recall",
-    "train_loss", "constraint_violation", "seconds", "n_train", "n_minority", "status",
+    "train_loss", "constraint_violation", "seconds", "n_train", "n_minority", "status", "hard_violation",
 ]
 #: Metrics summarised per (rho, method); the rates lie in [0, 1], the others in [0, inf).
 METRICS = ["test_error", "balanced_error", "minority_recall", "train_loss", "constraint_violation", "seconds"]
@@ -240,7 +240,7 @@ def run_one(cfg: ImbalanceConfig, rho: float, run: int, methods: Sequence[str] |
         if report:
             report(0)
         t0 = time.perf_counter()
-        scores_te, scores_tr, status = _fit(cfg, method, net0, Xtr, ytr, seed, report)
+        scores_te, scores_tr, status, hard = _fit(cfg, method, net0, Xtr, ytr, seed, report)
         check = ClasswiseMisfitBounds(cfg.kappa_factor_of(method))
         rows.append({
             "dataset": cfg.dataset, "rho": rho, "run": run, "seed": seed, "method": method,
@@ -248,7 +248,7 @@ def run_one(cfg: ImbalanceConfig, rho: float, run: int, methods: Sequence[str] |
             "train_loss": float(np.sum((scores_tr - ytr) ** 2)),
             "constraint_violation": _violation_of_scores(check, scores_tr, ytr),
             "seconds": round(time.perf_counter() - t0, 3),
-            "n_train": len(ytr), "n_minority": int(ytr.sum()), "status": status,
+            "n_train": len(ytr), "n_minority": int(ytr.sum()), "status": status, "hard_violation": hard,
         })
     return rows
 
@@ -258,12 +258,13 @@ def _emit(progress: Callable[[dict], None], unit: dict, round_: int) -> None:
 
 
 def _fit(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int, report) -> tuple:
-    """Train one method; returns ``(score function, training scores, status)``."""
+    """Train one method; returns ``(score function, training scores, status, hard violation)``: the
+    last is the training violation of the method's own hard constraint (NaN without one)."""
     if method == "logreg-balanced":
         from sklearn.linear_model import LogisticRegression
 
         clf = LogisticRegression(class_weight="balanced", max_iter=1000).fit(Xtr, ytr)
-        return (lambda X: clf.predict_proba(X)[:, 1]), clf.predict_proba(Xtr)[:, 1], "ok"
+        return (lambda X: clf.predict_proba(X)[:, 1]), clf.predict_proba(Xtr)[:, 1], "ok", float("nan")
     if method.startswith("convexnn"):
         from ..training import train
 
@@ -273,9 +274,10 @@ def _fit(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int, 
         res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, round_solver=cfg.round_solver_spec(),
                     progress=on_round)
         net, status = res.network, str(res.summary()["status"])
+        hard = float("nan") if cons is None else cons.violation(net, Xtr, ytr[:, None])
     else:
-        net, status = _fit_adam(cfg, method, net0, Xtr, ytr, seed), "ok"
-    return (lambda X: net.predict(X)[:, 0]), net.predict(Xtr)[:, 0], status
+        net, status, hard = _fit_adam(cfg, method, net0, Xtr, ytr, seed), "ok", float("nan")
+    return (lambda X: net.predict(X)[:, 0]), net.predict(Xtr)[:, 0], status, hard
 
 
 def _fit_adam(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int) -> Network:

@@ -178,7 +178,10 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
     config = asdict(study.config) if is_dataclass(study.config) else dict(study.config)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=list) + "\n")
     path = out / study.rows_file
-    todo = study.todo(read_rows(path, study.columns))
+    done = read_rows(path, study.columns)
+    if len(done) and list(done.columns) != list(study.columns):  # a folder of an older version
+        write_atomic_csv(done.reindex(columns=list(study.columns)), path)  # its rows keep, new columns empty
+    todo = study.todo(done)
     bar = study.progress_bar(todo, jobs) if progress else None
     t0 = time.perf_counter()
     try:
