@@ -47,7 +47,8 @@ from scale import _peak_rss_mb, append_row, teacher_data
 
 COLUMNS = ["m", "shards", "ranks", "round", "build_s", "round_s", "ph_iterations", "seconds_per_ph_iteration",
            "peak_rss_mb_per_rank", "relaxed_objective", "round_loss", "max_weight_diff", "status", "hidden", "tol",
-           "single", "ipopt", "backend", "iterations", "threads", "seconds_per_iteration", "max_weight_diff_vs_single"]
+           "single", "ipopt", "backend", "iterations", "threads", "seconds_per_iteration", "max_weight_diff_vs_single",
+           "coupling"]
 
 
 def _single_round(net, X, Y, single: str):
@@ -122,7 +123,7 @@ def schur_worker(spec: dict, net, X, Y) -> None:
     comm = None if shards is None else shards.comm
     t0 = time.perf_counter()
     rnd = StructuredRound(net, X, Y, "mean", [], 2.0, (1.0, 1.0, 1.0), "squared",
-                          options={"threads": spec["threads"]}, shards=shards)
+                          options={"threads": spec["threads"], "coupling": spec.get("coupling", "auto")}, shards=shards)
     build_s, ref = time.perf_counter() - t0, net
     for r in range(1, spec.get("rounds", 1) + 1):
         _recentre(rnd, ref, X)
@@ -132,6 +133,7 @@ def schur_worker(spec: dict, net, X, Y) -> None:
         _print_row(spec, comm, {"round": r, "build_s": build_s if r == 1 else 0.0, "round_s": seconds,
                                 "ph_iterations": 0, "iterations": its, "status": status,
                                 "seconds_per_iteration": seconds / its if its else "",
+                                "coupling": "recompute" if rnd.ipm.recompute else "keep",
                                 "relaxed_objective": rnd.relaxed_objective(), "round_loss": loss / m,
                                 "weights": ref.get_flat().tolist()})
 
@@ -200,6 +202,8 @@ def main() -> None:
                    help="K > 1: the structured round with one MPI rank per shard (schur, mpiexec -n K) or the Pyomo "
                         "model by mpi-sppy PH (ph, --ranks processes)")
     p.add_argument("--threads", type=int, default=1, help="schur: threads per rank (chunks of samples)")
+    p.add_argument("--coupling", choices=["auto", "keep", "recompute"], default="auto",
+                   help="schur: the Schur interior point's coupling option (column coupling: what it chose)")
     p.add_argument("--out", default=None, help="folder of sharded.csv (required)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -216,7 +220,7 @@ def main() -> None:
             spec = {"m": m, "shards": K, "hidden": hidden, "tol": args.tol, "ph_iterations": args.ph_iterations,
                     "timeout": args.timeout, "rounds": args.rounds, "single": args.single,
                     "warm_rounds": not args.cold_rounds, "ipopt": json.loads(args.ipopt), "backend": args.backend,
-                    "threads": args.threads}
+                    "threads": args.threads, "coupling": args.coupling}
             ranks = K if args.backend == "schur" else min(K, args.ranks)  # the structured round: a rank per shard
             for row in run(spec, ranks):
                 weights = np.asarray(row.pop("weights", []))

@@ -253,6 +253,40 @@ def test_schur_options_are_checked_when_configured():
         SchurRounds(options={"mumps_pivot_order": 5})
 
 
+@pytest.mark.parametrize("constraints", [[], [cnn.ClasswiseMisfitBounds(0.3)]], ids=["none", "classwise"])
+def test_recomputed_coupling_blocks_give_the_same_iterates_bit_for_bit(constraints):
+    """coupling='recompute' evaluates A_vs and J_Lv again in every step instead of keeping them from
+    the factorization: the same expressions at the same point, so the same numbers (with (19) the
+    linking rows' J_Lv is nonzero)."""
+    net, X, Y = _problem([3, 4, 1], ["sigmoid", "identity"], 50)
+    structured, _ = _rounds(net, X, Y, constraints)
+    P = structured.arrow
+    ps, pv = P.parameters()
+    s0, V0 = P.start()
+    keep = SchurInteriorPoint(P, omega=50.0, chunk_size=7, coupling="keep")
+    again = SchurInteriorPoint(P, omega=50.0, chunk_size=7, coupling="recompute")
+    assert not keep.recompute and again.recompute
+    a, b = keep.solve(s0, V0, ps, pv), again.solve(s0, V0, ps, pv)
+    assert a.ok and b.ok and a.iterations == b.iterations and a.directions == b.directions
+    np.testing.assert_array_equal(a.s, b.s)
+    np.testing.assert_array_equal(a.V, b.V)
+
+
+def test_coupling_auto_recomputes_when_the_round_would_take_half_the_memory(monkeypatch):
+    import convexnn_pyomo.solvers.schur_ipm as schur
+
+    net, X, Y = _problem([3, 4, 1], ["sigmoid", "identity"], 50)
+    P = _rounds(net, X, Y, [])[0].arrow
+    per_sample = SchurInteriorPoint(P).bytes_per_sample()
+    assert per_sample > 8 * (P.nv + P.ng)  # at least the variables and rows of a sample
+    monkeypatch.setattr(schur, "_available_memory", lambda: 2 * 50 * per_sample + 1)
+    assert not SchurInteriorPoint(P).recompute  # just under half
+    monkeypatch.setattr(schur, "_available_memory", lambda: 2 * 50 * per_sample - 1)
+    assert SchurInteriorPoint(P).recompute
+    monkeypatch.setattr(schur, "_available_memory", lambda: None)  # unknown: keep
+    assert not SchurInteriorPoint(P).recompute
+
+
 def test_chunks_do_not_change_the_iterates():
     net, X, Y = _problem([3, 4, 1], ["sigmoid", "identity"], 50)
     structured, _ = _rounds(net, X, Y, [cnn.ClasswiseMisfitBounds(0.3)])

@@ -71,7 +71,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat, PositiveInt
@@ -124,6 +124,7 @@ class _SampleFunctions:
     (:math:`\Sigma`; the augmentation :math:`\rho` on the equality rows):
 
     - ``kkt``: :math:`A_{vv}, A_{vs}, \sum_j A_{ss}, J_{Ev}, J_{Es}, J_{Lv}, \sum_j J_{Ls}`;
+      ``coupling``: its :math:`A_{vs}, J_{Lv}` alone;
     - ``resid``: :math:`g`, :math:`\sum_j f`, :math:`\sum_j\nabla_s\ell`, :math:`\nabla_v\ell`, :math:`\sum_j a`;
     - ``jtv``: :math:`J_v^T w`, :math:`\sum_j J_s^T w`; ``jvp``: :math:`J\Delta x`, :math:`\sum_j J_{L}\Delta x_j`;
     - ``apply``: the unreduced Newton matrix times a direction (iterative refinement);
@@ -154,6 +155,10 @@ class _SampleFunctions:
         self.kkt = ca.Function("sample_kkt", ins + [mult, lam, sig], [
             ca.triu(a_vv), a_vs.T, ca.triu(a_ss), jv[rows_e, :].T, js[rows_e, :].T, jlv, ca.densify(jls)])
         self.kkt_reduce = (shared + [8], [2, 6])
+        # kkt's coupling blocks alone (A_vs, J_Lv: the same expressions, so the same values), for
+        # the steps of a round that does not keep them (``coupling="recompute"``)
+        self.coupling = ca.Function("sample_coupling", ins + [mult, lam, sig], [a_vs.T, jlv])
+        self.coupling_reduce = (shared + [8], [])
         self.resid = ca.Function("sample_resid", ins + [mult, lam],
                                  _dense([g, f, ca.gradient(ell, s), ca.gradient(ell, v), a]))
         self.resid_reduce = (shared + [8], [1, 2, 4])
@@ -184,12 +189,12 @@ class _SampleFunctions:
     #: the functions evaluated every iteration (what :meth:`compile` compiles)
     PER_ITERATION = ("kkt", "resid", "jtv", "jvp", "apply")
 
-    def compile(self) -> None:
-        """Compile the per-iteration functions with their loop over samples
+    def compile(self, extra: tuple[str, ...] = ()) -> None:
+        """Compile the per-iteration functions (and ``extra`` ones) with their loop over samples
         (:func:`~.compiled.compiled_map`: C code, called without the GIL)."""
         from .compiled import compiled_map
 
-        self._kernels = {name: compiled_map(getattr(self, name)) for name in self.PER_ITERATION}
+        self._kernels = {name: compiled_map(getattr(self, name)) for name in (*self.PER_ITERATION, *extra)}
         self._maps.clear()
 
     def mapped(self, name: str, n: int):
@@ -240,6 +245,23 @@ class _Mapped:
             self.buf.set_arg(i, memoryview(a))
         self.run()
         return [o.copy() if i in self.summed else o.reshape(self.n, -1).copy() for i, o in enumerate(self.out)]
+
+
+def _coupling_rows(a_vs: np.ndarray, j_lv: np.ndarray) -> np.ndarray:
+    """One chunk's coupling nonzeros ``(c, nnz)`` as :class:`~.elimination.Elimination` reads them."""
+    return np.ascontiguousarray(np.concatenate([a_vs, j_lv]).T)
+
+
+def _available_memory() -> int | None:
+    """MemAvailable of ``/proc/meminfo`` in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _scatter(nz: np.ndarray, sparsity, shape: tuple, transpose: bool = False, symmetric: bool = False) -> np.ndarray:
@@ -439,6 +461,13 @@ class SchurInteriorPoint:
                                           description="the per-sample functions compiled to C (cached on disk) "
                                                       "instead of CasADi's virtual machine: 'auto' from "
                                                       "COMPILE_FROM samples when a C compiler is found"))
+    CONFIG.declare("coupling", ConfigValue(default="auto", domain=In(["auto", "keep", "recompute"]),
+                                           description="the samples' coupling blocks A_vs, J_Lv between the "
+                                                       "factorization and the steps: 'keep' them (a fifth of "
+                                                       "the peak memory of a round at m = 10^6), 'recompute' them per chunk in "
+                                                       "each step (same iterates, more time), 'auto': recompute "
+                                                       "when the round would need more than half the "
+                                                       "available memory"))
     CONFIG.declare("print_level", ConfigValue(default=0, domain=int, description="0: silent; 1: a line per iteration"))
 
     def __init__(self, problem, omega: float = 1.0, shards: SampleShards | None = None, **kwds):
@@ -455,9 +484,30 @@ class SchurInteriorPoint:
         self.ns, self.nv, self.ng, self.nL = problem.ns, problem.nv, problem.ng, problem.n_link
         self.nE = int(self.fn.equality.sum())
         self._elim = _Pattern.of(self.fn.kkt, self.ns).elimination(self.nv, self.ns + self.nL, self.nE)
+        self.recompute = self._recomputes_coupling()
+        if self.recompute and self.compiled:
+            self.fn.compile(extra=("coupling",))
+        self._factored_at: tuple | None = None  # (state, Sigma) of the last factorization, to recompute
         self.last: SchurResult | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._directions = 0
+
+    def bytes_per_sample(self) -> int:
+        """Estimated memory of a round per sample: the kept factors and coupling blocks plus a dozen
+        vectors of the sample's variables and rows (iterate, directions, residuals, scaling): 16.7 KB
+        for the 8-6-6-1 round, where the one-thread rows of docs/scaling.md fit 16.8 KB."""
+        e = self._elim
+        kept = e.lpat[0][-1] + e.ppat[0][-1] + len(e.avh[0]) + len(e.jev[0]) + len(e.jes[0])
+        return int(8 * (kept + 12 * (self.nv + self.ng)))
+
+    def _recomputes_coupling(self) -> bool:
+        """``coupling``: 'auto' recomputes when ``m * bytes_per_sample()`` exceeds half of
+        MemAvailable (Linux; elsewhere it keeps them)."""
+        mode = self.config.coupling
+        if mode != "auto":
+            return mode == "recompute"
+        available = _available_memory()
+        return available is not None and self.m * self.bytes_per_sample() > 0.5 * available
 
     def _compile(self) -> bool:
         """Compile the per-sample functions as ``compile`` says; a missing compiler is an error for
@@ -563,6 +613,7 @@ class SchurInteriorPoint:
         and the Schur complement ``S`` on ``(ds, dlambda_L)``."""
         ns, nL, delta = self.ns, self.nL, self.config.regularization
         sig = np.where(self.ineq[:, None], st.M / st.T, self.config.augmentation)  # rho on the equality rows
+        self._factored_at = (st, sig) if self.recompute else None
         _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
         self._h0, self._j0 = h0.full(), j0.full().reshape(nL, ns)
         S, JL = np.zeros((ns + nL, ns + nL)), np.zeros((nL, ns))
@@ -610,16 +661,27 @@ class SchurInteriorPoint:
         a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
             "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
         avv, jev, jes = (np.ascontiguousarray(x.T) for x in (a_vv, j_ev, j_es))
-        avh = np.ascontiguousarray(np.concatenate([a_vs, j_lv]).T)
+        avh = _coupling_rows(a_vs, j_lv)
         try:
             fc, share, shift = self._elim.factor(avv, avh, jev, jes, self.config.regularization, SHIFTS_RELATIVE,
                                                  SHIFTS_ABSOLUTE)
         except np.linalg.LinAlgError as err:
             raise np.linalg.LinAlgError(f"samples {self.shards.offset + lo}:{self.shards.offset + hi}: {err}") from None
         fc.lo, fc.hi = lo, hi
+        if self.recompute:  # the steps evaluate it again (_coupled)
+            fc.avh = None
         self._shift[lo:hi] = shift  # the system solved is A_vv + shift I: refinement works on that one
         share[:ns, :ns] += _scatter(a_ss, self.fn.kkt.sparsity_out(2), (ns, ns), symmetric=True)
         return fc, share, j_ls.reshape(self.nL, ns, order="F"), int((shift > 1e-6).sum())
+
+    def _coupled(self, fc: ChunkFactor) -> ChunkFactor:
+        """``fc`` with its coupling blocks: kept, or evaluated again at the factorization's point."""
+        if fc.avh is not None:
+            return fc
+        st, sig = self._factored_at
+        lo, hi = fc.lo, fc.hi
+        a_vs, j_lv = self._call("coupling", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
+        return replace(fc, avh=_coupling_rows(a_vs, j_lv))
 
     def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
         """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc`` (zero on
@@ -645,7 +707,7 @@ class SchurInteriorPoint:
             jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w)
             b = -(rhs.rd_v[:, lo:hi] + jv_w).T
             rE = np.ascontiguousarray(rE_all[:, lo:hi].T)
-            return b, rE, js_w, self._elim.reduce(fc, b, rE)
+            return b, rE, js_w, self._elim.reduce(self._coupled(fc), b, rE)
 
         parts = self._map_factors(reduce, factors)
         lam = np.where(IL, st.lam, 1.0)
@@ -663,7 +725,7 @@ class SchurInteriorPoint:
         def back(item):  # the chunk's steps, added into the state
             fc, (b, rE, _, _) = item
             lo, hi = fc.lo, fc.hi
-            dv, dy = self._elim.back(fc, b, rE, dh)
+            dv, dy = self._elim.back(self._coupled(fc), b, rE, dh)
             jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dv.T)
             dTc = -rhs.rI[I, lo:hi] - jdx[I]
             into.V[:, lo:hi] += dv.T
@@ -802,8 +864,11 @@ class SchurInteriorPoint:
               max_wall_time: float | None = None) -> SchurResult:
         """Solve from ``(s0, V0)`` at parameters ``(ps, pv)``; never raises on a failed solve.  BLAS runs
         one thread meanwhile: the ``threads`` work on chunks (more BLAS threads would only spin)."""
-        with blas_threads(1):
-            return self._solve_ipm(s0, V0, ps, pv, max_wall_time)
+        try:
+            with blas_threads(1):
+                return self._solve_ipm(s0, V0, ps, pv, max_wall_time)
+        finally:
+            self._factored_at = None  # the last iterate's state is not kept between solves
 
     def _solve_ipm(self, s0, V0, ps, pv, max_wall_time) -> SchurResult:
         t_start, cfg = time.perf_counter(), self.config
