@@ -248,8 +248,8 @@ def check_splits_over_ranks(constraints: list, shards) -> None:
     if shards is not None and shards.sharded and refused:
         raise ValueError(f"{', '.join(refused)} with shards > 1 on the structured round is not supported yet: its "
                          "constants (class sizes, bounds) would come from each rank's own rows and the real network's "
-                         "violation needs every sample (ClasswiseMisfitBounds, OutputBounds and WeightNormBounds "
-                         "split over ranks); train in one process (shards=1)")
+                         "violation needs every sample (ClasswiseMisfitBounds, GroupLossBounds, DemographicParity, "
+                         "OutputBounds and WeightNormBounds split over ranks); train in one process (shards=1)")
 
 
 def _membership(members: list, m: int) -> np.ndarray:
@@ -298,10 +298,22 @@ def _cat(parts: list, ref):
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _members(labels: np.ndarray) -> dict:
-    """Label value -> sample indices, in sorted label order."""
+def _members(labels: np.ndarray, shards=None) -> dict:
+    """Label value -> sample indices, in sorted label order; with ``shards`` (one MPI rank's rows)
+    the labels of every rank, in the same order on all of them (no indices here for a label this
+    rank has no sample of)."""
     labels = np.asarray(labels, dtype=float).ravel()
-    return {float(v): np.flatnonzero(labels == v) for v in np.unique(labels)}
+    local = {float(v): np.flatnonzero(labels == v) for v in np.unique(labels)}
+    if shards is None or not shards.sharded:
+        return local
+    keys = sorted({k for part in shards.comm.allgather(list(local)) for k in part})
+    return {k: local.get(k, np.zeros(0, dtype=int)) for k in keys}
+
+
+def _sizes(members: dict, shards=None) -> list[int]:
+    """The number of samples of every entry of ``members`` (over every rank with ``shards``)."""
+    counts = np.array([len(idx) for idx in members.values()], dtype=float)
+    return [int(n) for n in (shards.sum(counts) if shards is not None else counts)]
 
 
 def _group_labels(groups, X: np.ndarray) -> np.ndarray:
@@ -427,6 +439,10 @@ class GroupLossBounds(ResidualConstraint):
     group or a dict ``group -> bound``.  Groups with no sample in the data are skipped.
     """
 
+    #: a sum over samples per group bounded by a constant of the whole data set: the groups and
+    #: their sizes are those of every rank
+    splits_over_ranks = True
+
     def __init__(self, groups, kappa: float | dict):
         self.groups = groups
         if isinstance(kappa, dict):
@@ -446,16 +462,28 @@ class GroupLossBounds(ResidualConstraint):
         groups = _members(_group_labels(self.groups, X))
         return _cat([r[idx].mean().reshape(1) - self.kappa_of(g) for g, idx in groups.items()], outputs)
 
+    def group_losses(self, net: Network, X, Y, shards=None) -> dict[float, float]:
+        """Every group's mean squared loss for the real network (over every rank with ``shards``)."""
+        X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        r = ((net.predict(X) - Y) ** 2).sum(axis=1)
+        groups = _members(_group_labels(self.groups, X), shards)
+        sums = np.array([r[idx].sum() for idx in groups.values()], dtype=float)
+        sums = shards.sum(sums) if shards is not None else sums
+        return {g: float(v) / n for g, v, n in zip(groups, sums, _sizes(groups, shards))}
+
+    def violation(self, net: Network, X, Y, shards=None) -> float:
+        return max(0.0, *(v - self.kappa_of(g) for g, v in self.group_losses(net, X, Y, shards).items()))
+
     def add_to(self, model) -> None:
         tp, out = get_training_problem(model), layer_blocks(model)[-1]
-        groups = _members(_group_labels(self.groups, tp.X))
-        keys, members = list(groups), list(groups.values())
+        groups = _members(_group_labels(self.groups, tp.X), tp.shards)
+        keys, members, sizes = list(groups), list(groups.values()), _sizes(groups, tp.shards)
         blk = self._block(model, "group_loss", "group loss bounds")
         blk.groups = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each group")
         blk.kappa = pyo.Param(blk.groups, mutable=True, initialize={c: self.kappa_of(g) for c, g in enumerate(keys)})
         sample_param(blk, "member", [blk.groups], _membership(members, tp.m), doc="1 when sample j is in group g")
         blk.bound = pyo.Constraint(blk.groups, rule=lambda b, c: sum(b.member[c, j] * sum(
-            (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes) for j in model.samples) <= b.kappa[c] * len(members[c]))
+            (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes) for j in model.samples) <= b.kappa[c] * sizes[c])
 
     def __repr__(self):
         return f"GroupLossBounds(groups={self.groups!r}, kappa={self.kappa})"
@@ -470,19 +498,38 @@ class DemographicParity(ResidualConstraint):
     written as two linear inequalities per pair.  ``groups`` as in :class:`GroupLossBounds`.
     """
 
+    #: sums over samples with the whole data set's group sizes (``shards``: groups and sizes over
+    #: every rank)
+    splits_over_ranks = True
+
     def __init__(self, groups, epsilon: float, output: int = 0):
         self.groups = groups
         self.epsilon = _positive(epsilon, "epsilon")
         self.output = int(output)
 
-    def _pairs(self, X) -> list[tuple[np.ndarray, np.ndarray]]:
-        members = list(_members(_group_labels(self.groups, X)).values())
-        return [(members[a], members[b]) for a in range(len(members)) for b in range(a + 1, len(members))]
+    def _pairs(self, X, shards=None) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+        """``(indices of g, indices of g', |G_g|, |G_g'|)`` for every pair of groups (sizes over every
+        rank with ``shards``)."""
+        groups = _members(_group_labels(self.groups, X), shards)
+        members, sizes = list(groups.values()), _sizes(groups, shards)
+        return [(members[a], members[b], sizes[a], sizes[b])
+                for a in range(len(members)) for b in range(a + 1, len(members))]
+
+    def gaps(self, net: Network, X, shards=None) -> np.ndarray:
+        """The real network's difference of group means, one per pair (over every rank with ``shards``)."""
+        f = net.predict(X)[:, self.output]
+        d = np.array([f[ga].sum() / na - f[gb].sum() / nb for ga, gb, na, nb in self._pairs(X, shards)])
+        return shards.sum(d) if shards is not None and d.size else d
+
+    def violation(self, net: Network, X, Y, shards=None) -> float:
+        X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        d = self.gaps(net, X, shards)
+        return max(0.0, float(np.max(np.abs(d))) - self.epsilon) if d.size else 0.0
 
     def residuals(self, outputs, weights, X, Y):
         f = outputs[:, self.output]
         parts = []
-        for ga, gb in self._pairs(X):
+        for ga, gb, _, _ in self._pairs(X):
             d = (f[ga].mean() - f[gb].mean()).reshape(1)
             parts += [d - self.epsilon, -d - self.epsilon]
         return _cat(parts, outputs)
@@ -491,14 +538,14 @@ class DemographicParity(ResidualConstraint):
         tp, out = get_training_problem(model), layer_blocks(model)[-1]
         if not 0 <= self.output < len(out.nodes):
             raise ValueError(f"output {self.output} does not exist: the network has {len(out.nodes)} output(s)")
-        pairs, o = self._pairs(tp.X), self.output
+        pairs, o = self._pairs(tp.X, tp.shards), self.output
         blk = self._block(model, "demographic_parity", "demographic parity")
         blk.pairs = pyo.Set(initialize=range(len(pairs)), ordered=True)
         blk.epsilon = pyo.Param(mutable=True, initialize=self.epsilon)
         weights = np.zeros((len(pairs), tp.m))
-        for p, (ga, gb) in enumerate(pairs):
-            weights[p, ga] += 1.0 / len(ga)
-            weights[p, gb] -= 1.0 / len(gb)
+        for p, (ga, gb, na, nb) in enumerate(pairs):
+            weights[p, ga] += 1.0 / na
+            weights[p, gb] -= 1.0 / nb
         sample_param(blk, "weight", [blk.pairs], weights, doc="1/|G_a| in group a, -1/|G_b| in group b")
 
         def gap(p):

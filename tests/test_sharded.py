@@ -285,10 +285,12 @@ _CONSTRAINED_SCRIPT = """
 import json
 import numpy as np
 import convexnn_pyomo as cnn
-from convexnn_pyomo.constraints import ClasswiseMisfitBounds, OutputBounds, WeightNormBounds
+from convexnn_pyomo.constraints import (ClasswiseMisfitBounds, DemographicParity, GroupLossBounds, OutputBounds,
+                                        WeightNormBounds)
 from convexnn_pyomo.data import load_breast_cancer
 ds = load_breast_cancer()
-order = np.argsort(ds.y[:80], kind="stable")  # sorted by class: rank 0 holds only class 0
+T = np.sort(ds.X[:80, 0])[39]  # groups: feature 0 above its 40th value
+order = np.argsort(SORTKEY, kind="stable")  # rank 0 (the first 40 rows) lacks a class or a group
 X, y = ds.X[:80][order], ds.y[:80][order]
 net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
 res = cnn.train(net, X, y, rounds=4, shards=2, hard_constraints=CONSTRAINTS)
@@ -299,32 +301,50 @@ with open(f"OUT/rank{MPI.COMM_WORLD.Get_rank()}.json", "w") as fh:
 """
 
 
+_BY_CLASS, _BY_GROUP = "ds.y[:80]", "ds.X[:80, 0]"
+_GROUP = "lambda X: (X[:, 0] > T).astype(float)"
+
+
 @requires_mpiexec
-@pytest.mark.parametrize("constraints", ["[ClasswiseMisfitBounds(kappa_factor=0.3)]",
-                                         "[OutputBounds(lower=0.2, upper=0.8), WeightNormBounds(3.0)]"])
-def test_hard_constraints_split_over_two_ranks_exactly(constraints, tmp_path):
+@pytest.mark.parametrize("constraints, sortkey", [
+    ("[ClasswiseMisfitBounds(kappa_factor=0.3)]", _BY_CLASS),
+    ("[OutputBounds(lower=0.2, upper=0.8), WeightNormBounds(3.0)]", _BY_CLASS),
+    (f"[DemographicParity({_GROUP}, 0.02)]", _BY_GROUP),
+    (f"[GroupLossBounds({_GROUP}, 0.15)]", _BY_GROUP),
+], ids=["classwise", "output-weights", "parity", "group-loss"])
+def test_hard_constraints_split_over_two_ranks_exactly(constraints, sortkey, tmp_path):
     """(19) over two ranks whose samples are sorted by class (rank 0 has no sample of class 1): the
     linking rows sum over the ranks, the class sizes are the whole set's; per-sample output bounds
-    and weight norms: their violations are maxima over the ranks.  The run is one process's
-    (the class-wise one starts infeasible: phase 1's elastic rounds run sharded too)."""
+    and weight norms: their violations are maxima over the ranks; parity and group-loss bounds on
+    samples sorted by group (rank 0 has no sample of group 1): group sizes of the whole set, sums
+    over the ranks.  The run is one process's (the class-wise, parity and group-loss ones start
+    infeasible: phase 1's elastic rounds run sharded too)."""
     import json
     import subprocess
     import sys
 
-    from convexnn_pyomo.constraints import ClasswiseMisfitBounds, OutputBounds, WeightNormBounds  # noqa: F401
+    from convexnn_pyomo.constraints import (ClasswiseMisfitBounds, DemographicParity,  # noqa: F401
+                                            GroupLossBounds, OutputBounds, WeightNormBounds)
     from convexnn_pyomo.data import load_breast_cancer
 
-    script = _CONSTRAINED_SCRIPT.replace("CONSTRAINTS", constraints).replace("OUT", str(tmp_path))
+    script = (_CONSTRAINED_SCRIPT.replace("CONSTRAINTS", constraints).replace("SORTKEY", sortkey)
+              .replace("OUT", str(tmp_path)))
     done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     ds = load_breast_cancer()
-    order = np.argsort(ds.y[:80], kind="stable")
+    env = {**globals(), **locals(), "T": np.sort(ds.X[:80, 0])[39]}  # as the script's names (T: the groups' threshold)
+    order = np.argsort(eval(sortkey, env), kind="stable")
     X, y = ds.X[:80][order], ds.y[:80][order]
-    assert set(y[:40]) == {0.0}  # rank 0 holds no sample of class 1
+    if sortkey == _BY_CLASS:
+        assert set(y[:40]) == {0.0}  # rank 0 holds no sample of class 1
+    else:
+        group = eval(_GROUP, env)
+        assert set(group(X[:40])) == {0.0} and 1.0 in set(group(X[40:]))  # nor of group 1
     net = cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0)
-    one = cnn.train(net, X, y, rounds=4, hard_constraints=eval(constraints))
+    one = cnn.train(net, X, y, rounds=4, hard_constraints=eval(constraints, env))
+    assert one.feasible
     assert len(rows) == 2 and rows[0] == rows[1]
     assert rows[0]["iterations"] == one.history.iterations.tolist() and rows[0]["status"] == one.status.value
     np.testing.assert_allclose(rows[0]["violation"], one.history.violation, rtol=1e-6, atol=1e-9)
