@@ -86,6 +86,7 @@ def test_the_violation_search_never_proposes_more_violation_than_the_line_search
     rng = np.random.default_rng(3)
     theta = net.get_flat()
     previous = [0.05 * rng.normal(size=theta.size) for _ in range(2)]
+    better = 0
     for trial in range(4):
         candidate = net.with_flat(theta + 0.1 * rng.normal(size=theta.size))
         line = LineSearch().propose(net, candidate, ev, previous)
@@ -95,7 +96,32 @@ def test_the_violation_search_never_proposes_more_violation_than_the_line_search
         if search.network is not None:
             assert search.violation == pytest.approx(bound.violation(search.network, X, Y))
             assert search.violation < v0
-            assert search.violation <= (line.violation if line.network is not None else v0)
+            reference = line.violation if line.network is not None else v0
+            assert search.violation <= reference
+            better += search.violation < reference
+    assert better >= 1  # the search over the subspace found less violation than the line at least once
+
+
+def test_the_violation_search_keeps_a_feasible_line_step():
+    """Once the line search's point meets the constraints, the search returns it (its loss counts)."""
+    from convexnn_pyomo.algorithms import Evaluator, LineSearch, ViolationSearch
+
+    class Counting(Evaluator):
+        calls = 0
+
+        def violation(self, net):
+            Counting.calls += 1
+            return super().violation(net)
+
+    net, X, Y = _data()
+    ev = Counting(X, Y, [cnn.OutputBounds(-100.0, 100.0)])  # met everywhere near the start
+    candidate = net.with_flat(net.get_flat() * 0.5)
+    line = LineSearch().propose(net, candidate, ev, [])
+    n_line, Counting.calls = Counting.calls, 0
+    search = ViolationSearch().propose(net, candidate, ev, [])
+    assert line.network is not None and line.violation == 0.0
+    assert search.step == line.step and search.loss == line.loss
+    assert Counting.calls == n_line  # no search after a feasible line step
 
 
 def test_phase_one_uses_the_schedules_feasibility_proposal():
@@ -113,4 +139,4 @@ def test_phase_one_uses_the_schedules_feasibility_proposal():
             .solve(net, X, Y) for name, schedule in (("line", LineOnly()), ("search", AdaptiveSchedule()))}
     ones = {name: int((r.history.phase == 1).sum()) for name, r in runs.items()}
     assert all(r.feasible for r in runs.values())
-    assert ones["search"] <= ones["line"]
+    assert ones["search"] < ones["line"]

@@ -25,7 +25,7 @@ from ..distributed import SampleShards
 from ..losses import Loss, SquaredLoss
 from ..network import Network
 
-__all__ = ["Evaluator", "Proposal", "StepProposal", "IdentityStep", "LineSearch", "SubspaceSearch"]
+__all__ = ["Evaluator", "Proposal", "StepProposal", "IdentityStep", "LineSearch", "SubspaceSearch", "ViolationSearch"]
 
 
 @dataclass
@@ -204,9 +204,12 @@ class ViolationSearch(StepProposal):
     method minimises the real network's violation :math:`v(\theta_k + \sum_l a_l d_l + \sum_i c_i
     s_i)` over :class:`SubspaceSearch`'s basis and trust region (the layers' parts of ``d`` and the
     last ``memory`` accepted steps).  :math:`v` is a maximum of piecewise-smooth functions of the
-    outputs, so the search uses values only: ``maxfev`` forward passes, each far cheaper than the
+    outputs, so the search uses values only: about ``maxfev`` forward passes (Powell stops after its
+    current line search), each far cheaper than the
     convex round.  The round still decides the direction and still certifies: a positive least
-    violation of the elastic relaxation proves infeasibility whatever step is taken.
+    violation of the elastic relaxation proves infeasibility whatever step is taken.  When the line
+    search's point already meets the constraints it is returned as it is (the search sees the
+    violation only and would trade the loss for a violation below the tolerance).
 
     Why: the elastic round's step is as long as its proximal term lets the relaxation stay exact,
     a few percent of the violation per round on the group-loss and balanced tasks, where the line
@@ -226,6 +229,8 @@ class ViolationSearch(StepProposal):
         from scipy.optimize import minimize
 
         line = self._line.propose(current, candidate, ev, previous_steps)
+        if line.network is not None and line.violation <= ev.constraint_tol:
+            return line  # feasible already: the line search also kept the loss in view
         theta0 = current.get_flat()
         d = candidate.get_flat() - theta0
         basis, n_parts, limits = self._subspace._basis(current, d, previous_steps)

@@ -179,8 +179,12 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
     (out / "config.json").write_text(json.dumps(config, indent=2, default=list) + "\n")
     path = out / study.rows_file
     done = read_rows(path, study.columns)
-    if len(done) and list(done.columns) != list(study.columns):  # a folder of an older version
-        write_atomic_csv(done.reindex(columns=list(study.columns)), path)  # its rows keep, new columns empty
+    if path.exists() and list(done.columns) != list(study.columns):  # a folder of an older version
+        gone = [c for c in done.columns if c not in study.columns]
+        if gone:
+            raise ValueError(f"{path} has columns this study no longer writes ({', '.join(gone)}): "
+                             "resume it with the version that wrote it, or use a new --out folder")
+        write_atomic_csv(done.reindex(columns=list(study.columns)), path)  # its rows kept, new columns empty
     todo = study.todo(done)
     bar = study.progress_bar(todo, jobs) if progress else None
     t0 = time.perf_counter()
