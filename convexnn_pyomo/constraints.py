@@ -143,17 +143,12 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         labels, inverse = np.unique(rows, axis=0, return_inverse=True)
         inverse = inverse.ravel()
         local = {_class_key(label): np.flatnonzero(inverse == k) for k, label in enumerate(labels)}
-        if shards is None or not shards.sharded:
-            return local
-        keys = sorted({k for part in shards.comm.allgather(list(local)) for k in part})
-        return {k: local.get(k, np.zeros(0, dtype=int)) for k in keys}
+        return _union_over_ranks(local, shards)
 
     def class_sizes(self, Y: np.ndarray, shards=None) -> dict:
         """Class key -> number of samples (over every rank with ``shards``)."""
         classes = self.classes(Y, shards)
-        counts = np.array([len(idx) for idx in classes.values()], dtype=float)
-        counts = shards.sum(counts) if shards is not None else counts
-        return {k: int(n) for k, n in zip(classes, counts)}
+        return dict(zip(classes, _sizes(classes, shards)))
 
     def kappas(self, Y: np.ndarray, shards=None) -> dict:
         classes = self.class_sizes(Y, shards)
@@ -222,9 +217,7 @@ class ClasswiseMisfitBounds(ResidualConstraint):
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         r = np.abs(net.predict(X) - Y).sum(axis=1)
         classes = self.classes(Y, shards)
-        sums = np.array([r[idx].sum() for idx in classes.values()], dtype=float)
-        sums = shards.sum(sums) if shards is not None else sums
-        return {c: float(v) for c, v in zip(classes, sums)}
+        return dict(zip(classes, _member_sums(r, classes, shards)))
 
     def violation(self, net: Network, X, Y, shards=None) -> float:
         kappas = self.kappas(Y, shards)
@@ -303,11 +296,22 @@ def _members(labels: np.ndarray, shards=None) -> dict:
     the labels of every rank, in the same order on all of them (no indices here for a label this
     rank has no sample of)."""
     labels = np.asarray(labels, dtype=float).ravel()
-    local = {float(v): np.flatnonzero(labels == v) for v in np.unique(labels)}
+    return _union_over_ranks({float(v): np.flatnonzero(labels == v) for v in np.unique(labels)}, shards)
+
+
+def _union_over_ranks(local: dict, shards=None) -> dict:
+    """``local`` (key -> this rank's sample indices) with the keys of every rank, sorted, the same on
+    all of them (no indices for a key this rank has no sample of); ``local`` itself in one process."""
     if shards is None or not shards.sharded:
         return local
     keys = sorted({k for part in shards.comm.allgather(list(local)) for k in part})
     return {k: local.get(k, np.zeros(0, dtype=int)) for k in keys}
+
+
+def _member_sums(values: np.ndarray, members: dict, shards=None) -> list[float]:
+    """``sum(values[idx])`` for every entry of ``members`` (summed over every rank with ``shards``)."""
+    sums = np.array([values[idx].sum() for idx in members.values()], dtype=float)
+    return [float(v) for v in (shards.sum(sums) if shards is not None else sums)]
 
 
 def _sizes(members: dict, shards=None) -> list[int]:
@@ -467,9 +471,7 @@ class GroupLossBounds(ResidualConstraint):
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         r = ((net.predict(X) - Y) ** 2).sum(axis=1)
         groups = _members(_group_labels(self.groups, X), shards)
-        sums = np.array([r[idx].sum() for idx in groups.values()], dtype=float)
-        sums = shards.sum(sums) if shards is not None else sums
-        return {g: float(v) / n for g, v, n in zip(groups, sums, _sizes(groups, shards))}
+        return {g: v / n for g, v, n in zip(groups, _member_sums(r, groups, shards), _sizes(groups, shards))}
 
     def violation(self, net: Network, X, Y, shards=None) -> float:
         return max(0.0, *(v - self.kappa_of(g) for g, v in self.group_losses(net, X, Y, shards).items()))
