@@ -62,7 +62,8 @@ def test_sandwich_parabolic_sdp_mccormick_below_global(inst):
 def test_gurobi_and_scip_agree_within_their_gaps(inst):
     g = solve_global(inst, inst.weight_bound, time_limit=60, solver="gurobi_direct_minlp")
     assert max(g["variables"], g["constraints"]) <= GUROBI_SIZE_LIMIT
-    s = solve_global(inst, inst.weight_bound, time_limit=60, solver="scip_nl")
+    # SCIP closes bc-3-2-1-m16's gap only after minutes: a time-limited run still gives valid bounds
+    s = solve_global(inst, inst.weight_bound, time_limit=15, solver="scip_nl")
     # each one's incumbent lies above the other's proven lower bound, up to the relative optimality
     # gap both stop at by default (Gurobi MIPGap 1e-4; SCIP limits/gap 0, but its feasibility tolerance)
     tol = 1e-4 * max(abs(g["upper"]), abs(s["upper"]), 1.0)
