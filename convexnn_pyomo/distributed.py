@@ -101,6 +101,17 @@ class SampleShards:
             raise ValueError(f"expected {self.total} rows, got {len(A)}")
         return np.array(A[self.offset:self.offset + self.m])
 
+    def machine_samples(self) -> int:
+        """Samples held by all the ranks on this machine (one shared-memory node), this rank's
+        included: what their rounds' memory adds up to.  Collective: every rank calls it."""
+        if not self.sharded:
+            return self.m
+        node = self.comm.Split_type(_mpi().COMM_TYPE_SHARED)
+        try:
+            return int(node.allreduce(int(self.m)))
+        finally:
+            node.Free()
+
     # -- reductions (identity in one process) ----------------------------------------------------
     def _reduce(self, x, op: str):
         if not self.sharded:

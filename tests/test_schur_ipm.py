@@ -128,15 +128,15 @@ def test_elimination_kernel_is_the_dense_schur_complement_and_solve():
     np.testing.assert_allclose(share, ref, atol=1e-10)
     rng = np.random.default_rng(1)
     b, rE, dh = rng.normal(size=(c, nv)), rng.normal(size=(c, nE)), rng.normal(size=nsh)
-    red = elim.reduce(fc, b, rE)
-    dV, dY = elim.back(fc, b, rE, dh)
+    red = elim.reduce(fc, b.T, rE.T)  # one column per sample, read where they lie (strided views)
+    dV, dY = elim.back(fc, b.T, rE.T, dh)
     red_ref = np.zeros(nsh)
     for j in range(c):
         K = np.block([[A[j], J[j].T], [J[j], np.zeros((nE, nE))]])
         x = np.linalg.solve(K, np.concatenate([b[j], -rE[j]]))  # the step at dh = 0
         red_ref += np.vstack([Ah[j], Js[j]]).T @ x
         step = np.linalg.solve(K, np.concatenate([b[j] - Ah[j] @ dh, -rE[j] - Js[j] @ dh]))
-        np.testing.assert_allclose(np.concatenate([dV[j], dY[j]]), step, atol=1e-10)
+        np.testing.assert_allclose(np.concatenate([dV[:, j], dY[:, j]]), step, atol=1e-10)
     np.testing.assert_allclose(red, red_ref, atol=1e-10)
 
 
@@ -202,6 +202,35 @@ def test_compiled_functions_give_the_virtual_machines_iterates(tmp_path, monkeyp
     np.testing.assert_allclose(b.s, a.s, rtol=1e-9, atol=1e-12)
     again = SchurInteriorPoint(ipm.problem, omega=ipm.omega0, compile="always")  # from the cache
     assert again.compiled and len(list(tmp_path.glob("*.so"))) == len(cc.fn.PER_ITERATION)
+
+
+def test_compiled_loop_reads_and_writes_the_callers_rows_where_they_lie(tmp_path, monkeypatch):
+    """The compiled loop over samples takes per-sample inputs as ``(nnz, n)`` arrays of any strides
+    (a chunk's columns of row-per-entry state) and writes outputs into given arrays: the values of
+    CasADi's own evaluation, sample by sample, over more samples than one work block (64)."""
+    from convexnn_pyomo.solvers.casadi_translator import casadi as ca
+    from convexnn_pyomo.solvers.compiled import compiled_map, compiler
+
+    if compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    monkeypatch.setenv("CONVEXNN_KERNEL_CACHE", str(tmp_path))
+    x, p, y = ca.SX.sym("x", 3), ca.SX.sym("p", 2), ca.SX.sym("y", 2)
+    fn = ca.Function("strided_probe", [x, p, y], [ca.vertcat(x[0] * p[0] + y[1], ca.sin(x[2]) * y[0]),
+                                                   ca.dot(x, x) + p[1], ca.densify(ca.vertcat(y[0] - x[1], x[2]))])
+    kernel, n, rng = compiled_map(fn), 150, np.random.default_rng(0)
+    X = rng.normal(size=(3, 400))[:, 100:100 + n]  # columns of a wider array: entries 400 apart
+    P, Y = rng.normal(size=2), np.asfortranarray(rng.normal(size=(2, n)))  # shared; sample-contiguous
+    first = np.full((5, 300), np.nan)
+    target = first[1:3, 50:50 + n]  # written in place, the rest untouched
+    out0, out1, out2 = kernel(n, [X, P, Y], {1}, {1}, out=[target, None, None])
+    assert out0 is target and out2.shape == (2, n)
+    ref = [np.asarray(v) for v in fn.map(n)(X, np.tile(P[:, None], n), Y)]
+    np.testing.assert_allclose(target, ref[0], rtol=1e-14)
+    np.testing.assert_allclose(out1, ref[1].sum(), rtol=1e-13)
+    np.testing.assert_allclose(out2, ref[2], rtol=1e-14)
+    assert np.isnan(first[0]).all() and np.isnan(first[3:]).all() and np.isnan(first[1:3, :50]).all()
+    with pytest.raises(ValueError, match="shape"):
+        kernel(n, [X.T, P, Y], {1}, {1})
 
 
 def test_compile_always_without_a_compiler_is_an_error_and_auto_falls_back(monkeypatch):

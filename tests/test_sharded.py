@@ -281,6 +281,22 @@ def test_train_under_mpiexec_from_python_with_all_rows_or_only_its_own(tmp_path)
         assert r["iterations"] == one.history.iterations.tolist()
 
 
+@requires_mpiexec
+def test_ranks_on_one_machine_count_each_others_samples(tmp_path):
+    """Both ranks of mpiexec -n 2 on this machine see the 30 samples of the two (17 + 13): the
+    coupling choice 'auto' weighs the memory of all of them."""
+    import subprocess
+    import sys
+
+    script = ("from convexnn_pyomo.distributed import SampleShards\n"
+              "s = SampleShards.split(30, 2, None); s = SampleShards(17 if s.rank == 0 else 13, 30, 0, s.comm)\n"
+              f"open(f'{tmp_path}/rank{{s.rank}}', 'w').write(str(s.machine_samples()))")
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [(tmp_path / f"rank{r}").read_text() for r in range(2)] == ["30", "30"]
+
+
 _CONSTRAINED_SCRIPT = """
 import json
 import numpy as np

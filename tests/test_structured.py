@@ -285,6 +285,16 @@ def test_coupling_auto_recomputes_when_the_round_would_take_half_the_memory(monk
     assert SchurInteriorPoint(P).recompute
     monkeypatch.setattr(schur, "_available_memory", lambda: None)  # unknown: keep
     assert not SchurInteriorPoint(P).recompute
+    # a rank whose machine also holds another rank's 50 samples counts them: it switches at a quarter
+    from convexnn_pyomo.distributed import SampleShards
+
+    class TwoRanksHere(SampleShards):
+        def machine_samples(self) -> int:
+            return 2 * self.m
+
+    monkeypatch.setattr(schur, "_available_memory", lambda: 4 * 50 * per_sample - 1)
+    assert SchurInteriorPoint(P, shards=TwoRanksHere.serial(50)).recompute
+    assert not SchurInteriorPoint(P, shards=SampleShards.serial(50)).recompute
 
 
 def test_chunks_do_not_change_the_iterates():

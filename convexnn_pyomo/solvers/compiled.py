@@ -76,35 +76,63 @@ def _source(fn: "ca.Function") -> str:
     return gen.dump()
 
 
-#: the loop over samples compiled beside a function ``F`` (``F`` replaced by its name): input ``i``
-#: of sample ``j`` at ``in[i] + j * in_stride[i]`` (stride 0: shared), output ``o`` at
-#: ``out[o] + j * out_stride[o]``, or, for ``out_stride[o] < 0``, summed over the samples into ``out[o]``
+#: the loop over samples compiled beside a function ``F`` (``F`` replaced by its name): entry ``k``
+#: of input ``i`` of sample ``j`` at ``in[i] + j * in_stride[i] + k * in_step[i]`` (stride 0: shared),
+#: of output ``o`` at ``out[o] + j * out_stride[o] + k * out_step[o]``, or, for ``out_stride[o] < 0``,
+#: summed over the samples into ``out[o]``.  Entries not next to each other (step not 1: one row
+#: per entry, one column per sample) are moved through small work blocks of ``CNN_BLOCK`` samples,
+#: row by row (a blocked transpose: contiguous reads and writes of the caller's rows)
 _DRIVER = """
 #include <stdlib.h>
 #include <string.h>
+#define CNN_BLOCK 64
 CASADI_SYMBOL_EXPORT int F_map(casadi_int n, const casadi_real** in, const casadi_int* in_stride,
-                                casadi_real** out, const casadi_int* out_stride, const casadi_int* out_nnz) {
-  casadi_int sz_arg, sz_res, sz_iw, sz_w, n_in = F_n_in(), n_out = F_n_out(), i, j, k, total = 0;
+                                const casadi_int* in_step, const casadi_int* in_nnz, casadi_real** out,
+                                const casadi_int* out_stride, const casadi_int* out_step, const casadi_int* out_nnz) {
+  casadi_int sz_arg, sz_res, sz_iw, sz_w, n_in = F_n_in(), n_out = F_n_out(), i, j, jj, k, nb, total = 0;
   F_work(&sz_arg, &sz_res, &sz_iw, &sz_w);
-  for (i = 0; i < n_out; ++i) if (out_stride[i] < 0) total += out_nnz[i];
+  for (i = 0; i < n_out; ++i) total += out_stride[i] < 0 ? out_nnz[i] : (out_step[i] != 1 ? CNN_BLOCK * out_nnz[i] : 0);
+  for (i = 0; i < n_in; ++i) if (in_step[i] != 1) total += CNN_BLOCK * in_nnz[i];
   const casadi_real** arg = calloc(sz_arg, sizeof(casadi_real*));
   casadi_real** res = calloc(sz_res, sizeof(casadi_real*));
+  casadi_real** ibuf = calloc(n_in + 1, sizeof(casadi_real*));
+  casadi_real** obuf = calloc(n_out + 1, sizeof(casadi_real*));
   casadi_int* iw = malloc((sz_iw + 1) * sizeof(casadi_int));
   casadi_real* w = malloc((sz_w + 1) * sizeof(casadi_real));
   casadi_real* tmp = malloc((total + 1) * sizeof(casadi_real));
+  casadi_real* t = tmp;
   int flag = 0;
-  for (i = 0; i < n_out; ++i) if (out_stride[i] < 0) memset(out[i], 0, out_nnz[i] * sizeof(casadi_real));
-  for (j = 0; j < n && !flag; ++j) {
-    casadi_real* t = tmp;
-    for (i = 0; i < n_in; ++i) arg[i] = in[i] + j * in_stride[i];
-    for (i = 0; i < n_out; ++i) {
-      if (out_stride[i] < 0) { res[i] = t; t += out_nnz[i]; } else res[i] = out[i] + j * out_stride[i];
-    }
-    flag = F(arg, res, iw, w, 0);
-    t = tmp;
-    for (i = 0; i < n_out; ++i) if (out_stride[i] < 0) { for (k = 0; k < out_nnz[i]; ++k) out[i][k] += t[k]; t += out_nnz[i]; }
+  for (i = 0; i < n_in; ++i) if (in_step[i] != 1) { ibuf[i] = t; t += CNN_BLOCK * in_nnz[i]; }
+  for (i = 0; i < n_out; ++i) {
+    if (out_stride[i] < 0) { obuf[i] = t; t += out_nnz[i]; memset(out[i], 0, out_nnz[i] * sizeof(casadi_real)); }
+    else if (out_step[i] != 1) { obuf[i] = t; t += CNN_BLOCK * out_nnz[i]; }
   }
-  free(arg); free(res); free(iw); free(w); free(tmp);
+  for (j = 0; j < n && !flag; j += CNN_BLOCK) {
+    nb = n - j < CNN_BLOCK ? n - j : CNN_BLOCK;
+    for (i = 0; i < n_in; ++i) if (in_step[i] != 1) {
+      for (k = 0; k < in_nnz[i]; ++k) {
+        const casadi_real* src = in[i] + j * in_stride[i] + k * in_step[i];
+        for (jj = 0; jj < nb; ++jj) ibuf[i][jj * in_nnz[i] + k] = src[jj * in_stride[i]];
+      }
+    }
+    for (jj = 0; jj < nb && !flag; ++jj) {
+      for (i = 0; i < n_in; ++i) arg[i] = in_step[i] != 1 ? ibuf[i] + jj * in_nnz[i] : in[i] + (j + jj) * in_stride[i];
+      for (i = 0; i < n_out; ++i) {
+        if (out_stride[i] < 0) res[i] = obuf[i];
+        else if (out_step[i] != 1) res[i] = obuf[i] + jj * out_nnz[i];
+        else res[i] = out[i] + (j + jj) * out_stride[i];
+      }
+      flag = F(arg, res, iw, w, 0);
+      for (i = 0; i < n_out; ++i) if (out_stride[i] < 0) for (k = 0; k < out_nnz[i]; ++k) out[i][k] += obuf[i][k];
+    }
+    for (i = 0; i < n_out; ++i) if (out_stride[i] >= 0 && out_step[i] != 1) {
+      for (k = 0; k < out_nnz[i]; ++k) {
+        casadi_real* dst = out[i] + j * out_stride[i] + k * out_step[i];
+        for (jj = 0; jj < nb; ++jj) dst[jj * out_stride[i]] = obuf[i][jj * out_nnz[i] + k];
+      }
+    }
+  }
+  free(arg); free(res); free(ibuf); free(obuf); free(iw); free(w); free(tmp);
   return flag;
 }
 """
@@ -112,13 +140,22 @@ CASADI_SYMBOL_EXPORT int F_map(casadi_int n, const casadi_real** in, const casad
 _P = ctypes.POINTER
 
 
+def _strides(a: np.ndarray) -> tuple[int, int] | None:
+    """``(sample stride, entry stride)`` in doubles of a ``(nnz, n)`` float array, or ``None`` when it
+    cannot be read in place (not float64, or strides that are not positive multiples of 8 bytes)."""
+    if a.dtype != np.float64 or any(s % 8 or s < 0 for s in a.strides):
+        return None
+    return a.strides[1] // 8, a.strides[0] // 8
+
+
 class MappedKernel:
     """A CasADi function compiled with a C loop over samples (:data:`_DRIVER`), called through
     :mod:`ctypes`, which releases the GIL: chunks evaluate in parallel threads.
 
-    ``kernel(n, args, shared_in, summed_out)``: ``args`` as NumPy arrays of nonzeros (per-sample
-    inputs ``(n, nnz)`` C-ordered, shared ones 1-D); returns the outputs, per-sample ones ``(n, nnz)``
-    and summed ones 1-D.
+    ``kernel(n, args, shared_in, summed_out, out=None)``: shared inputs 1-D, per-sample inputs
+    ``(nnz, n)`` arrays of any strides (a chunk's columns of a row-per-entry array are read where
+    they lie, no copy); returns the outputs, summed ones 1-D and per-sample ones ``(nnz, n)``: the
+    arrays ``out[o]`` given (written in place) or views of new sample-major ``(n, nnz)`` arrays.
     """
 
     def __init__(self, fn: "ca.Function"):
@@ -127,31 +164,58 @@ class MappedKernel:
         self._lib = ctypes.CDLL(str(_library(f"{name}_map", source)))
         self._run = getattr(self._lib, f"{name}_map")
         self._run.restype = ctypes.c_int
-        self._run.argtypes = [ctypes.c_longlong, _P(ctypes.c_void_p), _P(ctypes.c_longlong), _P(ctypes.c_void_p),
-                              _P(ctypes.c_longlong), _P(ctypes.c_longlong)]
+        self._run.argtypes = [ctypes.c_longlong, _P(ctypes.c_void_p), *[_P(ctypes.c_longlong)] * 3,
+                              _P(ctypes.c_void_p), *[_P(ctypes.c_longlong)] * 3]
         self.name = name
-        self.nnz_in = [fn.nnz_in(i) for i in range(fn.n_in())]
+        self.nnz_in = np.array([fn.nnz_in(i) for i in range(fn.n_in())], dtype=np.int64)
         self.nnz_out = np.array([fn.nnz_out(i) for i in range(fn.n_out())], dtype=np.int64)
 
-    def __call__(self, n: int, args: list, shared_in: set, summed_out: set) -> list[np.ndarray]:
-        ins, strides = [], np.zeros(len(self.nnz_in), dtype=np.int64)
-        for i, a in enumerate(args):
+    def _input(self, i: int, a, n: int, shared: bool) -> tuple[np.ndarray, int, int]:
+        """Input ``i`` as ``(array, sample stride, entry stride)``."""
+        if shared:
+            a = np.ascontiguousarray(a, dtype=float).ravel()
+            if a.size != self.nnz_in[i]:
+                raise ValueError(f"input {i} of {self.name}: {a.size} values, expected {self.nnz_in[i]}")
+            return a, 0, 1
+        a = np.asarray(a)
+        if a.shape != (self.nnz_in[i], n):
+            raise ValueError(f"input {i} of {self.name}: shape {a.shape}, expected {(int(self.nnz_in[i]), n)}")
+        strides = _strides(a)
+        if strides is None:
             a = np.ascontiguousarray(a, dtype=float)
-            expected = self.nnz_in[i] * (1 if i in shared_in else n)
-            if a.size != expected:
-                raise ValueError(f"input {i} of {self.name}: {a.size} values, expected {expected}")
-            ins.append(a)
-            strides[i] = 0 if i in shared_in else self.nnz_in[i]
-        outs = [np.empty(k) if i in summed_out else np.empty((n, k)) for i, k in enumerate(self.nnz_out)]
-        out_strides = np.array([-1 if i in summed_out else k for i, k in enumerate(self.nnz_out)], dtype=np.int64)
-        in_ptr = (ctypes.c_void_p * len(ins))(*[a.ctypes.data for a in ins])
-        out_ptr = (ctypes.c_void_p * len(outs))(*[o.ctypes.data for o in outs])
-        flag = self._run(n, in_ptr, strides.ctypes.data_as(_P(ctypes.c_longlong)), out_ptr,
-                         out_strides.ctypes.data_as(_P(ctypes.c_longlong)),
-                         self.nnz_out.ctypes.data_as(_P(ctypes.c_longlong)))
+            strides = _strides(a)
+        return a, *strides
+
+    def _output(self, o: int, n: int, summed: bool, given) -> tuple[np.ndarray, int, int]:
+        """Output ``o`` as ``(array returned, sample stride (-1: summed), entry stride)``."""
+        k = int(self.nnz_out[o])
+        if summed:
+            return np.empty(k), -1, 1
+        if given is None:
+            return np.empty((n, k)).T, k, 1
+        strides = _strides(given) if given.shape == (k, n) else None
+        if strides is None:
+            raise ValueError(f"output {o} of {self.name}: a float array of shape {(k, n)} is needed")
+        return given, *strides
+
+    def __call__(self, n: int, args: list, shared_in: set, summed_out: set, out: list | None = None) -> list:
+        ins = [self._input(i, a, n, i in shared_in) for i, a in enumerate(args)]
+        outs = [self._output(o, n, o in summed_out, None if out is None else out[o]) for o in range(len(self.nnz_out))]
+
+        def pointers(items):
+            return (ctypes.c_void_p * len(items))(*[a.ctypes.data for a, _, _ in items])
+
+        def ints(items, col):
+            return np.array([x[col] for x in items], dtype=np.int64)
+
+        in_stride, in_step, out_stride, out_step = ints(ins, 1), ints(ins, 2), ints(outs, 1), ints(outs, 2)
+        ptr = _P(ctypes.c_longlong)
+        flag = self._run(n, pointers(ins), in_stride.ctypes.data_as(ptr), in_step.ctypes.data_as(ptr),
+                         self.nnz_in.ctypes.data_as(ptr), pointers(outs), out_stride.ctypes.data_as(ptr),
+                         out_step.ctypes.data_as(ptr), self.nnz_out.ctypes.data_as(ptr))
         if flag:
             raise RuntimeError(f"{self.name} failed to evaluate (flag {flag})")
-        return outs
+        return [a for a, _, _ in outs]
 
 
 def compiled_map(fn: "ca.Function") -> MappedKernel:

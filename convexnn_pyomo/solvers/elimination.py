@@ -228,15 +228,18 @@ def _minus_solved_jt(Lp, lptr, lcol, jev, jev_r, jev_c, q, x, u, nv):
 
 @numba.njit(**_JIT)
 def reduce_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r, jev_c, jes, jes_r, jes_c,
-                 b, rE, nv, nsh, nE):
-    """``sum_j Â^T z_j + J_ŝ^T q_j`` over the chunk (module docstring); ``b (c, nv)``, ``rE (c, nE)``."""
+                 b, rE, perm, nv, nsh, nE):
+    """``sum_j Â^T z_j + J_ŝ^T q_j`` over the chunk (module docstring); ``b (nv, c)`` (rows: the
+    variables in the problem's order, read through ``perm``), ``rE (nE, c)``."""
     out = np.zeros(nsh)
     z, u, q = np.empty(nv), np.empty(nv), np.empty(nE)
-    for j in range(b.shape[0]):
-        z[:] = b[j]
+    for j in range(b.shape[1]):
+        for i in range(nv):
+            z[i] = b[perm[i], j]
         _solve_vec(Lp[j], z, nv, lptr, lcol)
         if nE:
-            q[:] = rE[j]
+            for a in range(nE):
+                q[a] = rE[a, j]
             _equality_multiplier(LPp[j], pptr, pcol, jev[j], jev_r, jev_c, z, q, nE)
             _minus_solved_jt(Lp[j], lptr, lcol, jev[j], jev_r, jev_c, q, z, u, nv)
             for t in range(jes_r.size):
@@ -248,22 +251,28 @@ def reduce_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r,
 
 @numba.njit(**_JIT)
 def back_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r, jev_c, jes, jes_r, jes_c,
-               b, rE, dh, nv, nE, dV, dY):
-    """The samples' steps after the shared one ``dh`` (module docstring): ``dV (c, nv)``, ``dY (c, nE)``."""
-    u, q = np.empty(nv), np.empty(nE)
-    for j in range(b.shape[0]):
-        x = dV[j]
-        x[:] = b[j]
+               b, rE, dh, perm, nv, nE, dV, dY):
+    """The samples' steps after the shared one ``dh`` (module docstring) into ``dV (nv, c)`` (rows in
+    the problem's order, written through ``perm``) and ``dY (nE, c)``; ``b``, ``rE`` as in
+    :func:`reduce_chunk`."""
+    x, u, q = np.empty(nv), np.empty(nv), np.empty(nE)
+    for j in range(b.shape[1]):
+        for i in range(nv):
+            x[i] = b[perm[i], j]
         for t in range(avh_r.size):
             x[avh_r[t]] -= avh[j, t] * dh[avh_c[t]]
         _solve_vec(Lp[j], x, nv, lptr, lcol)
         if nE:
-            q[:] = rE[j]
+            for a in range(nE):
+                q[a] = rE[a, j]
             for t in range(jes_r.size):
                 q[jes_r[t]] += jes[j, t] * dh[jes_c[t]]
             _equality_multiplier(LPp[j], pptr, pcol, jev[j], jev_r, jev_c, x, q, nE)
             _minus_solved_jt(Lp[j], lptr, lcol, jev[j], jev_r, jev_c, q, x, u, nv)
-            dY[j] = q
+            for a in range(nE):
+                dY[a, j] = q[a]
+        for i in range(nv):
+            dV[perm[i], j] = x[i]
 
 
 # ---------------------------------------------------------------------- symbolic analysis, driver
@@ -446,16 +455,15 @@ class Elimination:
         return cf.Lp, cf.LPp, *self.lpat, *self.ppat, cf.avh, *self.avh, cf.jev, *self.jev, cf.jes, *self.jes
 
     def reduce(self, cf: ChunkFactor, b: np.ndarray, rE: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_j \hat A^T z_j + J_{\hat s}^T q_j` for ``b (c, nv)``, ``rE (c, nE)`` (module docstring)."""
-        out = reduce_chunk(*self._args(cf), np.ascontiguousarray(b[:, self.perm]), rE, self.nv, self.nsh, self.nE)
+        r""":math:`\sum_j \hat A^T z_j + J_{\hat s}^T q_j` for ``b (nv, c)``, ``rE (nE, c)`` (one column
+        per sample, any strides; module docstring)."""
+        out = reduce_chunk(*self._args(cf), b, rE, self.perm, self.nv, self.nsh, self.nE)
         return out[np.argsort(self.cperm)]
 
     def back(self, cf: ChunkFactor, b: np.ndarray, rE: np.ndarray, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The samples' steps ``(dV (c, nv), dY (c, nE))`` after the shared step ``dh``."""
-        c = b.shape[0]
-        dv, dy = np.empty((c, self.nv)), np.empty((c, self.nE))
-        back_chunk(*self._args(cf), np.ascontiguousarray(b[:, self.perm]), rE, np.ascontiguousarray(dh[self.cperm]),
-                   self.nv, self.nE, dv, dy)
-        out = np.empty_like(dv)
-        out[:, self.perm] = dv
-        return out, dy
+        """The samples' steps ``(dV (nv, c), dY (nE, c))`` after the shared step ``dh`` (``b``, ``rE``
+        as in :meth:`reduce`)."""
+        c = b.shape[1]
+        dv, dy = np.empty((self.nv, c)), np.empty((self.nE, c))
+        back_chunk(*self._args(cf), b, rE, np.ascontiguousarray(dh[self.cperm]), self.perm, self.nv, self.nE, dv, dy)
+        return dv, dy

@@ -211,21 +211,20 @@ class _SampleFunctions:
 
 
 class _CompiledMapped:
-    """A compiled kernel (:class:`~.compiled.MappedKernel`) with :class:`_Mapped`'s call convention."""
+    """A compiled kernel (:class:`~.compiled.MappedKernel`) with :class:`_Mapped`'s call convention;
+    per-sample inputs are read and ``out`` written where they lie (no copies)."""
 
     def __init__(self, kernel, n: int, reduce_in, reduce_out):
         self.kernel, self.n, self.shared_in, self.summed = kernel, n, set(reduce_in), set(reduce_out)
 
-    def __call__(self, *args) -> list[np.ndarray]:
-        args = [np.asarray(a, float).ravel() if i in self.shared_in else np.asarray(a, float).T
-                for i, a in enumerate(args)]
-        return self.kernel(self.n, args, self.shared_in, self.summed)
+    def __call__(self, *args, out: list | None = None) -> list[np.ndarray]:
+        return self.kernel(self.n, args, self.shared_in, self.summed, out)
 
 
 class _Mapped:
     """A mapped Function evaluated on NumPy buffers (no ``DM`` conversion): shared inputs are 1-D,
-    per-sample inputs ``(k, n)`` arrays; per-sample outputs come back as ``(n, nnz)`` arrays of one
-    sample's nonzeros per row, summed outputs as 1-D nonzeros."""
+    per-sample inputs ``(k, n)`` arrays; per-sample outputs come back as ``(nnz, n)`` arrays (views
+    of sample-major ones, or written into ``out``), summed outputs as 1-D nonzeros."""
 
     def __init__(self, fn, n: int, reduce_in, reduce_out):
         self.fn, self.n, self.shared_in, self.summed = fn, n, set(reduce_in), set(reduce_out)
@@ -234,7 +233,7 @@ class _Mapped:
         for i, o in enumerate(self.out):
             self.buf.set_res(i, memoryview(o))
 
-    def __call__(self, *args) -> list[np.ndarray]:
+    def __call__(self, *args, out: list | None = None) -> list[np.ndarray]:
         keep = []  # the buffers must outlive the call
         for i, a in enumerate(args):
             a = np.asarray(a, float)
@@ -244,7 +243,12 @@ class _Mapped:
             keep.append(a)
             self.buf.set_arg(i, memoryview(a))
         self.run()
-        return [o.copy() if i in self.summed else o.reshape(self.n, -1).copy() for i, o in enumerate(self.out)]
+        res = [o.copy() if i in self.summed else o.reshape(self.n, -1).copy().T for i, o in enumerate(self.out)]
+        for i, target in enumerate(out or []):
+            if target is not None:
+                target[...] = res[i]
+                res[i] = target
+        return res
 
 
 def _coupling_rows(a_vs: np.ndarray, j_lv: np.ndarray) -> np.ndarray:
@@ -487,7 +491,7 @@ class SchurInteriorPoint:
         self.recompute = self._recomputes_coupling()
         if self.recompute and self.compiled:
             self.fn.compile(extra=("coupling",))
-        self._factored_at: tuple | None = None  # (state, Sigma) of the last factorization, to recompute
+        self._factored_at: _State | None = None  # the state of the last factorization, to recompute
         self.last: SchurResult | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._directions = 0
@@ -501,13 +505,14 @@ class SchurInteriorPoint:
         return int(8 * (kept + 12 * (self.nv + self.ng)))
 
     def _recomputes_coupling(self) -> bool:
-        """``coupling``: 'auto' recomputes when ``m * bytes_per_sample()`` exceeds half of
-        MemAvailable (Linux; elsewhere it keeps them)."""
+        """``coupling``: 'auto' recomputes when the samples of every rank on this machine times
+        ``bytes_per_sample()`` exceed half of MemAvailable (Linux; elsewhere it keeps them)."""
         mode = self.config.coupling
         if mode != "auto":
             return mode == "recompute"
+        here = self.shards.machine_samples()  # collective: before any rank may return
         available = _available_memory()
-        return available is not None and self.m * self.bytes_per_sample() > 0.5 * available
+        return available is not None and here * self.bytes_per_sample() > 0.5 * available
 
     def _compile(self) -> bool:
         """Compile the per-sample functions as ``compile`` says; a missing compiler is an error for
@@ -537,17 +542,20 @@ class SchurInteriorPoint:
         edges = np.linspace(0, self.m, n + 1).round().astype(int)
         return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
-    def _call(self, name: str, lo: int, hi: int, s: np.ndarray, V: np.ndarray, *extra) -> list[np.ndarray]:
-        """``name`` on samples ``lo:hi``; per-sample outputs as ``(k, hi - lo)``, sums 1-D (dense outputs only)."""
+    def _call(self, name: str, lo: int, hi: int, s: np.ndarray, V: np.ndarray, *extra,
+              out: list | None = None) -> list[np.ndarray]:
+        """``name`` on samples ``lo:hi``; per-sample outputs as ``(k, hi - lo)`` (written into ``out``'s
+        arrays where given), sums 1-D (dense outputs only)."""
         mapped = self.fn.mapped(name, hi - lo)
-        out = mapped(s, self.ps, V[:, lo:hi], self.pv[:, lo:hi], self.omega, self.d[:, lo:hi], self.dL, *extra)
-        return [o if i in mapped.summed else o.T for i, o in enumerate(out)]
+        return mapped(s, self.ps, V[:, lo:hi], self.pv[:, lo:hi], self.omega, self.d[:, lo:hi], self.dL, *extra,
+                      out=out)
 
     def _residual(self, st: _State) -> _Residual:
         g, rd_v = np.empty((self.ng, self.m)), np.empty((self.nv, self.m))
         f, rd_s, aL = 0.0, np.zeros(self.ns), np.zeros(self.nL)
         def chunk(lo, hi):
-            g[:, lo:hi], fj, gs, rd_v[:, lo:hi], aj = self._call("resid", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam)
+            _, fj, gs, _, aj = self._call("resid", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam,
+                                          out=[g[:, lo:hi], None, None, rd_v[:, lo:hi], None])
             return fj, gs, aj
 
         for fj, gs, aj in self._map_chunks(chunk):  # summed in chunk order
@@ -561,14 +569,21 @@ class SchurInteriorPoint:
         primal and dual entries, the mean complementarity ``mu``, the dual scale ``s_d`` and the
         2-norm ``merit``, over every sample of every rank (two reductions) and the shared rows once."""
         I, IL = self.ineq, self.ineq_link
-        comp, compL = (st.T[I] * st.M[I]).ravel(), st.t[IL] * st.lam[IL]
-        prim = (r.g[~I].ravel(), (r.g[I] + st.T[I]).ravel())
+        sq = lambda a: float(np.dot(a.ravel(), a.ravel()))  # noqa: E731
+
+        def chunk(lo, hi):  # the chunk's sums of squares, complementarity, |multipliers|; largest entries
+            g, T, M, rd_v = r.g[:, lo:hi], st.T[:, lo:hi], st.M[:, lo:hi], r.rd_v[:, lo:hi]
+            comp, prim = T[I] * M[I], (g[~I], g[I] + T[I])
+            top = lambda a: float(np.abs(a).max(initial=0.0))  # noqa: E731
+            return (np.array([sum(sq(p) for p in prim) + sq(rd_v) + sq(comp - target), comp.sum(), comp.size,
+                              np.abs(M).sum(), M.size]),
+                    np.array([max(top(p) for p in prim), top(rd_v)]))
+
+        parts = self._map_chunks(chunk)
+        compL = st.t[IL] * st.lam[IL]
         primL, dualS = np.concatenate([r.aL[~IL], r.aL[IL] + st.t[IL]]), r.rd_s / self.total
-        sq = lambda a: float(np.dot(a, a))  # noqa: E731
-        sums = self.shards.sum(np.array([sum(sq(p) for p in prim) + sq(r.rd_v.ravel()) + sq(comp - target),
-                                         comp.sum(), comp.size, np.abs(st.M).sum(), st.M.size]))
-        big = self.shards.max(np.array([max(float(np.abs(p).max(initial=0.0)) for p in prim),
-                                        float(np.abs(r.rd_v).max(initial=0.0))]))
+        sums = self.shards.sum(np.sum([p[0] for p in parts], axis=0))
+        big = self.shards.max(np.max([p[1] for p in parts], axis=0))
         n_comp, n_mult = sums[2] + compL.size, sums[4] + st.lam.size
         mult = sums[3] + float(np.abs(st.lam).sum())
         return {"primal": max(big[0], float(np.abs(primL).max(initial=0.0))),
@@ -612,14 +627,13 @@ class SchurInteriorPoint:
         """Every sample block eliminated (chunks on ``threads`` threads); returns the chunks' factors
         and the Schur complement ``S`` on ``(ds, dlambda_L)``."""
         ns, nL, delta = self.ns, self.nL, self.config.regularization
-        sig = np.where(self.ineq[:, None], st.M / st.T, self.config.augmentation)  # rho on the equality rows
-        self._factored_at = (st, sig) if self.recompute else None
+        self._factored_at = st if self.recompute else None
         _, _, _, h0, j0 = self.fn.shared(st.s, self.ps, self.omega, self.dL, st.lam)
         self._h0, self._j0 = h0.full(), j0.full().reshape(nL, ns)
         S, JL = np.zeros((ns + nL, ns + nL)), np.zeros((nL, ns))
         self._shift = np.zeros(self.m)
         try:
-            parts = self._map_chunks(lambda lo, hi: self._eliminate(st, sig, lo, hi))
+            parts = self._map_chunks(lambda lo, hi: self._eliminate(st, lo, hi))
             error = None
         except np.linalg.LinAlgError as err:
             parts, error = [], err
@@ -653,13 +667,18 @@ class SchurInteriorPoint:
             self._pool = ThreadPoolExecutor(self.config.threads)
         return list(self._pool.map(fn, items))
 
-    def _eliminate(self, st: _State, sig: np.ndarray, lo: int, hi: int):
+    def _sigma(self, st: _State, lo: int, hi: int) -> np.ndarray:
+        r"""The chunk's :math:`\Sigma = \lambda / t` on the inequality rows, the augmentation
+        :math:`\rho` on the equality rows (built per chunk: no full-size array)."""
+        return np.where(self.ineq[:, None], st.M[:, lo:hi] / st.T[:, lo:hi], self.config.augmentation)
+
+    def _eliminate(self, st: _State, lo: int, hi: int):
         """One chunk's factors (:class:`~.elimination.Elimination`), its share of ``S`` (the ``A_ss``
         block and ``F^T F - G^T G``), its part of the linking rows' Jacobian on ``s`` and how many
         blocks needed an inertia correction."""
         ns = self.ns
         a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
-            "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
+            "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, self._sigma(st, lo, hi))
         avv, jev, jes = (np.ascontiguousarray(x.T) for x in (a_vv, j_ev, j_es))
         avh = _coupling_rows(a_vs, j_lv)
         try:
@@ -678,9 +697,9 @@ class SchurInteriorPoint:
         """``fc`` with its coupling blocks: kept, or evaluated again at the factorization's point."""
         if fc.avh is not None:
             return fc
-        st, sig = self._factored_at
+        st = self._factored_at
         lo, hi = fc.lo, fc.hi
-        a_vs, j_lv = self._call("coupling", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, sig[:, lo:hi])
+        a_vs, j_lv = self._call("coupling", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, self._sigma(st, lo, hi))
         return replace(fc, avh=_coupling_rows(a_vs, j_lv))
 
     def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
@@ -704,9 +723,10 @@ class SchurInteriorPoint:
             w = np.zeros((self.ng, hi - lo))
             w[I] = (st.M[I, lo:hi] * rhs.rI[I, lo:hi] - rhs.rc[I, lo:hi]) / st.T[I, lo:hi]
             w[~I] = rho * rE_all[:, lo:hi]  # rho J_E^T r_E: the augmented rows' right-hand side
-            jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w)
-            b = -(rhs.rd_v[:, lo:hi] + jv_w).T
-            rE = np.ascontiguousarray(rE_all[:, lo:hi].T)
+            jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w, out=[np.empty((self.nv, hi - lo)), None])
+            b, rE = jv_w, rE_all[:, lo:hi]
+            b += rhs.rd_v[:, lo:hi]
+            np.negative(b, out=b)  # b = -(rd_v + J_v^T w), one column per sample
             return b, rE, js_w, self._elim.reduce(self._coupled(fc), b, rE)
 
         parts = self._map_factors(reduce, factors)
@@ -726,10 +746,10 @@ class SchurInteriorPoint:
             fc, (b, rE, _, _) = item
             lo, hi = fc.lo, fc.hi
             dv, dy = self._elim.back(self._coupled(fc), b, rE, dh)
-            jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dv.T)
+            jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dv, out=[np.empty((self.ng, hi - lo)), None])
             dTc = -rhs.rI[I, lo:hi] - jdx[I]
-            into.V[:, lo:hi] += dv.T
-            into.M[~I, lo:hi] += dy.T
+            into.V[:, lo:hi] += dv
+            into.M[~I, lo:hi] += dy
             into.T[I, lo:hi] += dTc
             into.M[I, lo:hi] -= (rhs.rc[I, lo:hi] + st.M[I, lo:hi] * dTc) / st.T[I, lo:hi]
             return jl
@@ -752,9 +772,11 @@ class SchurInteriorPoint:
         rd_s, jl_dx = np.zeros(self.ns), np.zeros(self.nL)
 
         def chunk(lo, hi):  # the per-sample parts written chunk by chunk (no full-size temporaries)
-            a_s, a_v, jd, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
-                                          d.M[:, lo:hi], d.lam)
-            rd_v[:, lo:hi] = a_v + rhs.rd_v[:, lo:hi] + self._shift[lo:hi] * d.V[:, lo:hi]
+            v, jd = rd_v[:, lo:hi], np.empty((self.ng, hi - lo))
+            a_s, _, _, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
+                                       d.M[:, lo:hi], d.lam, out=[None, v, jd, None])
+            v += rhs.rd_v[:, lo:hi]
+            v += self._shift[lo:hi] * d.V[:, lo:hi]
             rE[:, lo:hi] = jd[~I] + rhs.rE[:, lo:hi]
             rI[I, lo:hi] = jd[I] + d.T[I, lo:hi] + rhs.rI[I, lo:hi]
             rc[I, lo:hi] = st.M[I, lo:hi] * d.T[I, lo:hi] + st.T[I, lo:hi] * d.M[I, lo:hi] + rhs.rc[I, lo:hi]
