@@ -33,6 +33,7 @@ from .model import (
 from .constraints import (
     BalancedMisfitBounds,
     ClasswiseMisfitBounds,
+    DecisionParity,
     DemographicParity,
     GroupLossBounds,
     HardConstraint,

@@ -656,9 +656,9 @@ def _fairness_parser(experiments) -> None:
     f.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
                    help="subset of the methods listed below (default: all)")
     f.add_argument("--constraints", nargs="+", default=None, choices=list(KINDS), metavar="KIND",
-                   help="subset of score, probability, group_loss (default: all)")
+                   help="subset of score, probability, decision, group_loss (default: all)")
     f.add_argument("--bounds", type=_list_of(_positive_float, "0.01,0.02,0.05"), default=None,
-                   help="parity bounds of score and probability (default: 0.01,0.02,0.05; 0.02,0.05 with --quick)")
+                   help="parity bounds of score, probability and decision (default: 0.01,0.02,0.05; 0.02,0.05 with --quick)")
     f.add_argument("--group-loss-bounds", type=_list_of(_positive_float, "0.13,0.15"), default=None,
                    help="bounds on every group's mean squared loss (default: 0.13,0.15; 0.15 with --quick)")
     f.add_argument("--seeds", type=_positive_int, default=None, help="seeds (default: 5; 1 with --quick)")

@@ -35,6 +35,7 @@ __all__ = [
     "BalancedMisfitBounds",
     "CallableConstraint",
     "ClasswiseMisfitBounds",
+    "DecisionParity",
     "DemographicParity",
     "GroupLossBounds",
     "HardConstraint",
@@ -549,15 +550,109 @@ class DemographicParity(ResidualConstraint):
             weights[p, ga] += 1.0 / na
             weights[p, gb] -= 1.0 / nb
         sample_param(blk, "weight", [blk.pairs], weights, doc="1/|G_a| in group a, -1/|G_b| in group b")
+        constant = self._constant(blk)
 
         def gap(p):
-            return sum(blk.weight[p, j] * out.z[o, j] for j in model.samples)
+            return sum(blk.weight[p, j] * out.z[o, j] for j in model.samples) + constant[p]
 
         blk.upper = pyo.Constraint(blk.pairs, rule=lambda b, p: gap(p) <= b.epsilon)
         blk.lower = pyo.Constraint(blk.pairs, rule=lambda b, p: gap(p) >= -b.epsilon)
 
+    def _constant(self, blk) -> dict:
+        """The constant term of every pair's gap (none here)."""
+        return {p: 0.0 for p in blk.pairs}
+
     def __repr__(self):
         return f"DemographicParity(groups={self.groups!r}, epsilon={self.epsilon}, output={self.output})"
+
+
+def _sigmoid(a):
+    """The logistic function on numpy arrays or PyTorch tensors."""
+    if _is_torch(a):
+        return a.sigmoid()
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(a, dtype=float)))
+
+
+class DecisionParity(DemographicParity):
+    r"""Parity of the groups' positive-decision rates: the rate of outputs above ``threshold``,
+    smoothed with a logistic of width ``temperature``,
+
+    .. math:: r_g(f) = \frac{1}{|G_g|} \sum_{j \in G_g} \sigma\Big(\frac{f_j - \theta}{\tau}\Big),
+              \qquad |r_g(f) - r_{g'}(f)| \le \varepsilon \quad \text{for every pair } g < g',
+
+    which tends to the parity of the decisions :math:`f_j \ge \theta` as :math:`\tau \to 0` (every
+    output farther than a few :math:`\tau` from the threshold counts as its decision).  The rates
+    are not convex in :math:`z^L`: every round imposes their linearisation at its reference
+    network :math:`f^k` (:meth:`recentre`),
+
+    .. math:: r_g(f^k) + \frac{1}{|G_g|} \sum_{j \in G_g} \frac{\sigma'((f^k_j - \theta)/\tau)}{\tau}
+              \,(z^L_j - f^k_j),
+
+    linear in :math:`z^L` (per-sample weights and one constant per pair), and the run accepts a
+    step only by the real network's smoothed rates (``violation``).  The linearisation is not a
+    relaxation, so a round that cannot meet it proves nothing: ``relaxes = False`` and no run is
+    certified infeasible by it.
+    """
+
+    #: the rows are a linearisation at each round's reference, not a relaxation: no certificate
+    relaxes = False
+
+    def __init__(self, groups, epsilon: float, threshold: float = 0.5, temperature: float = 0.05, output: int = 0):
+        super().__init__(groups, epsilon, output)
+        self.threshold = float(threshold)
+        self.temperature = _positive(temperature, "temperature")
+
+    def rates(self, f: np.ndarray):
+        r"""Every sample's smoothed decision :math:`\sigma((f - \theta)/\tau)` (numpy or PyTorch)."""
+        return _sigmoid((f - self.threshold) / self.temperature)
+
+    def gaps(self, net: Network, X, shards=None) -> np.ndarray:
+        """The real network's difference of the groups' smoothed rates, one per pair."""
+        return self._gaps(net.predict(X)[:, self.output], X, shards)
+
+    def _gaps(self, f: np.ndarray, X, shards=None) -> np.ndarray:
+        r = self.rates(f)
+        d = np.array([r[ga].sum() / na - r[gb].sum() / nb for ga, gb, na, nb in self._pairs(X, shards)])
+        return shards.sum(d) if shards is not None and d.size else d
+
+    def residuals(self, outputs, weights, X, Y):
+        return super().residuals(self.rates(outputs), weights, X, Y)
+
+    def _constant(self, blk) -> pyo.Param:
+        """The constant of the linearisation per pair (``offset``), first at outputs on the
+        threshold; :meth:`recentre` sets it and the weights at every reference."""
+        blk.offset = pyo.Param(blk.pairs, mutable=True, initialize=0.0, doc="r_a - r_b - sum_j weight_j f_j at f")
+        blk._decision_parity = self
+        tp = get_training_problem(blk.model())
+        self._linearise(blk, np.full(tp.m, self.threshold), tp.X, tp.shards)
+        return blk.offset
+
+    def recentre(self, model, outputs: np.ndarray) -> None:
+        """Linearise at the reference network whose outputs on the model's samples are ``outputs``
+        (``(m, n_L)``): called by the rounds at every reference."""
+        tp = get_training_problem(model)
+        for blk in model.component_data_objects(pyo.Block):
+            if getattr(blk, "_decision_parity", None) is self:
+                self._linearise(blk, np.asarray(outputs)[:, self.output], tp.X, tp.shards)
+
+    def _linearise(self, blk, f: np.ndarray, X, shards) -> None:
+        from .samples import set_sample_array
+
+        slope = self.rates(f) * (1.0 - self.rates(f)) / self.temperature
+        pairs = self._pairs(X, shards)
+        weights = np.zeros((len(pairs), len(f)))
+        for p, (ga, gb, na, nb) in enumerate(pairs):
+            weights[p, ga] += slope[ga] / na
+            weights[p, gb] -= slope[gb] / nb
+        local = weights @ f
+        offset = self._gaps(f, X, shards) - (shards.sum(local) if shards is not None and local.size else local)
+        set_sample_array(blk.weight, weights)
+        for p in blk.pairs:
+            blk.offset[p] = float(offset[p])
+
+    def __repr__(self):
+        return (f"DecisionParity(groups={self.groups!r}, epsilon={self.epsilon}, threshold={self.threshold}, "
+                f"temperature={self.temperature}, output={self.output})")
 
 
 def _per_point(spec, X: np.ndarray, n_cols: int, what: str) -> np.ndarray | None:

@@ -12,6 +12,7 @@ import convexnn_pyomo as cnn
 from convexnn_pyomo.constraints import (
     BalancedMisfitBounds,
     ClasswiseMisfitBounds,
+    DecisionParity,
     DemographicParity,
     GroupLossBounds,
     LinearOutputEquality,
@@ -62,6 +63,10 @@ def _cases():
         # group means of f: 0.5 and 0.5 -> parity holds; with f = (0, 1, 1, 1): 0.5 vs 1 -> 0.5 - 0.1
         "parity-ok": (DemographicParity(1, 0.1), FIRST, X_GRP, Y_GRP, 0.0),
         "parity": (DemographicParity(1, 0.1), _linear([[1.0, 0.5]]), X_GRP, Y_GRP, 0.4),
+        # smoothed decisions s(f) = sigma((f - 0.5) / 0.05): f = (0, 1 | 0.5, 0.5) -> rates 0.5 and 0.5;
+        # f = (0, 1 | 1, 1) -> 0.5 and sigma(10): violated by sigma(10) - 0.5 - 0.1
+        "decision-ok": (DecisionParity(1, 0.1), FIRST, X_GRP, Y_GRP, 0.0),
+        "decision": (DecisionParity(1, 0.1), _linear([[1.0, 0.5]]), X_GRP, Y_GRP, 1 / (1 + np.exp(-10.0)) - 0.6),
         # outputs 0, 0.5, 1, 0.25 in [0, 1]; shifted by b = -0.3: 0.3 below the lower bound, 0.1 above x_2 + 0.1
         "bounds-ok": (OutputBounds(0.0, 1.0), FIRST, X_OUT, Y_CLS, 0.0),
         "bounds": (OutputBounds(0.0, lambda X: X[:, 1] + 0.1), _linear([[1.0, 0.0]], [-0.3]), X_OUT, Y_CLS, 0.3),
@@ -129,6 +134,75 @@ def test_the_residuals_are_the_same_in_pytorch(name):
     Y = np.asarray(Y, dtype=float).reshape(len(X), -1)
     g_torch = cons.residuals(module(torch.tensor(X)), weights, X, Y)
     np.testing.assert_allclose(g_torch.detach().numpy(), cons.residuals(net.predict(X), net.weights, X, Y), atol=1e-12)
+
+
+def _row_value(cons, model) -> float:
+    """The body of the (one) pair's upper row: the linearised gap."""
+    return pyo.value(cons.block.upper[0].body)
+
+
+def test_decision_parity_rows_are_the_linearisation_at_the_reference():
+    """After recentre at a network, the round's row is the smoothed gap there (exactly) and its
+    first-order Taylor expansion nearby: the error of the next network's gap is quadratic in the
+    step (doubling the step quadruples it)."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(30, 3))
+    y = (X[:, 0] > 0.5).astype(float)
+    cons = DecisionParity(lambda X: X[:, 2] > 0.5, 0.05, temperature=0.2)
+    net = cnn.Network([3, 4, 1], ["sigmoid", "identity"]).init_he(2)
+    model = cnn.build_training_model(net, X, y)
+    cons.add_to(model)
+    cons.recentre(model, net.predict(X))
+    set_lifted_values(model, net)
+    assert _row_value(cons, model) == pytest.approx(cons.gaps(net, X)[0], abs=1e-12)
+    direction = rng.normal(size=net.get_flat().size)
+    errors = []
+    for t in (1e-2, 2e-2):
+        moved = net.with_flat(net.get_flat() + t * direction)
+        set_lifted_values(model, moved)
+        errors.append(abs(_row_value(cons, model) - cons.gaps(moved, X)[0]))
+    assert errors[0] > 0 and 3.0 < errors[1] / errors[0] < 5.0
+
+
+def test_decision_parity_gives_no_certificate(monkeypatch):
+    """Its rows are a linearisation, not a relaxation: certify_infeasible proves nothing with it and
+    never solves the elastic program."""
+    from convexnn_pyomo.algorithms.rounds import StructuredRound
+
+    X, y = _data()
+    net = cnn.Network([3, 5, 1], ["sigmoid", "identity"]).init_he(1)
+    rnd = StructuredRound(net, X, y, "mean", [DecisionParity(lambda X: X[:, 2] > 0.5, 0.01)], 2.0, (1, 1, 1))
+
+    def refuse(*a, **k):
+        raise AssertionError("the elastic program was solved")
+
+    monkeypatch.setattr(rnd, "enter_feasibility", refuse)
+    assert rnd.certify_infeasible(10.0, 1e-6) == ""
+
+
+def test_decision_parity_training_meets_the_smoothed_rates_and_lowers_the_decisions_parity():
+    """From a trained network whose decisions' parity is 0.2 (breast cancer, groups by feature 4's
+    median): the returned network meets the smoothed bound exactly and its thresholded decisions'
+    parity falls with it, while it still classifies (accuracy well above the majority's 0.51)."""
+    from convexnn_pyomo.data import load_breast_cancer
+
+    ds = load_breast_cancer()
+    X, y = ds.X[:300], ds.y[:300]
+    cut = np.median(X[:, 4])
+    groups = lambda X: (X[:, 4] > cut).astype(float)  # noqa: E731
+    g = groups(X)
+
+    def decisions_parity(n):
+        p = n.predict(X)[:, 0] >= 0.5
+        return abs(p[g == 1].mean() - p[g == 0].mean())
+
+    warm = train(cnn.Network([8, 4, 1], ["sigmoid", "identity"]).init_he(0), X, y, rounds=4).network
+    assert decisions_parity(warm) > 0.15
+    cons = DecisionParity(groups, 0.05, temperature=0.02)
+    res = train(warm, X, y, rounds=6, hard_constraints=cons)
+    assert res.violation <= 1e-6 and cons.violation(res.network, X, y) <= 1e-6
+    assert decisions_parity(res.network) < 0.1
+    assert np.mean((res.network.predict(X)[:, 0] >= 0.5) == y) > 0.75
 
 
 def test_bad_constraint_arguments_are_refused():

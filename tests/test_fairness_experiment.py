@@ -47,7 +47,8 @@ def test_units_cover_the_settings(tiny):
     units = fx._units(tiny)
     assert ("none", 0, "logistic") in units and ("probability@0.05", 0, "eg-logistic") in units
     assert ("score@0.05", 0, "eg-logistic") not in units  # EG takes the decision-parity setting only
-    assert {u[0] for u in units if u[2] == "convexnn"} == {"score@0.05", "probability@0.05", "group_loss@0.22"}
+    assert {u[0] for u in units if u[2] == "convexnn"} == {"score@0.05", "probability@0.05", "decision@0.05",
+                                                           "group_loss@0.22"}
     assert fx.parse_setting("group_loss@0.22") == ("group_loss", 0.22) and math.isnan(fx.parse_setting("none")[1])
 
 
@@ -55,7 +56,8 @@ def test_measured_violation_equals_the_package_constraints():
     data = _synthetic(1)
     net = fx.initial_network(fx.FairnessConfig(hidden=3), 0, data.X_train.shape[1])
     score = net.predict(data.X_train)[:, 0]
-    for kind, bound in (("score", 0.01), ("probability", 0.01), ("group_loss", 0.05), ("group_loss", 5.0)):
+    for kind, bound in (("score", 0.01), ("probability", 0.01), ("decision", 0.01), ("group_loss", 0.05),
+                        ("group_loss", 5.0)):
         package = max(c.violation(net, data.X_train, data.y_train) for c in fx.make_constraints(kind, bound, 0))
         measured = fx.measured_violation(kind, bound, score, data.y_train, data.group_train)
         assert measured == pytest.approx(package, abs=1e-12)

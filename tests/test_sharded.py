@@ -301,8 +301,8 @@ _CONSTRAINED_SCRIPT = """
 import json
 import numpy as np
 import convexnn_pyomo as cnn
-from convexnn_pyomo.constraints import (ClasswiseMisfitBounds, DemographicParity, GroupLossBounds, OutputBounds,
-                                        WeightNormBounds)
+from convexnn_pyomo.constraints import (ClasswiseMisfitBounds, DecisionParity, DemographicParity, GroupLossBounds,
+                                        OutputBounds, WeightNormBounds)
 from convexnn_pyomo.data import load_breast_cancer
 ds = load_breast_cancer()
 T = np.sort(ds.X[:80, 0])[39]  # groups: feature 0 above its 40th value
@@ -327,20 +327,22 @@ _GROUP = "lambda X: (X[:, 0] > T).astype(float)"
     ("[OutputBounds(lower=0.2, upper=0.8), WeightNormBounds(3.0)]", _BY_CLASS),
     (f"[DemographicParity({_GROUP}, 0.02)]", _BY_GROUP),
     (f"[GroupLossBounds({_GROUP}, 0.15)]", _BY_GROUP),
-], ids=["classwise", "output-weights", "parity", "group-loss"])
+    (f"[DecisionParity({_GROUP}, 0.05, temperature=0.1)]", _BY_GROUP),
+], ids=["classwise", "output-weights", "parity", "group-loss", "decision"])
 def test_hard_constraints_split_over_two_ranks_exactly(constraints, sortkey, tmp_path):
     """(19) over two ranks whose samples are sorted by class (rank 0 has no sample of class 1): the
     linking rows sum over the ranks, the class sizes are the whole set's; per-sample output bounds
     and weight norms: their violations are maxima over the ranks; parity and group-loss bounds on
     samples sorted by group (rank 0 has no sample of group 1): group sizes of the whole set, sums
-    over the ranks.  The run is one process's (the class-wise, parity and group-loss ones start
+    over the ranks; the decisions' parity: its linearisation at every reference reduced over the
+    ranks too.  The run is one process's (the class-wise, parity and group-loss ones start
     infeasible: phase 1's elastic rounds run sharded too)."""
     import json
     import subprocess
     import sys
 
-    from convexnn_pyomo.constraints import (ClasswiseMisfitBounds, DemographicParity,  # noqa: F401
-                                            GroupLossBounds, OutputBounds, WeightNormBounds)
+    from convexnn_pyomo.constraints import (ClasswiseMisfitBounds, DecisionParity,  # noqa: F401
+                                            DemographicParity, GroupLossBounds, OutputBounds, WeightNormBounds)
     from convexnn_pyomo.data import load_breast_cancer
 
     script = (_CONSTRAINED_SCRIPT.replace("CONSTRAINTS", constraints).replace("SORTKEY", sortkey)

@@ -136,6 +136,9 @@ class _ModelRound:
     def recentre(self, reference: Network, eta: float, fp: ForwardPass, **mu_weights) -> None:
         """Centre (8) at ``reference`` with ``eta`` (and per-layer mu's) and warm start at its lift."""
         update_reference(self.model, reference, eta=eta, fp=fp, **mu_weights)
+        for c in self.constraints:  # rows linearised at the reference (DecisionParity)
+            if hasattr(c, "recentre"):
+                c.recentre(self.model, fp.output)
         set_lifted_values(self.model, reference, fp=fp)
         if self.elastic:
             from ..transformations.elastic import set_elastic_values
@@ -186,8 +189,12 @@ class _ModelRound:
         ``aggregate="sum"``, :math:`\rho = 0`, no margin): when its minimum exceeds ``tol`` no point of
         the relaxation, and so no network, meets the hard constraints; returns that evidence (the
         minimum and each constraint's violation), '' when the minimum is within ``tol`` or the solve
-        failed.  The model's elastic state (phase 1 or none) is the same afterwards."""
+        failed, or when a constraint's rows are not a relaxation of it (``relaxes = False``: a
+        linearisation proves nothing).  The model's elastic state (phase 1 or none) is the same afterwards."""
         from ..transformations.elastic import violations
+
+        if not all(getattr(c, "relaxes", True) for c in self.constraints):
+            return ""
 
         mode = self._phase_one_mode
         if mode is not None:

@@ -11,6 +11,10 @@ hidden layer, identity output, squared loss on the 0/1 labels) from the same He 
     the score read as a probability: :class:`~convexnn_pyomo.constraints.OutputBounds` ``[0, 1]``
     (the Brier score is then the squared loss) and the parity of the mean predicted probabilities
     at ``b``; the convex surrogate of the parity of the decisions ``score >= 0.5``.
+``decision@b``
+    :class:`~convexnn_pyomo.constraints.DecisionParity`: the parity of the groups' rates of
+    decisions ``score >= 0.5``, smoothed (logistic of width 0.05), at ``b``; linearised at every
+    round's reference network (not convex: no certificate).
 ``group_loss@b``
     :class:`~convexnn_pyomo.constraints.GroupLossBounds`: every group's mean squared loss <= ``b``.
 ``none``
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..constraints import DemographicParity, GroupLossBounds, OutputBounds
+from ..constraints import DecisionParity, DemographicParity, GroupLossBounds, OutputBounds
 from ..fairness import parity_difference
 from ..network import Network
 from . import sweep
@@ -46,7 +50,7 @@ __all__ = ["FEASIBILITY_TOL", "METHOD_DESCRIPTIONS", "RESULT_COLUMNS", "Fairness
 
 #: a run meets its constraint when the violation on the training data is at most this (train's default)
 FEASIBILITY_TOL = 1e-6
-KINDS = ("score", "probability", "group_loss")
+KINDS = ("score", "probability", "decision", "group_loss")
 
 METHOD_DESCRIPTIONS = {
     "convexnn": "Convex-NN (Algorithm 1) with the setting's hard constraint, --rounds convex rounds",
@@ -125,7 +129,8 @@ class FairnessConfig:
 
     def settings(self) -> list[tuple[str, float]]:
         """``(constraint, bound)`` of every bounded setting, in order."""
-        bounds = {"score": self.bounds, "probability": self.bounds, "group_loss": self.group_loss_bounds}
+        bounds = {"score": self.bounds, "probability": self.bounds, "decision": self.bounds,
+                  "group_loss": self.group_loss_bounds}
         return [(k, float(b)) for k in self.constraints for b in bounds[k]]
 
 
@@ -166,6 +171,8 @@ def make_constraints(kind: str, bound: float, column: int) -> list:
         return [DemographicParity(column, bound)]
     if kind == "probability":
         return [OutputBounds(0.0, 1.0), DemographicParity(column, bound)]
+    if kind == "decision":
+        return [DecisionParity(column, bound)]
     if kind == "group_loss":
         return [GroupLossBounds(column, bound)]
     raise ValueError(f"unknown constraint {kind!r}")
@@ -184,6 +191,8 @@ def measured_violation(kind: str, bound: float, score: np.ndarray, y: np.ndarray
         return 0.0
     if kind == "group_loss":
         return max(0.0, group_loss(score, y, groups) - bound)
+    if kind == "decision":
+        score = DecisionParity(None, bound).rates(np.asarray(score, float))
     v = max(0.0, parity_difference(score, groups) - bound)
     if kind == "probability":
         v = max(v, float(np.max(-score)), float(np.max(score - 1.0)))
@@ -403,7 +412,8 @@ def _label(cfg: FairnessConfig, unit: Unit, round_: int) -> str:
 # -- summary, table, figure ----------------------------------------------------------------------
 
 #: the test measure a setting's bound is checked against (the decisions' parity for ``probability``)
-TEST_MEASURE = {"score": "test_parity_score", "probability": "test_parity_pred", "group_loss": "test_group_loss"}
+TEST_MEASURE = {"score": "test_parity_score", "probability": "test_parity_pred", "decision": "test_parity_pred",
+                "group_loss": "test_group_loss"}
 _MEANS = ("train_accuracy", "test_accuracy", "train_parity_score", "test_parity_score", "train_parity_pred",
           "test_parity_pred", "train_group_loss", "test_group_loss", "train_violation", "seconds")
 
@@ -489,13 +499,13 @@ def _figure(results: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
     plot_fairness(summary, path)
 
 
-_STYLES = {"score": "-", "probability": "--", "group_loss": ":"}
+_STYLES = {"score": "-", "probability": "--", "decision": "-.", "group_loss": ":"}
 
 
 def plot_fairness(summary: pd.DataFrame, path: str | Path | None = None):
     """Mean test accuracy against mean test parity difference of the decisions: one curve per
-    (method, constraint) over its bounds (solid: score parity, dashed: probability parity, dotted:
-    group loss), one marker per unconstrained method; grey verticals at the parity bounds."""
+    (method, constraint) over its bounds (solid: score parity, dashed: probability parity,
+    dash-dotted: decision parity, dotted: group loss), one marker per unconstrained method; grey verticals at the parity bounds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -512,7 +522,7 @@ def plot_fairness(summary: pd.DataFrame, path: str | Path | None = None):
         ax.plot(x, y, _STYLES[kind], marker="o", color=colors[method], label=f"{method} ({kind})")
         for xi, yi, b in zip(x, y, g["bound"]):
             ax.annotate(f"{b:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for b in sorted(set(summary.loc[summary["constraint"].isin(["score", "probability"]), "bound"])):
+    for b in sorted(set(summary.loc[summary["constraint"].isin(["score", "probability", "decision"]), "bound"])):
         ax.axvline(b, color="grey", lw=0.6, ls="--")
     ax.set_xlabel("test demographic-parity difference of the decisions (mean over seeds)")
     ax.set_ylabel("test accuracy (mean over seeds)")
