@@ -631,9 +631,11 @@ class DecisionParity(DemographicParity):
         """Linearise at the reference network whose outputs on the model's samples are ``outputs``
         (``(m, n_L)``): called by the rounds at every reference."""
         tp = get_training_problem(model)
-        for blk in model.component_data_objects(pyo.Block):
-            if getattr(blk, "_decision_parity", None) is self:
-                self._linearise(blk, np.asarray(outputs)[:, self.output], tp.X, tp.shards)
+        blocks = [b for b in model.component_data_objects(pyo.Block) if getattr(b, "_decision_parity", None) is self]
+        if not blocks:
+            raise ValueError(f"{self!r} was not added to this model (add_to): nothing to linearise")
+        for blk in blocks:
+            self._linearise(blk, np.asarray(outputs)[:, self.output], tp.X, tp.shards)
 
     def _linearise(self, blk, f: np.ndarray, X, shards) -> None:
         from .samples import set_sample_array

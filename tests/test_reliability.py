@@ -159,6 +159,24 @@ def test_spurious_infeasibility_without_hard_constraints_is_a_solver_failure(sma
     assert not any(h.status == "infeasible")
 
 
+def test_an_infeasible_round_under_a_linearised_constraint_proves_nothing(small_problem):
+    """A round declared infeasible before the run is feasible ends the run as infeasible when the
+    round relaxes the constraints (DemographicParity); under DecisionParity's linearisation
+    (relaxes = False) it is a failed solve and the run goes on."""
+    net, X, Y = small_problem
+    cut = np.median(X[:, 4])
+    groups = lambda X: (X[:, 4] > cut).astype(float)  # noqa: E731
+    for cons, ends in ((cnn.DemographicParity(groups, 1e-4), True), (cnn.DecisionParity(groups, 1e-4, temperature=0.5),
+                                                                      False)):
+        assert cons.violation(net, X, Y) > 1e-6
+        _flaky(infeasible={1})
+        res = SequentialRelaxation(rounds=3, round_solver="flaky_ipopt_test", hard_constraints=[cons],
+                                   feasibility=False).solve(net, X, Y)
+        h = res.history
+        assert (res.status == "infeasible") == ends, (cons, h)
+        assert h.status.iloc[0] == ("infeasible" if ends else "solver_failed")
+
+
 def _sweep_cmd(out):
     return [sys.executable, "-m", "convexnn_pyomo.cli", "experiment", "imbalance", "--dataset", "synthetic",
             "--ratios", "0.5,0.9", "--runs", "3", "--rounds", "2", "--adam-steps", "30", "--train-majority", "20",

@@ -381,8 +381,15 @@ class SequentialRelaxation:
         the constrained rounds go on (False), ``why`` kept for the run's message."""
         if self._certified(initial_loss):
             return True
-        self.state.phase_one_end = f"{why}; the relaxation admits a feasible point (not certified infeasible)"
+        found = ("the relaxation admits a feasible point" if self._relaxes()
+                 else "a linearised constraint (relaxes = False) admits no certificate")
+        self.state.phase_one_end = f"{why}; {found} (not certified infeasible)"
         return False
+
+    def _relaxes(self) -> bool:
+        """Whether every hard constraint's rows relax it (``relaxes``, default True): only then can
+        a round's infeasibility prove the training problem's."""
+        return all(getattr(c, "relaxes", True) for c in self.ev.constraints)
 
     def _round_limits(self) -> tuple[float, dict]:
         """Time limit (seconds) and solver options of the next solve."""
@@ -415,9 +422,10 @@ class SequentialRelaxation:
     def _handle_failure(self, solve: RoundSolve) -> bool:
         """Record a failed solve; True when it ends the run, else retry with a larger eta."""
         st, cfg = self.state, self.cfg
-        if solve.infeasible and st.best_viol > cfg.constraint_tol and st.phase == 2:
+        if solve.infeasible and st.best_viol > cfg.constraint_tol and st.phase == 2 and self._relaxes():
             # the relaxation contains the lifted accepted network, which meets the hard constraints
             # once it is feasible: only before that can "infeasible" be a property of the problem
+            # (and only when every constraint's rows relax it: a linearisation proves nothing)
             self._record(self._row(solve, status=RoundStatus.INFEASIBLE.value))
             evidence = f" ({solve.message})" if solve.message else ""
             st.status = RunStatus.INFEASIBLE
