@@ -86,6 +86,9 @@ class ResidualConstraint:
     #: sums over samples with constants of the whole data set, and ``violation(..., shards)``
     #: reduces over the ranks
     splits_over_ranks: bool = False
+    #: the round's rows relax the constraint (every network that meets it lifts to a point that meets
+    #: them): only then can an infeasible round prove the training problem infeasible
+    relaxes: bool = True
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
         raise NotImplementedError
@@ -244,6 +247,12 @@ def check_splits_over_ranks(constraints: list, shards) -> None:
                          "constants (class sizes, bounds) would come from each rank's own rows and the real network's "
                          "violation needs every sample (ClasswiseMisfitBounds, GroupLossBounds, DemographicParity, "
                          "OutputBounds and WeightNormBounds split over ranks); train in one process (shards=1)")
+
+
+def relax_all(constraints: list) -> bool:
+    """Whether every constraint's rows relax it (``relaxes``; callables and protocol constraints
+    without the flag are taken to): only then is a round's infeasibility evidence."""
+    return all(getattr(c, "relaxes", True) for c in constraints)
 
 
 def _membership(members: list, m: int) -> np.ndarray:
@@ -518,10 +527,18 @@ class DemographicParity(ResidualConstraint):
         return [(members[a], members[b], sizes[a], sizes[b])
                 for a in range(len(members)) for b in range(a + 1, len(members))]
 
+    def values(self, f):
+        """What is averaged per group: the output itself (numpy or PyTorch)."""
+        return f
+
     def gaps(self, net: Network, X, shards=None) -> np.ndarray:
-        """The real network's difference of group means, one per pair (over every rank with ``shards``)."""
-        f = net.predict(X)[:, self.output]
-        d = np.array([f[ga].sum() / na - f[gb].sum() / nb for ga, gb, na, nb in self._pairs(X, shards)])
+        """The real network's difference of group means of :meth:`values`, one per pair (over every
+        rank with ``shards``)."""
+        return self._gaps(net.predict(X)[:, self.output], X, shards)
+
+    def _gaps(self, f: np.ndarray, X, shards=None) -> np.ndarray:
+        v = self.values(f)
+        d = np.array([v[ga].sum() / na - v[gb].sum() / nb for ga, gb, na, nb in self._pairs(X, shards)])
         return shards.sum(d) if shards is not None and d.size else d
 
     def violation(self, net: Network, X, Y, shards=None) -> float:
@@ -530,7 +547,7 @@ class DemographicParity(ResidualConstraint):
         return max(0.0, float(np.max(np.abs(d))) - self.epsilon) if d.size else 0.0
 
     def residuals(self, outputs, weights, X, Y):
-        f = outputs[:, self.output]
+        f = self.values(outputs[:, self.output])
         parts = []
         for ga, gb, _, _ in self._pairs(X):
             d = (f[ga].mean() - f[gb].mean()).reshape(1)
@@ -602,21 +619,9 @@ class DecisionParity(DemographicParity):
         self.threshold = float(threshold)
         self.temperature = _positive(temperature, "temperature")
 
-    def rates(self, f: np.ndarray):
+    def values(self, f):
         r"""Every sample's smoothed decision :math:`\sigma((f - \theta)/\tau)` (numpy or PyTorch)."""
         return _sigmoid((f - self.threshold) / self.temperature)
-
-    def gaps(self, net: Network, X, shards=None) -> np.ndarray:
-        """The real network's difference of the groups' smoothed rates, one per pair."""
-        return self._gaps(net.predict(X)[:, self.output], X, shards)
-
-    def _gaps(self, f: np.ndarray, X, shards=None) -> np.ndarray:
-        r = self.rates(f)
-        d = np.array([r[ga].sum() / na - r[gb].sum() / nb for ga, gb, na, nb in self._pairs(X, shards)])
-        return shards.sum(d) if shards is not None and d.size else d
-
-    def residuals(self, outputs, weights, X, Y):
-        return super().residuals(self.rates(outputs), weights, X, Y)
 
     def _constant(self, blk) -> pyo.Param:
         """The constant of the linearisation per pair (``offset``), first at outputs on the
@@ -640,7 +645,8 @@ class DecisionParity(DemographicParity):
     def _linearise(self, blk, f: np.ndarray, X, shards) -> None:
         from .samples import set_sample_array
 
-        slope = self.rates(f) * (1.0 - self.rates(f)) / self.temperature
+        r = self.values(f)
+        slope = r * (1.0 - r) / self.temperature
         pairs = self._pairs(X, shards)
         weights = np.zeros((len(pairs), len(f)))
         for p, (ga, gb, na, nb) in enumerate(pairs):

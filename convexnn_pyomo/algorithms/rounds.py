@@ -23,7 +23,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
 
-from ..constraints import check_splits_over_ranks
+from ..constraints import check_splits_over_ranks, relax_all
 from ..losses import Loss
 from ..model import build_training_model, constraint_gaps, get_training_problem, network_from_model
 from ..network import ForwardPass, Network
@@ -193,7 +193,7 @@ class _ModelRound:
         linearisation proves nothing).  The model's elastic state (phase 1 or none) is the same afterwards."""
         from ..transformations.elastic import violations
 
-        if not all(getattr(c, "relaxes", True) for c in self.constraints):
+        if not relax_all(self.constraints):
             return ""
 
         mode = self._phase_one_mode

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
 
-from ..constraints import as_hard_constraints
+from ..constraints import as_hard_constraints, relax_all
 from ..losses import get_loss
 from ..network import Network, check_data
 from .progress import RoundPrinter
@@ -381,15 +381,10 @@ class SequentialRelaxation:
         the constrained rounds go on (False), ``why`` kept for the run's message."""
         if self._certified(initial_loss):
             return True
-        found = ("the relaxation admits a feasible point" if self._relaxes()
+        found = ("the relaxation admits a feasible point" if relax_all(self.ev.constraints)
                  else "a linearised constraint (relaxes = False) admits no certificate")
         self.state.phase_one_end = f"{why}; {found} (not certified infeasible)"
         return False
-
-    def _relaxes(self) -> bool:
-        """Whether every hard constraint's rows relax it (``relaxes``, default True): only then can
-        a round's infeasibility prove the training problem's."""
-        return all(getattr(c, "relaxes", True) for c in self.ev.constraints)
 
     def _round_limits(self) -> tuple[float, dict]:
         """Time limit (seconds) and solver options of the next solve."""
@@ -422,7 +417,7 @@ class SequentialRelaxation:
     def _handle_failure(self, solve: RoundSolve) -> bool:
         """Record a failed solve; True when it ends the run, else retry with a larger eta."""
         st, cfg = self.state, self.cfg
-        if solve.infeasible and st.best_viol > cfg.constraint_tol and st.phase == 2 and self._relaxes():
+        if solve.infeasible and st.best_viol > cfg.constraint_tol and st.phase == 2 and relax_all(self.ev.constraints):
             # the relaxation contains the lifted accepted network, which meets the hard constraints
             # once it is feasible: only before that can "infeasible" be a property of the problem
             # (and only when every constraint's rows relax it: a linearisation proves nothing)

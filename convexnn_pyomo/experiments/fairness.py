@@ -192,7 +192,7 @@ def measured_violation(kind: str, bound: float, score: np.ndarray, y: np.ndarray
     if kind == "group_loss":
         return max(0.0, group_loss(score, y, groups) - bound)
     if kind == "decision":
-        score = DecisionParity(None, bound).rates(np.asarray(score, float))
+        score = DecisionParity(None, bound).values(np.asarray(score, float))
     v = max(0.0, parity_difference(score, groups) - bound)
     if kind == "probability":
         v = max(v, float(np.max(-score)), float(np.max(score - 1.0)))

@@ -570,11 +570,11 @@ class SchurInteriorPoint:
         2-norm ``merit``, over every sample of every rank (two reductions) and the shared rows once."""
         I, IL = self.ineq, self.ineq_link
         sq = lambda a: float(np.dot(a.ravel(), a.ravel()))  # noqa: E731
+        top = lambda a: float(np.abs(a).max(initial=0.0))  # noqa: E731
 
         def chunk(lo, hi):  # the chunk's sums of squares, complementarity, |multipliers|; largest entries
             g, T, M, rd_v = r.g[:, lo:hi], st.T[:, lo:hi], st.M[:, lo:hi], r.rd_v[:, lo:hi]
             comp, prim = T[I] * M[I], (g[~I], g[I] + T[I])
-            top = lambda a: float(np.abs(a).max(initial=0.0))  # noqa: E731
             return (np.array([sum(sq(p) for p in prim) + sq(rd_v) + sq(comp - target), comp.sum(), comp.size,
                               np.abs(M).sum(), M.size]),
                     np.array([max(top(p) for p in prim), top(rd_v)]))
@@ -586,8 +586,8 @@ class SchurInteriorPoint:
         big = self.shards.max(np.max([p[1] for p in parts], axis=0))
         n_comp, n_mult = sums[2] + compL.size, sums[4] + st.lam.size
         mult = sums[3] + float(np.abs(st.lam).sum())
-        return {"primal": max(big[0], float(np.abs(primL).max(initial=0.0))),
-                "dual": max(big[1], float(np.abs(dualS).max(initial=0.0))),
+        return {"primal": max(big[0], top(primL)),
+                "dual": max(big[1], top(dualS)),
                 "mu": (sums[1] + float(compL.sum())) / n_comp if n_comp else 0.0,
                 "s_d": max(1.0, mult / n_mult / 100.0) if n_mult else 1.0,
                 "merit": float(np.sqrt(sums[0] + sq(primL) + sq(dualS) + sq(compL - target)))}
