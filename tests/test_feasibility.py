@@ -102,26 +102,41 @@ def test_the_violation_search_never_proposes_more_violation_than_the_line_search
     assert better >= 1  # the search over the subspace found less violation than the line at least once
 
 
-def test_the_violation_search_keeps_a_feasible_line_step():
-    """Once the line search's point meets the constraints, the search returns it (its loss counts)."""
+def test_the_violation_search_from_a_feasible_network_is_the_line_search():
+    """Nothing to restore: the proposal is the line search's (its loss counts)."""
     from convexnn_pyomo.algorithms import Evaluator, LineSearch, ViolationSearch
 
-    class Counting(Evaluator):
-        calls = 0
-
-        def violation(self, net):
-            Counting.calls += 1
-            return super().violation(net)
-
     net, X, Y = _data()
-    ev = Counting(X, Y, [cnn.OutputBounds(-100.0, 100.0)])  # met everywhere near the start
+    ev = Evaluator(X, Y, [cnn.OutputBounds(-100.0, 100.0)])  # met everywhere near the start
     candidate = net.with_flat(net.get_flat() * 0.5)
     line = LineSearch().propose(net, candidate, ev, [])
-    n_line, Counting.calls = Counting.calls, 0
     search = ViolationSearch().propose(net, candidate, ev, [])
     assert line.network is not None and line.violation == 0.0
     assert search.step == line.step and search.loss == line.loss
-    assert Counting.calls == n_line  # no search after a feasible line step
+
+
+def test_the_violation_search_stops_at_the_feasible_boundary_of_the_step():
+    """From an infeasible network, along a step whose far end meets the bounds: the proposal is
+    feasible, its step is the boundary's (a little shorter is infeasible), and its loss is at most
+    the boundary point's and below the far end's (the violation alone, flat on the feasible set,
+    would not tell them apart)."""
+    from convexnn_pyomo.algorithms import Evaluator, ViolationSearch
+
+    net, X, Y = _data()
+    bound = cnn.OutputBounds(0.0, 1.0)
+    ev = Evaluator(X, Y, [bound])
+    far = net.with_flat(net.get_flat())
+    far.weights[-1] /= 60.0  # outputs well inside [0, 1] at t = 1
+    far.biases[-1] = np.full_like(far.biases[-1], 0.5)
+    assert ev.violation(net) > 0.5 and ev.violation(far) == 0.0
+    search = ViolationSearch()
+    theta0, d = net.get_flat(), far.get_flat() - net.get_flat()
+    t = search._boundary(net, theta0, d, ev)
+    assert 0.0 < t < 1.0 and ev.violation(net.with_flat(theta0 + t * d)) <= 1e-6
+    assert ev.violation(net.with_flat(theta0 + t * (1 - 2.0 ** -8) * d)) > 1e-6
+    p = search.propose(net, far, ev, [])
+    assert p.network is not None and p.violation <= 1e-6 and bound.violation(p.network, X, Y) <= 1e-6
+    assert p.loss <= ev.loss(net.with_flat(theta0 + t * d)) + 1e-12 and p.loss < ev.loss(far)
 
 
 def test_phase_one_uses_the_schedules_feasibility_proposal():
