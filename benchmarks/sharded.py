@@ -1,7 +1,7 @@
 """Sharded rounds: the structured round with one MPI rank per shard (issue 26), or mpi-sppy PH (issue 13).
 
     python benchmarks/sharded.py --sizes 10000,100000 --shards 1,2 --out DIR [--backend schur|ph]
-        [--threads 1] [--hidden 6,6] [--rounds 1] [--timeout 7200]
+        [--threads 1] [--chunk-size 1000] [--hidden 6,6] [--rounds 1] [--timeout 7200]
     PH only: [--ranks N] [--ph-iterations 500] [--tol 1e-6] [--single schur|pyomo] [--cold-rounds] [--ipopt JSON]
 
 Data: ``benchmarks/scale.py``'s teacher data (``X ~ N(0, I_8)``, a random 8-6-6-1 sigmoid teacher
@@ -48,7 +48,7 @@ from scale import _peak_rss_mb, append_row, teacher_data
 COLUMNS = ["m", "shards", "ranks", "round", "build_s", "round_s", "ph_iterations", "seconds_per_ph_iteration",
            "peak_rss_mb_per_rank", "relaxed_objective", "round_loss", "max_weight_diff", "status", "hidden", "tol",
            "single", "ipopt", "backend", "iterations", "threads", "seconds_per_iteration", "max_weight_diff_vs_single",
-           "coupling"]
+           "coupling", "chunk_size"]
 
 
 def _single_round(net, X, Y, single: str):
@@ -123,7 +123,9 @@ def schur_worker(spec: dict, net, X, Y) -> None:
     comm = None if shards is None else shards.comm
     t0 = time.perf_counter()
     rnd = StructuredRound(net, X, Y, "mean", [], 2.0, (1.0, 1.0, 1.0), "squared",
-                          options={"threads": spec["threads"], "coupling": spec.get("coupling", "auto")}, shards=shards)
+                          options={"threads": spec["threads"], "coupling": spec.get("coupling", "auto"),
+                                   **({"chunk_size": spec["chunk_size"]} if spec.get("chunk_size") else {})},
+                          shards=shards)
     build_s, ref = time.perf_counter() - t0, net
     for r in range(1, spec.get("rounds", 1) + 1):
         _recentre(rnd, ref, X)
@@ -134,6 +136,7 @@ def schur_worker(spec: dict, net, X, Y) -> None:
                                 "ph_iterations": 0, "iterations": its, "status": status,
                                 "seconds_per_iteration": seconds / its if its else "",
                                 "coupling": "recompute" if rnd.ipm.recompute else "keep",
+                                "chunk_size": rnd.ipm.config.chunk_size,
                                 "relaxed_objective": rnd.relaxed_objective(), "round_loss": loss / m,
                                 "weights": ref.get_flat().tolist()})
 
@@ -202,6 +205,8 @@ def main() -> None:
                    help="K > 1: the structured round with one MPI rank per shard (schur, mpiexec -n K) or the Pyomo "
                         "model by mpi-sppy PH (ph, --ranks processes)")
     p.add_argument("--threads", type=int, default=1, help="schur: threads per rank (chunks of samples)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="schur: samples per batched elimination (default: the solver's, 1000)")
     p.add_argument("--coupling", choices=["auto", "keep", "recompute"], default="auto",
                    help="schur: the Schur interior point's coupling option (column coupling: what it chose)")
     p.add_argument("--out", default=None, help="folder of sharded.csv (required)")
@@ -220,7 +225,7 @@ def main() -> None:
             spec = {"m": m, "shards": K, "hidden": hidden, "tol": args.tol, "ph_iterations": args.ph_iterations,
                     "timeout": args.timeout, "rounds": args.rounds, "single": args.single,
                     "warm_rounds": not args.cold_rounds, "ipopt": json.loads(args.ipopt), "backend": args.backend,
-                    "threads": args.threads, "coupling": args.coupling}
+                    "threads": args.threads, "coupling": args.coupling, "chunk_size": args.chunk_size}
             ranks = K if args.backend == "schur" else min(K, args.ranks)  # the structured round: a rank per shard
             for row in run(spec, ranks):
                 weights = np.asarray(row.pop("weights", []))
