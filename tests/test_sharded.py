@@ -374,6 +374,8 @@ def test_hard_constraints_split_over_two_ranks_exactly(constraints, sortkey, net
     net = cnn.Network(eval(sizes), ["sigmoid", "identity"]).init_he(0)
     one = cnn.train(net, X, y, rounds=4, hard_constraints=eval(constraints, env))
     assert one.feasible or "LinearOutputEquality" in constraints
+    if "MonotoneInputs" in constraints:  # rows on the weights: exact in every round, whatever the equalities do
+        assert MonotoneInputs(increasing=[0], decreasing=[1]).violation(one.network, X, y) == 0.0
     assert len(rows) == 2 and rows[0] == rows[1]
     assert rows[0]["iterations"] == one.history.iterations.tolist() and rows[0]["status"] == one.status.value
     np.testing.assert_allclose(rows[0]["violation"], one.history.violation, rtol=1e-6, atol=1e-9)

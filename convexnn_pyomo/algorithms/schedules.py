@@ -95,7 +95,7 @@ class Schedule:
         return IdentityStep()
 
     def feasibility_proposal(self) -> StepProposal:
-        """The proposal of the feasibility phase's rounds (the least violation, not the loss)."""
+        """The proposal of the feasibility phase's rounds (feasibility first, then the loss among feasible points)."""
         return ViolationSearch()
 
     # -- eta -------------------------------------------------------------------------------------

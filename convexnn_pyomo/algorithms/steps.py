@@ -10,8 +10,9 @@ proposal returns a point on or near the step :math:`d = \theta^* - \theta_k`, me
 * :class:`SubspaceSearch` -- :math:`\theta_k + \sum_l a_l d_l + \sum_i c_i s_i` over one
   coefficient per layer's part of ``d`` and the last accepted steps ``s_i`` (momentum), by
   L-BFGS-B inside a trust region;
-* :class:`ViolationSearch` -- the feasibility phase's proposal: the line search, then the least
-  hard-constraint violation over the same subspace (Powell's derivative-free method).
+* :class:`ViolationSearch` -- the feasibility phase's proposal: a feasible point on the round's
+  step (bisection), else the least hard-constraint violation over the same subspace (Powell's
+  derivative-free method); from a feasible point, the least loss among the feasible points.
 """
 
 from __future__ import annotations
@@ -202,9 +203,9 @@ class ViolationSearch(StepProposal):
     the least loss the search finds; else the least true violation over the round's subspace.
 
     1. Along :math:`d = \theta^* - \theta_k`: ``t`` = 1, 2, 4, ... while the real violation falls
-       (or 1/2, 1/4, ... when ``t = 1`` already meets the constraints); once one ``t`` meets them,
-       bisection between it and the last ``t`` that does not gives the *boundary* step, the
-       feasible point nearest :math:`\theta_k` on the line.
+       (or 1/2, 1/4, 1/8 while ``t = 1`` and its halves meet the constraints); once one ``t``
+       meets them, bisection between it and the last ``t`` tried that does not gives a *boundary*
+       step: a feasible point on the line next to an infeasible one, usually the first.
     2. Without a feasible ``t``: Powell's method minimises the real network's violation
        :math:`v(\theta_k + \sum_l a_l d_l + \sum_i c_i s_i)` over :class:`SubspaceSearch`'s basis and
        trust region (the layers' parts of ``d`` and the last ``memory`` accepted steps), from
@@ -291,8 +292,8 @@ class ViolationSearch(StepProposal):
         return bool(np.isfinite(v) and v <= ev.constraint_tol)
 
     def _boundary(self, current, theta0, d, ev) -> float | None:
-        """The smallest feasible ``t`` on ``theta0 + t d`` to a relative ``2**-bisections`` (None: none
-        found while the violation falls, up to ``t = 2**max_expand``)."""
+        """A feasible ``t`` on ``theta0 + t d`` within a relative ``2**-bisections`` of an infeasible
+        one (None: no feasible ``t`` found while the violation falls, up to ``t = 2**max_expand``)."""
         def viol(t):
             v = ev.violation(current.with_flat(theta0 + t * d))
             return v if np.isfinite(v) else np.inf
@@ -328,20 +329,26 @@ class ViolationSearch(StepProposal):
         r"""From a feasible point of the subspace, Powell's method on the true loss with the
         infeasible points excluded (given the value :math:`2 \ell_0 + 1`, above the start's loss
         :math:`\ell_0`; finite, so that Brent's interpolation stays defined): the feasible point of
-        least loss it finds (``a_feasible`` when it finds none better)."""
+        least loss it visits (``a_feasible`` when none is better).  The visited points are tracked
+        because bounded Powell can end on an excluded plateau after visiting better feasible
+        points (measured: with previous steps in the basis it returned the plateau every time)."""
         from scipy.optimize import minimize
 
         start = ev.loss(current.with_flat(theta0 + basis @ a_feasible))
         if not np.isfinite(start):
             return a_feasible
         excluded = 2.0 * abs(start) + 1.0
+        best = [start, a_feasible]  # the least loss at a feasible point Powell visited
 
         def loss(b):
             n = current.with_flat(theta0 + basis @ b)
             f = ev.loss(n)
-            return f if (np.isfinite(f) and self._feasible(ev, n)) else excluded
+            if not (np.isfinite(f) and self._feasible(ev, n)):
+                return excluded
+            if f < best[0]:
+                best[:] = [f, np.array(b, dtype=float)]
+            return f
 
-        res = minimize(loss, a_feasible, method="Powell", bounds=bounds,
-                       options={"maxfev": self.maxfev, "xtol": 1e-3, "ftol": 1e-8})
-        return res.x if res.fun < start else a_feasible  # below start: a feasible point
+        minimize(loss, a_feasible, method="Powell", bounds=bounds, options={"maxfev": self.maxfev, "xtol": 1e-3, "ftol": 1e-8})
+        return best[1]
 
