@@ -424,8 +424,13 @@ class BalancedMisfitBounds(ResidualConstraint):
 
     def residuals(self, outputs, weights, X, Y):
         s, theta, delta = self.signs(Y)
-        hinge = (1.0 - _like(s, outputs) * (outputs[:, 0] - theta) / delta).clip(min=0.0)
+        hinge = self._hinge(outputs, s, theta, delta)
         return _cat([hinge[idx].mean().reshape(1) - self.bound for idx in _members(s).values()], outputs)
+
+    @staticmethod
+    def _hinge(outputs, s, theta: float, delta: float):
+        r""":math:`\max(0, 1 - s_j (z_j - \theta)/\delta)` per sample (numpy or PyTorch outputs)."""
+        return (1.0 - _like(s, outputs) * (outputs[:, 0] - theta) / delta).clip(min=0.0)
 
     def violation(self, net: Network, X, Y, shards=None) -> float:
         """The largest class's mean hinge above the bound (classes and sums over every rank with ``shards``)."""
@@ -433,7 +438,7 @@ class BalancedMisfitBounds(ResidualConstraint):
             return super().violation(net, X, Y)
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         s, theta, delta = self.signs(Y, shards)
-        hinge = (1.0 - s * (net.predict(X)[:, 0] - theta) / delta).clip(min=0.0)
+        hinge = self._hinge(net.predict(X), s, theta, delta)
         classes = _members(s, shards)
         means = [v / n for v, n in zip(_member_sums(hinge, classes, shards), _sizes(classes, shards))]
         return max(0.0, *(v - self.bound for v in means))

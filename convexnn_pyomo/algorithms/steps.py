@@ -263,7 +263,10 @@ class ViolationSearch(StepProposal):
         t = self._boundary(current, theta0, d, ev)
         if t is None:
             return None
-        a = np.clip(np.r_[np.full(n_parts, t), np.zeros(basis.shape[1] - n_parts)], -np.asarray(limits), limits)
+        on_line = np.r_[np.full(n_parts, t), np.zeros(basis.shape[1] - n_parts)]
+        a = np.clip(on_line, -np.asarray(limits), limits)
+        if np.array_equal(a, on_line):  # the point _boundary found feasible
+            return a
         return a if self._feasible(ev, current.with_flat(theta0 + basis @ a)) else None
 
     def _least_violation(self, ev, current, candidate, previous_steps, theta0, basis, n_parts, bounds):
