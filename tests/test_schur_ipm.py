@@ -78,9 +78,9 @@ def test_the_newton_matrix_is_the_derivative_of_the_kkt_residual():
 
 
 def _sparse(X):
-    """Nonzeros of every block of ``X (c, r, k)`` as ``(values (c, nnz), rows, cols)`` (one pattern)."""
+    """Nonzeros of every block of ``X (c, r, k)`` as ``(values (nnz, c), rows, cols)`` (one pattern)."""
     r, k = np.nonzero(np.abs(X).sum(axis=0))
-    return np.ascontiguousarray(X[:, r, k]), r.astype(np.int64), k.astype(np.int64)
+    return np.ascontiguousarray(X[:, r, k].T), r.astype(np.int64), k.astype(np.int64)
 
 
 def _blocks(c=5, nv=6, nsh=4, nE=2, seed=0):
@@ -96,7 +96,7 @@ def _factor(A, Ah, J, Js):
     c, nv, nsh = Ah.shape
     nE = J.shape[1]
     iu = np.triu_indices(nv)
-    avv = np.ascontiguousarray(A[:, iu[0], iu[1]])
+    avv = np.ascontiguousarray(A[:, iu[0], iu[1]].T)
     sp = [_sparse(Ah), _sparse(J), _sparse(Js)]
     elim = el.Elimination(iu, sp[0][1:], sp[1][1:], sp[2][1:], nv, nsh, nE)
     fc, share, shift = elim.factor(avv, sp[0][0], sp[1][0], sp[2][0], 0.0, SHIFTS_RELATIVE, SHIFTS_ABSOLUTE)
@@ -111,8 +111,9 @@ def _unpack(Lv, pattern):
     return L
 
 
-def test_elimination_kernel_is_the_dense_schur_complement_and_solve():
-    A, Ah, J, Js = _blocks()
+@pytest.mark.parametrize("c", [5, 2 * el.BLOCK + 3])  # one partial block; two full blocks and a partial one
+def test_elimination_kernel_is_the_dense_schur_complement_and_solve(c):
+    A, Ah, J, Js = _blocks(c=c)
     c, nv, nsh = Ah.shape
     nE = J.shape[1]
     elim, fc, share, shift = _factor(A, Ah, J, Js)
@@ -123,7 +124,7 @@ def test_elimination_kernel_is_the_dense_schur_complement_and_solve():
         K = np.block([[A[j], J[j].T], [J[j], np.zeros((nE, nE))]])
         R = np.vstack([Ah[j], Js[j]])
         ref -= R.T @ np.linalg.solve(K, R)
-        L = _unpack(fc.Lp[j], elim.lpat)
+        L = _unpack(fc.Lp[j // el.BLOCK, :, j % el.BLOCK], elim.lpat)
         np.testing.assert_allclose(L @ L.T, A[j][np.ix_(elim.perm, elim.perm)], atol=1e-12)
     np.testing.assert_allclose(share, ref, atol=1e-10)
     rng = np.random.default_rng(1)
@@ -147,9 +148,9 @@ def test_inertia_correction_touches_only_the_indefinite_blocks():
     assert (shift > 0).sum() == 1 and shift[3] > 0
     p = elim.perm
     for k in (0, 1, 2, 4):
-        L = _unpack(fc.Lp[k], elim.lpat)
+        L = _unpack(fc.Lp[k // el.BLOCK, :, k % el.BLOCK], elim.lpat)
         np.testing.assert_allclose(L, np.linalg.cholesky(A[k][np.ix_(p, p)]), atol=1e-12)
-    L3 = _unpack(fc.Lp[3], elim.lpat)
+    L3 = _unpack(fc.Lp[0, :, 3], elim.lpat)
     A3 = A[3][np.ix_(p, p)]
     assert np.all(np.linalg.eigvalsh(L3 @ L3.T - A3) > 0)  # a positive shift
     np.testing.assert_allclose(L3 @ L3.T, A3 + shift[3] * np.eye(6), atol=1e-9)
@@ -233,6 +234,27 @@ def test_compiled_loop_reads_and_writes_the_callers_rows_where_they_lie(tmp_path
         kernel(n, [X.T, P, Y], {1}, {1})
 
 
+def test_native_code_gives_the_portable_codes_results_bit_for_bit(tmp_path, monkeypatch):
+    """The kernels are compiled for this machine's vector units (``NATIVE``) without fused
+    multiply-adds: every output of the round's per-sample functions equals the portable build's
+    exactly; a compiler that refuses the native flags gets the portable ones."""
+    from convexnn_pyomo.solvers import compiled
+
+    if compiled.compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    ipm, st, _ = _ipm(acts=("sigmoid", "identity"))
+    fn, n = ipm.fn.kkt, ipm.m
+    args = [st.s, ipm.ps, st.V, ipm.pv, ipm.omega, ipm.d, ipm.dL, st.M, st.lam, ipm._sigma(st, 0, n)]
+    monkeypatch.setenv("CONVEXNN_KERNEL_CACHE", str(tmp_path / "native"))
+    native = compiled.compiled_map(fn)(n, args, set(ipm.fn.kkt_reduce[0]), set(ipm.fn.kkt_reduce[1]))
+    monkeypatch.setattr(compiled, "NATIVE", ("-this-flag-does-not-exist",))
+    monkeypatch.setenv("CONVEXNN_KERNEL_CACHE", str(tmp_path / "portable"))
+    portable = compiled.compiled_map(fn)(n, args, set(ipm.fn.kkt_reduce[0]), set(ipm.fn.kkt_reduce[1]))
+    assert len(list((tmp_path / "portable").glob("*.so"))) == 1  # the fallback's library
+    for a, b in zip(native, portable):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_compile_always_without_a_compiler_is_an_error_and_auto_falls_back(monkeypatch):
     from convexnn_pyomo.solvers import schur_ipm
     from convexnn_pyomo.solvers.compiled import CompilerUnavailable
@@ -244,3 +266,46 @@ def test_compile_always_without_a_compiler_is_an_error_and_auto_falls_back(monke
     monkeypatch.setattr(schur_ipm, "COMPILE_FROM", 1)
     with pytest.warns(RuntimeWarning, match="virtual machine"):
         assert not SchurInteriorPoint(ipm.problem, omega=ipm.omega0).compiled
+
+
+def test_fused_kernels_are_the_numpy_expressions_bit_for_bit():
+    """The step's element-wise work on a chunk, fused (``solvers/fused.py``), against the NumPy
+    expressions it replaced, on the columns lo:hi of (rows, m) arrays."""
+    from convexnn_pyomo.solvers import fused
+
+    rng = np.random.default_rng(3)
+    ng, nv, m, lo, hi, rho = 7, 4, 50, 10, 37, 0.7
+    I = np.array([True, False, True, True, False, True, True])
+    iI, iE = np.flatnonzero(I), np.flatnonzero(~I)
+    c = hi - lo
+    M, T, rI, rc, dT, dM = (rng.uniform(0.1, 2.0, size=(ng, m)) for _ in range(6))
+    rE, V = rng.normal(size=(iE.size, m)), rng.normal(size=(nv, m))
+    w = np.empty((ng, c))
+    fused.reduce_weights(w, M, T, rI, rc, rE, rho, iI, iE, lo)
+    np.testing.assert_array_equal(w[I], (M[I, lo:hi] * rI[I, lo:hi] - rc[I, lo:hi]) / T[I, lo:hi])
+    np.testing.assert_array_equal(w[~I], rho * rE[:, lo:hi])
+    dv, dy, jdx = rng.normal(size=(nv, c)), rng.normal(size=(iE.size, c)), rng.normal(size=(ng, c))
+    Vo, Mo, To = V.copy(), M.copy(), T.copy()
+    fused.back_update(Vo, Mo, To, dv, dy, jdx, rI, rc, M, T, iI, iE, lo)
+    dTc = -rI[I, lo:hi] - jdx[I]
+    np.testing.assert_array_equal(Vo[:, lo:hi], V[:, lo:hi] + dv)
+    np.testing.assert_array_equal(Mo[~I, lo:hi], M[~I, lo:hi] + dy)
+    np.testing.assert_array_equal(To[I, lo:hi], T[I, lo:hi] + dTc)
+    np.testing.assert_array_equal(Mo[I, lo:hi], M[I, lo:hi] - (rc[I, lo:hi] + M[I, lo:hi] * dTc) / T[I, lo:hi])
+    assert np.array_equal(np.delete(Vo, np.s_[lo:hi], axis=1), np.delete(V, np.s_[lo:hi], axis=1))
+    rd_v, shift, jd = rng.normal(size=(nv, m)), rng.uniform(size=m), rng.normal(size=(ng, c))
+    v0 = rng.normal(size=(nv, c))
+    v, oE, oI, oc = v0.copy(), np.zeros((iE.size, m)), np.zeros((ng, m)), np.zeros((ng, m))
+    fused.remainder_parts(v, rd_v, shift, V, jd, oE, rE, oI, dT, rI, oc, M, T, dM, rc, iI, iE, lo)
+    np.testing.assert_array_equal(v, v0 + rd_v[:, lo:hi] + shift[lo:hi] * V[:, lo:hi])
+    np.testing.assert_array_equal(oE[:, lo:hi], jd[~I] + rE[:, lo:hi])
+    np.testing.assert_array_equal(oI[I, lo:hi], jd[I] + dT[I, lo:hi] + rI[I, lo:hi])
+    np.testing.assert_array_equal(oc[I, lo:hi], M[I, lo:hi] * dT[I, lo:hi] + T[I, lo:hi] * dM[I, lo:hi] + rc[I, lo:hi])
+    assert fused.absmax(-3.0 * M) == np.abs(-3.0 * M).max() and fused.absmax(np.zeros((0, 3))) == 0.0
+    dT -= 1.0
+    neg = dT[I, lo:hi] < 0
+    ratio = (-0.99 * T[I, lo:hi][neg] / dT[I, lo:hi][neg]).min()
+    assert fused.boundary_step(T, dT, M, dM, iI, lo, hi, 0.99) == min(1.0, ratio)
+    low, total = fused.products(T, M, dT, dM, 0.5, True, iI, lo, hi)
+    prod = (T[I, lo:hi] + 0.5 * dT[I, lo:hi]) * (M[I, lo:hi] + 0.5 * dM[I, lo:hi])
+    assert low == prod.min() and total == pytest.approx(prod.sum(), rel=1e-14)

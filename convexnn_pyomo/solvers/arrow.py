@@ -36,7 +36,7 @@ from pyomo.core.expr import DivisionExpression, NegationExpression, ProductExpre
 from pyomo.core.expr.numvalue import native_numeric_types
 from pyomo.core.expr.visitor import identify_mutable_parameters, identify_variables
 
-from ..samples import get_sample_array, is_template, sample_position
+from ..samples import get_sample_array, sample_position
 from .casadi_translator import Translator
 from .casadi_translator import casadi as ca
 

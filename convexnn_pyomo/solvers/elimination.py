@@ -13,8 +13,8 @@ One sample's Newton block (module docstring of :mod:`.schur_ipm`) is
 :math:`F = L_P^{-1}(C^TG - J_{\hat s})`, the sample adds :math:`F^TF - G^TG` to the Schur
 complement.  :func:`factor_chunk` computes, per sample of a chunk, the factors
 :math:`L, L_P` (kept for the step) and :math:`G, F` on their rows' column ranges (written into
-chunk-wide buffers, so the sums :math:`G^TG` and :math:`F^TF` are a few large BLAS products,
-then discarded; :class:`Elimination` plans the order and the ranges).  The step needs
+chunk-wide buffers, so the sums :math:`G^TG` and :math:`F^TF` are a few large BLAS rank-k
+updates, then discarded; :class:`Elimination` plans the order and the ranges).  The step needs
 only :math:`L, L_P` and the sparse blocks:
 
 .. math::
@@ -27,12 +27,16 @@ only :math:`L, L_P` and the sparse blocks:
     y = b - \hat A\Delta\hat s,\quad \Delta y = P^{-1}(JA^{-1}y + r_E + J_{\hat s}\Delta\hat s),\quad
     \Delta v = A^{-1}(y - J^T\Delta y).
 
-Sparse blocks are passed as ``(values (c, nnz), row index, column index)``; a factor is stored
-as its entries in the order of its pattern ``(ptr, col)`` (row ``i``: columns
-``col[ptr[i]:ptr[i + 1]]``, the diagonal last), computed in a packed work array (row ``i`` of a
-lower triangle at ``i (i + 1) / 2``).  A block whose Cholesky factorization fails gets the shifts
-``rel * max|diag|`` (roundoff), then ``abs`` (Ipopt's inertia correction; ``SHIFTS_RELATIVE``,
-``SHIFTS_ABSOLUTE`` of :mod:`.schur_ipm`), and the shift used is returned.
+Every sample of a problem has the same patterns, so the kernels work on samples side by side,
+with their innermost loops over samples (vector instructions across samples, no index decoding
+per sample): :func:`factor_chunk` ``FACTOR_BLOCK`` samples at a time, the steps ``BLOCK``.
+Sparse blocks are passed as ``(values (nnz, c), row index, column index)`` (one column per
+sample); a factor is stored as its entries in the order of its pattern ``(ptr, col)`` (row
+``i``: columns ``col[ptr[i]:ptr[i + 1]]``, the diagonal last).  What the steps read (the factors
+and the sparse blocks) is kept as tiles ``(c / BLOCK, nnz, BLOCK)``: one contiguous piece of
+memory per block of samples, read as one stream.  A block whose Cholesky factorization fails
+gets the shifts ``rel * max|diag|`` (roundoff), then ``abs`` (Ipopt's inertia correction;
+``SHIFTS_RELATIVE``, ``SHIFTS_ABSOLUTE`` of :mod:`.schur_ipm`), and the shift used is returned.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import dsyrk
 
 try:
     import numba
@@ -102,150 +107,299 @@ def _compress(Lp, Lv, n, ptr, col):
             Lv[q] = Lp[ri + col[q]]
 
 
+#: samples per block of the step kernels: a block's factor entries (196 x 64 doubles for the
+#: 8-6-6-1 net) stay in the L2 cache over the block's four triangular solves, its vectors in L1
+BLOCK = 64
+
+
+#: samples factorized side by side (the inner loops of :func:`factor_chunk` run over them): a
+#: block's rows of :math:`G` (about 2,300 x 16 doubles for the 8-6-6-1 net) stay in the L2 cache
+FACTOR_BLOCK = 16
+assert BLOCK % FACTOR_BLOCK == 0  # a factor block writes into one tile
+
+
 @numba.njit(**_JIT)
-def _forward(Lv, X, n, ptr, col, lo, hi):
-    """``X <- L^{-1} X`` in place (``Lv``: the factor's entries in the pattern's order); the
-    nonzeros of row ``i`` of ``X`` lie in columns ``lo[i]:hi[i]`` (before and after: the symbolic
-    analysis of :class:`Elimination`)."""
-    for i in range(n):
+def _cholesky_block(Lb, nb, ptr, col, pp, pa, pb, bad):
+    r"""The Cholesky factors of ``nb`` samples side by side, in place: ``Lb (nnz, FACTOR_BLOCK)`` holds
+    :math:`A`'s entries on the factor's pattern (one column per sample) and gets :math:`L`'s; entry
+    ``q = (i, k)`` subtracts the products of the pairs ``pa[u], pb[u]`` (``u`` in ``pp[q]:pp[q + 1]``:
+    the entries ``(i, p)``, ``(k, p)``, ``p < k``, in :func:`_chol`'s order).  ``bad[jj]``: the
+    sample's block is not positive definite (its column is then meaningless)."""
+    for jj in range(nb):
+        bad[jj] = False
+    for i in range(ptr.size - 1):
+        for q in range(ptr[i], ptr[i + 1]):
+            for u in range(pp[q], pp[q + 1]):
+                x, y = pa[u], pb[u]
+                for jj in range(nb):
+                    Lb[q, jj] -= Lb[x, jj] * Lb[y, jj]
+            k = col[q]
+            if k == i:
+                for jj in range(nb):
+                    v = Lb[q, jj]
+                    if v > 0.0:
+                        Lb[q, jj] = np.sqrt(v)
+                    else:
+                        bad[jj] = True
+                        Lb[q, jj] = 1.0
+            else:
+                d = ptr[k + 1] - 1
+                for jj in range(nb):
+                    Lb[q, jj] /= Lb[d, jj]
+
+
+@numba.njit(**_JIT)
+def _forward_block(Lb, Gb, nb, ptr, col, lo, hi, off):
+    """``G <- L^{-1} G`` for ``nb`` samples side by side: row ``i`` of :math:`G` (nonzero in columns
+    ``lo[i]:hi[i]``, before and after: the symbolic analysis of :class:`Elimination`) at rows
+    ``off[i]:off[i] + hi[i] - lo[i]`` of ``Gb``, one column per sample."""
+    for i in range(ptr.size - 1):
         for q in range(ptr[i], ptr[i + 1] - 1):
             k = col[q]
-            lik = Lv[q]
-            for c in range(lo[k], hi[k]):
-                X[i, c] -= lik * X[k, c]
-        inv = 1.0 / Lv[ptr[i + 1] - 1]
-        for c in range(lo[i], hi[i]):
-            X[i, c] *= inv
+            for cc in range(lo[k], hi[k]):
+                gi, gk = off[i] + cc - lo[i], off[k] + cc - lo[k]
+                for jj in range(nb):
+                    Gb[gi, jj] -= Lb[q, jj] * Gb[gk, jj]
+        d = ptr[i + 1] - 1
+        for jj in range(nb):
+            inv = 1.0 / Lb[d, jj]
+            for cc in range(off[i], off[i] + hi[i] - lo[i]):
+                Gb[cc, jj] *= inv
 
 
 @numba.njit(**_JIT)
-def _solve_vec(Lv, x, n, ptr, col):
-    """``x <- (L L^T)^{-1} x`` in place (``Lv`` as in :func:`_forward`)."""
-    for i in range(n):
-        s = x[i]
-        for q in range(ptr[i], ptr[i + 1] - 1):
-            s -= Lv[q] * x[col[q]]
-        x[i] = s / Lv[ptr[i + 1] - 1]
-    for i in range(n - 1, -1, -1):
-        x[i] /= Lv[ptr[i + 1] - 1]
-        xi = x[i]
-        for q in range(ptr[i], ptr[i + 1] - 1):
-            x[col[q]] -= Lv[q] * xi
+def _shifted_column(avv, avv_r, avv_c, j, delta, Lb, jj, nv, ptr, col, rel, absolute, A, Lw, Lv):
+    """Sample ``j``'s factor alone, with :func:`_chol_shifted`'s shifts, into column ``jj`` of ``Lb``;
+    returns the shift (-1: none worked)."""
+    A[:, :] = 0.0
+    for t in range(avv_r.size):
+        A[avv_r[t], avv_c[t]] = avv[t, j]
+        A[avv_c[t], avv_r[t]] = avv[t, j]
+    for i in range(nv):
+        A[i, i] += delta
+    sh = _chol_shifted(A, Lw, nv, ptr, col, rel, absolute)
+    if sh >= 0.0:
+        _compress(Lw, Lv, nv, ptr, col)
+        Lb[:, jj] = Lv
+    return sh
 
 
 @numba.njit(**_JIT)
 def factor_chunk(avv, avv_r, avv_c, avh, avh_r, avh_c, jev, jev_r, jev_c, jes, jes_r, jes_c, nv, nsh, nE,
-                 delta, rel, absolute, lptr, lcol, pptr, pcol, glo, ghi, flo, fhi, gpos, Lp, LPp, G, F, shift):
-    """Factor every sample of a chunk (module docstring); returns the first sample whose block does
-    not factorize even shifted, or -1.  ``avv``: upper-triangle nonzeros of :math:`A`; ``avh``: of
-    :math:`\\hat A` (row: variable, column: shared unknown); ``jev``: of :math:`J` (row: equality
-    row, column: variable); ``jes``: of :math:`J_{\\hat s}`; ``lptr, lcol`` (``pptr, pcol``): the
-    pattern of :math:`L` (:math:`L_P`).  Outputs: the factors' entries in the patterns' order
-    ``Lp (c, lptr[-1])``, ``LPp (c, pptr[-1])``,
-    ``shift (c)``, and the rows of :math:`G` and :math:`F` restricted to their column ranges
-    ``glo:ghi``, ``flo:fhi``: row ``i`` of sample ``j``'s ``G`` at
-    ``G[gpos[0, i] + j gpos[1, i] + gpos[2, i]:][:ghi[i] - glo[i]]`` (the groups' layout of
-    :class:`Elimination`), ``F`` as ``(c, nE, fhi - flo)``."""
-    c = avv.shape[0]
-    Lw, LPw = np.empty(nv * (nv + 1) // 2), np.empty(max(nE * (nE + 1) // 2, 1))
-    Gj = np.empty((nv, nsh))
-    Fj = np.empty((max(nE, 1), nsh))
-    A = np.empty((nv, nv))
-    Cm = np.empty((nv, nE))
-    clo, chi = np.zeros(nv, dtype=np.int64), np.full(nv, nE, dtype=np.int64)
-    P = np.empty((nE, nE))
-    for j in range(c):
-        A[:, :] = 0.0
+                 delta, rel, absolute, lptr, lcol, pptr, pcol, glo, ghi, flo, fhi, gpos, Lp, LPp, G, F, shift,
+                 a2q, pp, pa, pb, goff, ca_a, ca_i):
+    """Factor every sample of a chunk (module docstring), ``FACTOR_BLOCK`` samples side by side;
+    returns the first sample whose block does not factorize even shifted, or -1.
+
+    Inputs ``(nnz, c)``, one column per sample: ``avv``: upper-triangle nonzeros of :math:`A`
+    (``a2q``: their entries of the factor's pattern); ``avh``: of :math:`\\hat A` (row: variable,
+    column: shared unknown); ``jev``: of :math:`J` (row: equality row, column: variable); ``jes``:
+    of :math:`J_{\\hat s}`.  Patterns: ``lptr, lcol`` (``pptr, pcol``) of :math:`L` (:math:`L_P`);
+    ``pp, pa, pb``: the Cholesky's pairs (:func:`_cholesky_block`); ``goff``: the rows of :math:`G`
+    in a block; ``ca_a, ca_i``: the structural nonzeros of :math:`C` (:func:`_equality_factor_block`).
+    Outputs: the factors' entries in the patterns' order ``Lp (lptr[-1], c)``, ``LPp (pptr[-1],
+    c)``, ``shift (c)``, and the rows of :math:`G` and :math:`F` restricted to their column ranges
+    ``glo:ghi``, ``flo:fhi``: row ``i`` of sample ``j``'s ``G`` at ``G[gpos[0, i] + j gpos[1, i] +
+    gpos[2, i]:][:ghi[i] - glo[i]]`` (the groups' layout of :class:`Elimination`), ``F`` as ``(c,
+    nE, fhi - flo)``.  A sample whose block needs a shift is factorized alone
+    (:func:`_shifted_column`), with the same operations as without blocks."""
+    c, nL, B = avv.shape[1], lptr[-1], FACTOR_BLOCK
+    Lb, Gb, bad = np.empty((nL, B)), np.empty((goff[-1], B)), np.zeros(B, dtype=np.bool_)
+    A, Lw, Lv = np.empty((nv, nv)), np.empty(nv * (nv + 1) // 2), np.empty(nL)
+    fw, nP = fhi[0] - flo[0], pptr[-1]
+    work = (np.empty((nv * nE, B)), np.empty((nE * nE, B)), np.empty((nE * fw, B)), np.empty((nP, B)),
+            np.empty((nE, nE)), np.empty(max(nE * (nE + 1) // 2, 1)), np.empty(nP))
+    for j0 in range(0, c, B):
+        nb = min(B, c - j0)
+        Lb[:, :nb] = 0.0
         for t in range(avv_r.size):
-            A[avv_r[t], avv_c[t]] = avv[j, t]
-            A[avv_c[t], avv_r[t]] = avv[j, t]
+            for jj in range(nb):
+                Lb[a2q[t], jj] = avv[t, j0 + jj]
         for i in range(nv):
-            A[i, i] += delta
-        sh = _chol_shifted(A, Lw, nv, lptr, lcol, rel, absolute)
-        if sh < 0.0:
-            return j
-        shift[j] = sh
-        _compress(Lw, Lp[j], nv, lptr, lcol)
-        for i in range(nv):
-            for col in range(glo[i], ghi[i]):
-                Gj[i, col] = 0.0
+            for jj in range(nb):
+                Lb[lptr[i + 1] - 1, jj] += delta
+        _cholesky_block(Lb, nb, lptr, lcol, pp, pa, pb, bad)
+        for jj in range(nb):
+            shift[j0 + jj] = 0.0
+            if bad[jj]:
+                shift[j0 + jj] = _shifted_column(avv, avv_r, avv_c, j0 + jj, delta, Lb, jj, nv, lptr, lcol, rel,
+                                                 absolute, A, Lw, Lv)
+                if shift[j0 + jj] < 0.0:
+                    return j0 + jj
+        Gb[:, :nb] = 0.0
         for t in range(avh_r.size):
-            Gj[avh_r[t], avh_c[t]] = avh[j, t]
-        _forward(Lp[j], Gj, nv, lptr, lcol, glo, ghi)
+            r = avh_r[t]
+            for jj in range(nb):
+                Gb[goff[r] + avh_c[t] - glo[r], jj] = avh[t, j0 + jj]
+        _forward_block(Lb, Gb, nb, lptr, lcol, glo, ghi, goff)
         for i in range(nv):
-            at = gpos[0, i] + j * gpos[1, i] + gpos[2, i] - glo[i]
-            for col in range(glo[i], ghi[i]):
-                G[at + col] = Gj[i, col]
-        if nE == 0:
-            continue
-        Cm[:, :] = 0.0
-        for t in range(jev_r.size):
-            Cm[jev_c[t], jev_r[t]] = jev[j, t]
-        _forward(Lp[j], Cm, nv, lptr, lcol, clo, chi)
-        for a in range(nE):
-            for b in range(nE):
-                s = 0.0
-                for i in range(nv):
-                    s += Cm[i, a] * Cm[i, b]
-                P[a, b] = s
-        if _chol_shifted(P, LPw, nE, pptr, pcol, rel, absolute) < 0.0:
-            return j
-        _compress(LPw, LPp[j], nE, pptr, pcol)
-        Fj[:, :] = 0.0
-        for t in range(jes_r.size):
-            Fj[jes_r[t], jes_c[t]] = -jes[j, t]
-        for a in range(nE):
-            for i in range(nv):
-                cia = Cm[i, a]
-                if cia != 0.0:
-                    for col in range(glo[i], ghi[i]):
-                        Fj[a, col] += cia * Gj[i, col]
-        _forward(LPp[j], Fj, nE, pptr, pcol, flo, fhi)
-        for a in range(nE):
-            for col in range(flo[0], fhi[0]):
-                F[j, a, col - flo[0]] = Fj[a, col]
+            for jj in range(nb):
+                at = gpos[0, i] + (j0 + jj) * gpos[1, i] + gpos[2, i]
+                for cc in range(ghi[i] - glo[i]):
+                    G[at + cc] = Gb[goff[i] + cc, jj]
+        Lp[j0 // BLOCK, :, j0 % BLOCK:j0 % BLOCK + nb] = Lb[:, :nb]
+        if nE:
+            bad_j = _equality_factor_block(Lb, Gb, jev, jev_r, jev_c, jes, jes_r, jes_c, j0, nb, nv, nE, rel, absolute,
+                                           lptr, lcol, pptr, pcol, glo, ghi, flo, fhi, goff, ca_a, ca_i, LPp, F, work)
+            if bad_j >= 0:
+                return bad_j
     return -1
 
 
 @numba.njit(**_JIT)
-def _equality_multiplier(LPp, pptr, pcol, jev, jev_r, jev_c, x, q, nE):
-    """``q <- P^{-1}(J x + q)`` for one sample."""
-    for t in range(jev_r.size):
-        q[jev_r[t]] += jev[t] * x[jev_c[t]]
-    _solve_vec(LPp, q, nE, pptr, pcol)
+def _forward_rows(Lb, X, nb, ptr, col, width):
+    """``X <- L^{-1} X`` for ``nb`` samples side by side, ``X``'s row ``i`` of ``width`` entries at rows
+    ``i width:(i + 1) width`` (one column per sample), ``L`` from the block ``Lb``."""
+    for i in range(ptr.size - 1):
+        for q in range(ptr[i], ptr[i + 1] - 1):
+            k = col[q]
+            for a in range(width):
+                for jj in range(nb):
+                    X[i * width + a, jj] -= Lb[q, jj] * X[k * width + a, jj]
+        d = ptr[i + 1] - 1
+        for jj in range(nb):
+            inv = 1.0 / Lb[d, jj]
+            for a in range(width):
+                X[i * width + a, jj] *= inv
 
 
 @numba.njit(**_JIT)
-def _minus_solved_jt(Lp, lptr, lcol, jev, jev_r, jev_c, q, x, u, nv):
-    """``x <- x - A^{-1} J^T q`` for one sample (``u``: work space)."""
-    u[:] = 0.0
+def _equality_factor_block(Lb, Gb, jev, jev_r, jev_c, jes, jes_r, jes_c, j0, nb, nv, nE, rel, absolute, lptr, lcol,
+                           pptr, pcol, glo, ghi, flo, fhi, goff, ca_a, ca_i, LPp, F, work):
+    """The equality blocks of ``nb`` samples side by side (:math:`C = L^{-1}J^T`, :math:`P = C^TC =
+    L_PL_P^T`, :math:`F`; ``ca_a, ca_i``: the structural nonzeros of :math:`C`), with :math:`L` and
+    :math:`G` from the blocks ``Lb``, ``Gb``; :math:`L_P` per sample; returns the first sample whose
+    :math:`P` does not factorize even shifted, or -1."""
+    Cb, Pb, Fb, LPb, P, LPw, LPv = work
+    fw, f0 = fhi[0] - flo[0], flo[0]
+    Cb[:, :nb] = 0.0
     for t in range(jev_r.size):
-        u[jev_c[t]] += jev[t] * q[jev_r[t]]
-    _solve_vec(Lp, u, nv, lptr, lcol)
+        for jj in range(nb):
+            Cb[jev_c[t] * nE + jev_r[t], jj] = jev[t, j0 + jj]
+    _forward_rows(Lb, Cb, nb, lptr, lcol, nE)
+    for a in range(nE):
+        for b in range(nE):
+            for jj in range(nb):
+                Pb[a * nE + b, jj] = 0.0
+            for i in range(nv):
+                for jj in range(nb):
+                    Pb[a * nE + b, jj] += Cb[i * nE + a, jj] * Cb[i * nE + b, jj]
+    for jj in range(nb):
+        for a in range(nE):
+            for b in range(nE):
+                P[a, b] = Pb[a * nE + b, jj]
+        if _chol_shifted(P, LPw, nE, pptr, pcol, rel, absolute) < 0.0:
+            return j0 + jj
+        _compress(LPw, LPv, nE, pptr, pcol)
+        LPb[:, jj] = LPv
+        LPp[(j0 + jj) // BLOCK, :, (j0 + jj) % BLOCK] = LPv
+    Fb[:, :nb] = 0.0
+    for t in range(jes_r.size):
+        for jj in range(nb):
+            Fb[jes_r[t] * fw + jes_c[t] - f0, jj] = -jes[t, j0 + jj]
+    for u in range(ca_a.size):
+        a, i = ca_a[u], ca_i[u]
+        for cc in range(glo[i], ghi[i]):
+            for jj in range(nb):
+                Fb[a * fw + cc - f0, jj] += Cb[i * nE + a, jj] * Gb[goff[i] + cc - glo[i], jj]
+    _forward_rows(LPb, Fb, nb, pptr, pcol, fw)
+    for jj in range(nb):
+        for a in range(nE):
+            for cc in range(fw):
+                F[j0 + jj, a, cc] = Fb[a * fw + cc, jj]
+    return -1
+
+
+@numba.njit(**_JIT)
+def _solve_block(Lv, X, n, ptr, col, j0, nb):
+    """``X[:, :nb] <- (L L^T)^{-1} X[:, :nb]`` for the samples ``j0:j0 + nb`` of a chunk, one column per
+    sample (``Lv (nnz, c)``: the factors' entries in the pattern's order, one column per sample);
+    the inner loops run over the samples, which share the pattern (SIMD across samples)."""
+    for i in range(n):
+        for q in range(ptr[i], ptr[i + 1] - 1):
+            k = col[q]
+            for jj in range(nb):
+                X[i, jj] -= Lv[q, j0 + jj] * X[k, jj]
+        d = ptr[i + 1] - 1
+        for jj in range(nb):
+            X[i, jj] /= Lv[d, j0 + jj]
+    for i in range(n - 1, -1, -1):
+        d = ptr[i + 1] - 1
+        for jj in range(nb):
+            X[i, jj] /= Lv[d, j0 + jj]
+        for q in range(ptr[i], ptr[i + 1] - 1):
+            k = col[q]
+            for jj in range(nb):
+                X[k, jj] -= Lv[q, j0 + jj] * X[i, jj]
+
+
+@numba.njit(**_JIT)
+def _equality_block(Lp, LPp, lptr, lcol, pptr, pcol, jev, jev_r, jev_c, X, Q, U, nv, nE, j0, nb):
+    """``Q <- P^{-1}(J X + Q)``, then ``X <- X - A^{-1} J^T Q`` for a block of samples (``U``: work space)."""
+    for t in range(jev_r.size):
+        r, k = jev_r[t], jev_c[t]
+        for jj in range(nb):
+            Q[r, jj] += jev[t, j0 + jj] * X[k, jj]
+    _solve_block(LPp, Q, nE, pptr, pcol, j0, nb)
+    U[:, :nb] = 0.0
+    for t in range(jev_r.size):
+        r, k = jev_r[t], jev_c[t]
+        for jj in range(nb):
+            U[k, jj] += jev[t, j0 + jj] * Q[r, jj]
+    _solve_block(Lp, U, nv, lptr, lcol, j0, nb)
     for i in range(nv):
-        x[i] -= u[i]
+        for jj in range(nb):
+            X[i, jj] -= U[i, jj]
+
+
+@numba.njit(**_JIT)
+def _tile(x, out):
+    """``out[b, t, jj] = x[t, b BLOCK + jj]`` (:meth:`Elimination.tiles`)."""
+    c = x.shape[1]
+    for b in range(out.shape[0]):
+        nb = min(BLOCK, c - b * BLOCK)
+        for t in range(x.shape[0]):
+            for jj in range(nb):
+                out[b, t, jj] = x[t, b * BLOCK + jj]
+
+
+@numba.njit(**_JIT)
+def _gather(b, rows, X, j0, nb):
+    """``X[i, jj] = b[rows[i], j0 + jj]``: a block of samples' right-hand sides in the elimination's order."""
+    for i in range(rows.size):
+        for jj in range(nb):
+            X[i, jj] = b[rows[i], j0 + jj]
 
 
 @numba.njit(**_JIT)
 def reduce_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r, jev_c, jes, jes_r, jes_c,
                  b, rE, perm, nv, nsh, nE):
     """``sum_j Â^T z_j + J_ŝ^T q_j`` over the chunk (module docstring); ``b (nv, c)`` (rows: the
-    variables in the problem's order, read through ``perm``), ``rE (nE, c)``."""
+    variables in the problem's order, read through ``perm``), ``rE (nE, c)``; blocks of ``BLOCK``
+    samples, the factors and blocks as tiles ``(c / BLOCK, nnz, BLOCK)`` (:meth:`Elimination.tiles`)."""
     out = np.zeros(nsh)
-    z, u, q = np.empty(nv), np.empty(nv), np.empty(nE)
-    for j in range(b.shape[1]):
-        for i in range(nv):
-            z[i] = b[perm[i], j]
-        _solve_vec(Lp[j], z, nv, lptr, lcol)
+    c = b.shape[1]
+    Z, U, Q = np.empty((nv, BLOCK)), np.empty((nv, BLOCK)), np.empty((max(nE, 1), BLOCK))
+    erows = np.arange(nE)
+    for j0 in range(0, c, BLOCK):
+        nb = min(BLOCK, c - j0)
+        blk = j0 // BLOCK
+        L, LP, H, JE, JS = Lp[blk], LPp[blk], avh[blk], jev[blk], jes[blk]
+        _gather(b, perm, Z, j0, nb)
+        _solve_block(L, Z, nv, lptr, lcol, 0, nb)
         if nE:
-            for a in range(nE):
-                q[a] = rE[a, j]
-            _equality_multiplier(LPp[j], pptr, pcol, jev[j], jev_r, jev_c, z, q, nE)
-            _minus_solved_jt(Lp[j], lptr, lcol, jev[j], jev_r, jev_c, q, z, u, nv)
+            _gather(rE, erows, Q, j0, nb)
+            _equality_block(L, LP, lptr, lcol, pptr, pcol, JE, jev_r, jev_c, Z, Q, U, nv, nE, 0, nb)
             for t in range(jes_r.size):
-                out[jes_c[t]] += jes[j, t] * q[jes_r[t]]
+                s, r = 0.0, jes_r[t]
+                for jj in range(nb):
+                    s += JS[t, jj] * Q[r, jj]
+                out[jes_c[t]] += s
         for t in range(avh_r.size):
-            out[avh_c[t]] += avh[j, t] * z[avh_r[t]]
+            s, r = 0.0, avh_r[t]
+            for jj in range(nb):
+                s += H[t, jj] * Z[r, jj]
+            out[avh_c[t]] += s
     return out
 
 
@@ -255,24 +409,32 @@ def back_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r, j
     """The samples' steps after the shared one ``dh`` (module docstring) into ``dV (nv, c)`` (rows in
     the problem's order, written through ``perm``) and ``dY (nE, c)``; ``b``, ``rE`` as in
     :func:`reduce_chunk`."""
-    x, u, q = np.empty(nv), np.empty(nv), np.empty(nE)
-    for j in range(b.shape[1]):
-        for i in range(nv):
-            x[i] = b[perm[i], j]
+    c = b.shape[1]
+    X, U, Q = np.empty((nv, BLOCK)), np.empty((nv, BLOCK)), np.empty((max(nE, 1), BLOCK))
+    erows = np.arange(nE)
+    for j0 in range(0, c, BLOCK):
+        nb = min(BLOCK, c - j0)
+        blk = j0 // BLOCK
+        L, LP, H, JE, JS = Lp[blk], LPp[blk], avh[blk], jev[blk], jes[blk]
+        _gather(b, perm, X, j0, nb)
         for t in range(avh_r.size):
-            x[avh_r[t]] -= avh[j, t] * dh[avh_c[t]]
-        _solve_vec(Lp[j], x, nv, lptr, lcol)
+            r, h = avh_r[t], dh[avh_c[t]]
+            for jj in range(nb):
+                X[r, jj] -= H[t, jj] * h
+        _solve_block(L, X, nv, lptr, lcol, 0, nb)
         if nE:
-            for a in range(nE):
-                q[a] = rE[a, j]
+            _gather(rE, erows, Q, j0, nb)
             for t in range(jes_r.size):
-                q[jes_r[t]] += jes[j, t] * dh[jes_c[t]]
-            _equality_multiplier(LPp[j], pptr, pcol, jev[j], jev_r, jev_c, x, q, nE)
-            _minus_solved_jt(Lp[j], lptr, lcol, jev[j], jev_r, jev_c, q, x, u, nv)
+                r, h = jes_r[t], dh[jes_c[t]]
+                for jj in range(nb):
+                    Q[r, jj] += JS[t, jj] * h
+            _equality_block(L, LP, lptr, lcol, pptr, pcol, JE, jev_r, jev_c, X, Q, U, nv, nE, 0, nb)
             for a in range(nE):
-                dY[a, j] = q[a]
+                for jj in range(nb):
+                    dY[a, j0 + jj] = Q[a, jj]
         for i in range(nv):
-            dV[perm[i], j] = x[i]
+            for jj in range(nb):
+                dV[perm[i], j0 + jj] = X[i, jj]
 
 
 # ---------------------------------------------------------------------- symbolic analysis, driver
@@ -321,7 +483,9 @@ def _hull(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class ChunkFactor:
     """One chunk's factors (kept for the steps): the entries of :math:`L`, :math:`L_P` in their
-    patterns' order (:attr:`Elimination.lpat`, ``ppat``) and the sparse blocks."""
+    patterns' order (:attr:`Elimination.lpat`, ``ppat``) and the sparse blocks, all as tiles
+    ``(c / BLOCK, nnz, BLOCK)`` (:meth:`Elimination.tiles`; sample ``j`` is ``[j // BLOCK, :, j %
+    BLOCK]``), so that the step kernels run their inner loops over samples."""
 
     Lp: np.ndarray
     LPp: np.ndarray
@@ -387,6 +551,32 @@ class Elimination:
         self.groups = [(np.array(rows), lo, hi) for (lo, hi), rows in groups.items()]
         self._buffers: dict = {}
         self.flops = self._count(L, C, nE)
+        self._C = C
+        self._blocked = self._block_plan()
+
+    def _block_plan(self) -> tuple:
+        """What :func:`factor_chunk` needs to factorize samples side by side: the factor's entry of
+        every nonzero of :math:`A` (``a2q``), the Cholesky's pairs of every entry (``pp, pa, pb``, in
+        :func:`_chol`'s order) and the first row of every row of :math:`G` in a block (``goff``)."""
+        ptr, col = self.lpat
+        at = {(i, int(col[q])): q for i in range(self.nv) for q in range(ptr[i], ptr[i + 1])}
+        r, k = self.avv
+        a2q = np.array([at[(max(x, y), min(x, y))] for x, y in zip(r, k)], dtype=np.int64)
+        pp, pa, pb = [0], [], []
+        for i in range(self.nv):
+            for q in range(ptr[i], ptr[i + 1]):
+                kq = int(col[q])
+                for qq in range(ptr[i], q):
+                    other = at.get((kq, int(col[qq])))
+                    if other is not None:
+                        pa.append(qq)
+                        pb.append(other)
+                pp.append(len(pa))
+        goff = np.concatenate([[0], np.cumsum(self.ghi - self.glo)]).astype(np.int64)
+        ca_i, ca_a = np.nonzero(self._C[:, :self.nE])
+        order = np.lexsort((ca_i, ca_a))  # by equality row, then variable: the scalar loop's order
+        return (a2q, *(np.array(x, dtype=np.int64) for x in (pp, pa, pb)), goff, ca_a[order].astype(np.int64),
+                ca_i[order].astype(np.int64))
 
     def _count(self, L: np.ndarray, C: np.ndarray, nE: int) -> dict:
         r"""Floating-point operations per sample (a multiply-add counts 2), from the patterns:
@@ -400,7 +590,8 @@ class Elimination:
         fw = int(self.fhi[0] - self.flo[0])
         equality = (2 * (ptr[-1] - self.nv) * nE + 2 * nE * nE * self.nv + 2 * int((C.sum(axis=1) * width).sum())
                     + nE * nE * fw) if nE else 0
-        products = sum(2 * len(rows) * (hi - lo) ** 2 for rows, lo, hi in self.groups) + 2 * nE * fw * fw
+        # the groups' products G^T G, F^T F: one triangle each (syrk)
+        products = sum(len(rows) * (hi - lo) * (hi - lo + 1) for rows, lo, hi in self.groups) + nE * fw * (fw + 1)
         one_solve = 4 * ptr[-1]  # forward and backward with L
         solve = (2 + 2 * (nE > 0)) * 2 * one_solve + 4 * len(self.avh[0]) + 4 * len(self.jes[0])
         return {"factor": int(chol + forward + equality + products), "solve": int(solve)}
@@ -427,29 +618,42 @@ class Elimination:
         return self._buffers[key]
 
     def factor(self, avv, avh, jev, jes, delta: float, rel, absolute):
-        """Factor a chunk (nonzeros ``(c, nnz)`` in the patterns' order); returns ``(ChunkFactor,
+        """Factor a chunk (nonzeros ``(nnz, c)`` in the patterns' order, one column per sample); returns ``(ChunkFactor,
         share of the Schur complement (nsh x nsh, F^T F - G^T G), shifts)``.  Raises
         ``LinAlgError`` if a block does not factorize even shifted."""
-        c, nv, nsh, nE = avv.shape[0], self.nv, self.nsh, self.nE
-        Lp, LPp, shift = np.empty((c, self.lpat[0][-1])), np.empty((c, self.ppat[0][-1])), np.zeros(c)
+        c, nv, nsh, nE = avv.shape[1], self.nv, self.nsh, self.nE
+        nblk = -(-c // BLOCK)
+        Lp, LPp = np.empty((nblk, self.lpat[0][-1], BLOCK)), np.empty((nblk, self.ppat[0][-1], BLOCK))
+        shift = np.zeros(c)
         gpos, views, G, F = self._buffer(c)
         bad = factor_chunk(avv, *self.avv, avh, *self.avh, jev, *self.jev, jes, *self.jes, nv, nsh, nE, delta, rel,
                            absolute, *self.lpat, *self.ppat, self.glo, self.ghi, self.flo, self.fhi, gpos, Lp, LPp,
-                           G, F, shift)
+                           G, F, shift, *self._blocked)
         if bad >= 0:
             raise np.linalg.LinAlgError(f"the block of sample {bad} of the chunk is not positive definite, "
                                         "even with a shift of 1e12")
-        share = np.zeros((nsh, nsh))
+        share = np.zeros((nsh, nsh), order="F")  # its upper triangle, by rank-k updates (BLAS syrk)
         for base, n, lo, hi in views:
             g = G[base:base + n * (hi - lo)].reshape(n, hi - lo)
-            share[lo:hi, lo:hi] -= g.T @ g
+            share[lo:hi, lo:hi] = dsyrk(-1.0, g.T, 1.0, share[lo:hi, lo:hi])
         if nE:
             lo, hi = int(self.flo[0]), int(self.fhi[0])
             f = F.reshape(-1, hi - lo)
-            share[lo:hi, lo:hi] += f.T @ f
+            share[lo:hi, lo:hi] = dsyrk(1.0, f.T, 1.0, share[lo:hi, lo:hi])
+        share = np.triu(share) + np.triu(share, 1).T
         out = np.empty_like(share)
         out[np.ix_(self.cperm, self.cperm)] = share
-        return ChunkFactor(Lp, LPp, avh, jev, jes), out, shift
+        return ChunkFactor(Lp, LPp, self.tiles(avh), self.tiles(jev), self.tiles(jes)), out, shift
+
+    @staticmethod
+    def tiles(x: np.ndarray) -> np.ndarray:
+        """A chunk's ``(nnz, c)`` nonzeros as the step kernels read them: ``(c / BLOCK, nnz, BLOCK)``, one
+        contiguous tile per block of samples (one stream through memory per block, where columns of
+        the ``(nnz, c)`` array are ``nnz`` streams)."""
+        nnz, c = x.shape
+        out = np.zeros((-(-c // BLOCK), nnz, BLOCK))
+        _tile(x, out)
+        return out
 
     def _args(self, cf: ChunkFactor) -> tuple:
         return cf.Lp, cf.LPp, *self.lpat, *self.ppat, cf.avh, *self.avh, cf.jev, *self.jev, cf.jes, *self.jes

@@ -79,6 +79,7 @@ from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeFl
 from ..distributed import SampleShards
 from ..threads import blas_threads
 from .casadi_translator import casadi as ca
+from . import fused
 from .elimination import ChunkFactor, Elimination
 
 __all__ = ["SchurInteriorPoint", "SchurResult"]
@@ -251,11 +252,6 @@ class _Mapped:
         return res
 
 
-def _coupling_rows(a_vs: np.ndarray, j_lv: np.ndarray) -> np.ndarray:
-    """One chunk's coupling nonzeros ``(c, nnz)`` as :class:`~.elimination.Elimination` reads them."""
-    return np.ascontiguousarray(np.concatenate([a_vs, j_lv]).T)
-
-
 def _available_memory() -> int | None:
     """MemAvailable of ``/proc/meminfo`` in bytes (None where there is none)."""
     try:
@@ -392,7 +388,7 @@ class _Rhs:
     def size(self, m: int, shards: SampleShards) -> float:
         """Largest entry, the shared stationarity divided by ``m`` (all samples, as the stopping
         test); the per-sample parts' maximum over every rank."""
-        local = max(float(np.abs(a).max(initial=0.0)) for a in (self.rd_v, self.rE, self.rI, self.rc))
+        local = max(fused.absmax(a) for a in (self.rd_v, self.rE, self.rI, self.rc))
         shared = max(float(np.abs(a).max(initial=0.0)) for a in (self.rd_s / m, self.rL, self.rcL))
         return max(shards.max(local), shared)
 
@@ -484,6 +480,7 @@ class SchurInteriorPoint:
         self.fn = _SampleFunctions(problem)
         self.compiled = self._compile()
         self.ineq = ~self.fn.equality
+        self._iI, self._iE = np.flatnonzero(self.ineq), np.flatnonzero(~self.ineq)  # for the fused kernels
         self.ineq_link = ~np.asarray(problem.eq_link, dtype=bool)
         self.ns, self.nv, self.ng, self.nL = problem.ns, problem.nv, problem.ng, problem.n_link
         self.nE = int(self.fn.equality.sum())
@@ -676,11 +673,11 @@ class SchurInteriorPoint:
         """One chunk's factors (:class:`~.elimination.Elimination`), its share of ``S`` (the ``A_ss``
         block and ``F^T F - G^T G``), its part of the linking rows' Jacobian on ``s`` and how many
         blocks needed an inertia correction."""
-        ns = self.ns
-        a_vv, a_vs, a_ss, j_ev, j_es, j_lv, j_ls = self._call(
-            "kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, self._sigma(st, lo, hi))
-        avv, jev, jes = (np.ascontiguousarray(x.T) for x in (a_vv, j_ev, j_es))
-        avh = _coupling_rows(a_vs, j_lv)
+        ns, kkt = self.ns, self.fn.kkt
+        avv, jev, jes = (np.empty((kkt.nnz_out(o), hi - lo)) for o in (0, 3, 4))
+        avh, out = self._coupling_buffer(hi - lo)
+        _, _, a_ss, _, _, _, j_ls = self._call("kkt", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam,
+                                               self._sigma(st, lo, hi), out=[avv, out[0], None, jev, jes, out[1], None])
         try:
             fc, share, shift = self._elim.factor(avv, avh, jev, jes, self.config.regularization, SHIFTS_RELATIVE,
                                                  SHIFTS_ABSOLUTE)
@@ -699,8 +696,17 @@ class SchurInteriorPoint:
             return fc
         st = self._factored_at
         lo, hi = fc.lo, fc.hi
-        a_vs, j_lv = self._call("coupling", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, self._sigma(st, lo, hi))
-        return replace(fc, avh=_coupling_rows(a_vs, j_lv))
+        avh, out = self._coupling_buffer(hi - lo)
+        self._call("coupling", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, self._sigma(st, lo, hi), out=out)
+        return replace(fc, avh=self._elim.tiles(avh))
+
+    def _coupling_buffer(self, c: int) -> tuple[np.ndarray, list]:
+        """A chunk's coupling nonzeros ``(nnz, c)`` as :class:`~.elimination.Elimination` reads them
+        (one column per sample) and its two parts, :math:`A_{vs}` and :math:`J_{Lv}`, as views the
+        per-sample functions write into."""
+        n_vs = self.fn.coupling.nnz_out(0)
+        avh = np.empty((n_vs + self.fn.coupling.nnz_out(1), c))
+        return avh, [avh[:n_vs], avh[n_vs:]]
 
     def _rhs(self, st: _State, r: _Residual, rc: np.ndarray, rcL: np.ndarray) -> _Rhs:
         """The Newton system's right-hand side at ``st`` for complementarity residuals ``rc`` (zero on
@@ -714,15 +720,14 @@ class SchurInteriorPoint:
         """The step ``d`` with ``K d = -rhs`` (``K``: the unreduced Newton matrix), by elimination;
         with ``into``, added to that state chunk by chunk and returned (a refinement then holds one
         direction, not two)."""
-        I, IL, ns = self.ineq, self.ineq_link, self.ns
+        IL, ns = self.ineq_link, self.ns
         self._directions += 1
         rho, rE_all = self.config.augmentation, rhs.rE
 
         def reduce(fc):  # the chunk's right-hand side b_v and its part of the shared one
             lo, hi = fc.lo, fc.hi
-            w = np.zeros((self.ng, hi - lo))
-            w[I] = (st.M[I, lo:hi] * rhs.rI[I, lo:hi] - rhs.rc[I, lo:hi]) / st.T[I, lo:hi]
-            w[~I] = rho * rE_all[:, lo:hi]  # rho J_E^T r_E: the augmented rows' right-hand side
+            w = np.empty((self.ng, hi - lo))  # on the equality rows rho r_E: rho J_E^T r_E augments
+            fused.reduce_weights(w, st.M, st.T, rhs.rI, rhs.rc, rE_all, rho, self._iI, self._iE, lo)
             jv_w, js_w = self._call("jtv", lo, hi, st.s, st.V, w, out=[np.empty((self.nv, hi - lo)), None])
             b, rE = jv_w, rE_all[:, lo:hi]
             b += rhs.rd_v[:, lo:hi]
@@ -747,11 +752,7 @@ class SchurInteriorPoint:
             lo, hi = fc.lo, fc.hi
             dv, dy = self._elim.back(self._coupled(fc), b, rE, dh)
             jdx, jl = self._call("jvp", lo, hi, st.s, st.V, dh[:ns], dv, out=[np.empty((self.ng, hi - lo)), None])
-            dTc = -rhs.rI[I, lo:hi] - jdx[I]
-            into.V[:, lo:hi] += dv
-            into.M[~I, lo:hi] += dy
-            into.T[I, lo:hi] += dTc
-            into.M[I, lo:hi] -= (rhs.rc[I, lo:hi] + st.M[I, lo:hi] * dTc) / st.T[I, lo:hi]
+            fused.back_update(into.V, into.M, into.T, dv, dy, jdx, rhs.rI, rhs.rc, st.M, st.T, self._iI, self._iE, lo)
             return jl
 
         jl_dx = np.zeros(self.nL)
@@ -766,7 +767,7 @@ class SchurInteriorPoint:
 
     def _remainder(self, st: _State, d: _State, rhs: _Rhs) -> _Rhs:
         """``K d + rhs``: what ``d`` leaves of the Newton system (exact products, for refinement)."""
-        I, IL = self.ineq, self.ineq_link
+        IL = self.ineq_link
         rd_v, rE = np.empty((self.nv, self.m)), np.empty((self.nE, self.m))
         rI, rc = np.zeros((self.ng, self.m)), np.zeros((self.ng, self.m))  # zero on the equality rows
         rd_s, jl_dx = np.zeros(self.ns), np.zeros(self.nL)
@@ -775,11 +776,8 @@ class SchurInteriorPoint:
             v, jd = rd_v[:, lo:hi], np.empty((self.ng, hi - lo))
             a_s, _, _, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
                                        d.M[:, lo:hi], d.lam, out=[None, v, jd, None])
-            v += rhs.rd_v[:, lo:hi]
-            v += self._shift[lo:hi] * d.V[:, lo:hi]
-            rE[:, lo:hi] = jd[~I] + rhs.rE[:, lo:hi]
-            rI[I, lo:hi] = jd[I] + d.T[I, lo:hi] + rhs.rI[I, lo:hi]
-            rc[I, lo:hi] = st.M[I, lo:hi] * d.T[I, lo:hi] + st.T[I, lo:hi] * d.M[I, lo:hi] + rhs.rc[I, lo:hi]
+            fused.remainder_parts(v, rhs.rd_v, self._shift, d.V, jd, rE, rhs.rE, rI, d.T, rhs.rI, rc, st.M, st.T, d.M,
+                                  rhs.rc, self._iI, self._iE, lo)
             return a_s, jl
 
         for a_s, jl in self._map_chunks(chunk):
@@ -824,7 +822,7 @@ class SchurInteriorPoint:
     def _max_step(self, st: _State, d: _State, tau: float) -> float:
         """The fraction to the boundary: the longest step (at most 1) that keeps every slack and
         multiplier of the inequality rows above ``1 - tau`` of its value (chunks on the threads)."""
-        I, IL = self.ineq, self.ineq_link
+        IL = self.ineq_link
 
         def longest(pairs) -> float:
             best = 1.0
@@ -834,20 +832,19 @@ class SchurInteriorPoint:
                     best = min(best, float((-tau * v[neg] / dv[neg]).min()))
             return best
 
-        chunks = self._map_chunks(lambda lo, hi: longest(((st.T[I, lo:hi], d.T[I, lo:hi]),
-                                                          (st.M[I, lo:hi], d.M[I, lo:hi]))))
+        chunks = self._map_chunks(lambda lo, hi: fused.boundary_step(st.T, d.T, st.M, d.M, self._iI, lo, hi, tau))
         return self.shards.min(min(min(chunks), longest(((st.t[IL], d.t[IL]), (st.lam[IL], d.lam[IL])))))
 
     def _products(self, st: _State, d: _State | None = None, alpha: float = 0.0) -> tuple[float, float, int]:
         """The complementarity products ``t_i lambda_i`` at ``st`` (or at ``st + alpha d``, built
         without the moved point's other variables): their smallest value, mean and number over
         every rank (``inf, 0, 0`` when there is none)."""
-        I, IL = self.ineq, self.ineq_link
+        IL = self.ineq_link
+        dT, dM = (st.T, st.M) if d is None else (d.T, d.M)
 
         def chunk(lo, hi):  # the products of the chunk's samples: smallest, sum, number
-            T, M = st.T[I, lo:hi], st.M[I, lo:hi]
-            c = T * M if d is None else (T + alpha * d.T[I, lo:hi]) * (M + alpha * d.M[I, lo:hi])
-            return float(c.min(initial=np.inf)), float(c.sum()), c.size
+            low, total = fused.products(st.T, st.M, dT, dM, alpha, d is not None, self._iI, lo, hi)
+            return low, total, self._iI.size * (hi - lo)
 
         parts = self._map_chunks(chunk)
         cL = st.t[IL] * st.lam[IL] if d is None else (st.t[IL] + alpha * d.t[IL]) * (st.lam[IL] + alpha * d.lam[IL])
