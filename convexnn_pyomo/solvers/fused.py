@@ -57,19 +57,24 @@ def remainder_parts(v, rd_v, shift, dV, jd, rE, rhs_E, rI, dT, rhs_I, rc, M, T, 
     r"""The chunk's part of :math:`K d + r` after the products ``v`` (:math:`A d` on the samples'
     variables, ``(nv, c)``, completed in place) and ``jd`` (:math:`J d`, ``(ng, c)``): the
     stationarity with the inertia shift, the equality rows, the inequality rows and the
-    complementarity (written into the ``(rows, m)`` arrays ``rE``, ``rI``, ``rc``)."""
-    c = v.shape[1]
+    complementarity (written into the ``(rows, m)`` arrays ``rE``, ``rI``, ``rc``); returns the
+    largest absolute value written (the chunk's part of :meth:`~.schur_ipm._Rhs.size`)."""
+    c, top = v.shape[1], 0.0
     for i in range(v.shape[0]):
         for j in range(c):
             v[i, j] = (v[i, j] + rd_v[i, lo + j]) + shift[lo + j] * dV[i, lo + j]
+            top = max(top, abs(v[i, j]))
     for a in range(iE.size):
         r = iE[a]
         for j in range(c):
             rE[a, lo + j] = jd[r, j] + rhs_E[a, lo + j]
+            top = max(top, abs(rE[a, lo + j]))
     for r in iI:
         for j in range(c):
             rI[r, lo + j] = (jd[r, j] + dT[r, lo + j]) + rhs_I[r, lo + j]
             rc[r, lo + j] = (M[r, lo + j] * dT[r, lo + j] + T[r, lo + j] * dM[r, lo + j]) + rhs_c[r, lo + j]
+            top = max(top, abs(rI[r, lo + j]), abs(rc[r, lo + j]))
+    return top
 
 
 @numba.njit(**_JIT)
@@ -107,3 +112,4 @@ def products(T, M, dT, dM, alpha, moved, iI, lo, hi):
             low = min(low, c)
             total += c
     return low, total
+

@@ -384,11 +384,13 @@ class _Rhs:
     rL: np.ndarray
     rc: np.ndarray
     rcL: np.ndarray
+    top: float | None = None  # the per-sample parts' largest entry on this rank, where already known
 
     def size(self, m: int, shards: SampleShards) -> float:
         """Largest entry, the shared stationarity divided by ``m`` (all samples, as the stopping
         test); the per-sample parts' maximum over every rank."""
-        local = max(fused.absmax(a) for a in (self.rd_v, self.rE, self.rI, self.rc))
+        local = self.top if self.top is not None else max(fused.absmax(a) for a in (self.rd_v, self.rE, self.rI,
+                                                                                    self.rc))
         shared = max(float(np.abs(a).max(initial=0.0)) for a in (self.rd_s / m, self.rL, self.rcL))
         return max(shards.max(local), shared)
 
@@ -776,17 +778,18 @@ class SchurInteriorPoint:
             v, jd = rd_v[:, lo:hi], np.empty((self.ng, hi - lo))
             a_s, _, _, jl = self._call("apply", lo, hi, st.s, st.V, st.M[:, lo:hi], st.lam, d.s, d.V[:, lo:hi],
                                        d.M[:, lo:hi], d.lam, out=[None, v, jd, None])
-            fused.remainder_parts(v, rhs.rd_v, self._shift, d.V, jd, rE, rhs.rE, rI, d.T, rhs.rI, rc, st.M, st.T, d.M,
-                                  rhs.rc, self._iI, self._iE, lo)
-            return a_s, jl
+            top = fused.remainder_parts(v, rhs.rd_v, self._shift, d.V, jd, rE, rhs.rE, rI, d.T, rhs.rI, rc, st.M, st.T,
+                                        d.M, rhs.rc, self._iI, self._iE, lo)
+            return a_s, jl, top
 
-        for a_s, jl in self._map_chunks(chunk):
-            rd_s, jl_dx = rd_s + a_s, jl_dx + jl
+        top = 0.0
+        for a_s, jl, t in self._map_chunks(chunk):
+            rd_s, jl_dx, top = rd_s + a_s, jl_dx + jl, max(top, t)
         rd_s, jl_dx = self.shards.sum_each(rd_s, jl_dx)
         rd_s += rhs.rd_s + self._h0 @ d.s + self._j0.T @ d.lam
         jl_dx += self._j0 @ d.s
         return _Rhs(rd_s, rd_v, rE, rI, jl_dx + np.where(IL, d.t, 0.0) + rhs.rL, rc,
-                    np.where(IL, st.lam * d.t + st.t * d.lam + rhs.rcL, 0.0))
+                    np.where(IL, st.lam * d.t + st.t * d.lam + rhs.rcL, 0.0), top)
 
     def _solve(self, st: _State, rhs: _Rhs, factors: list[ChunkFactor], S: np.ndarray, refine: bool = True) -> _State:
         """:meth:`_direction` with iterative refinement on the unreduced system (``refinement`` steps at
