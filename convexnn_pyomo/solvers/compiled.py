@@ -33,7 +33,7 @@ __all__ = ["CompilerUnavailable", "MappedKernel", "compiled_map", "compiler", "k
 FLAGS = ("-O2", "-fPIC", "-shared")
 
 #: tried first: code for this machine's vector units (the per-sample functions' straight-line code
-#: vectorizes: ``kkt`` took 30 % and ``apply`` 23 % less time at m = 2x10^4), without fused
+#: vectorizes: ``benchmarks/kernel_flags.py`` times both builds), without fused
 #: multiply-adds (``-ffp-contract=off``), so the results stay those of :data:`FLAGS` bit for bit;
 #: the library's name then also hashes this machine's processor (:func:`_machine`)
 NATIVE = ("-O3", "-march=native", "-ffp-contract=off")
