@@ -310,42 +310,42 @@ def _equality_factor_block(Lb, Gb, jev, jev_r, jev_c, jes, jes_r, jes_c, j0, nb,
 
 
 @numba.njit(**_JIT)
-def _solve_block(Lv, X, n, ptr, col, j0, nb):
-    """``X[:, :nb] <- (L L^T)^{-1} X[:, :nb]`` for the samples ``j0:j0 + nb`` of a chunk, one column per
-    sample (``Lv (nnz, c)``: the factors' entries in the pattern's order, one column per sample);
-    the inner loops run over the samples, which share the pattern (SIMD across samples)."""
+def _solve_block(Lv, X, n, ptr, col, nb):
+    """``X[:, :nb] <- (L L^T)^{-1} X[:, :nb]`` for the first ``nb`` samples of a block, one column per
+    sample (``Lv (nnz, BLOCK)``: a tile of the factors' entries in the pattern's order); the inner
+    loops run over the samples, which share the pattern (SIMD across samples)."""
     for i in range(n):
         for q in range(ptr[i], ptr[i + 1] - 1):
             k = col[q]
             for jj in range(nb):
-                X[i, jj] -= Lv[q, j0 + jj] * X[k, jj]
+                X[i, jj] -= Lv[q, jj] * X[k, jj]
         d = ptr[i + 1] - 1
         for jj in range(nb):
-            X[i, jj] /= Lv[d, j0 + jj]
+            X[i, jj] /= Lv[d, jj]
     for i in range(n - 1, -1, -1):
         d = ptr[i + 1] - 1
         for jj in range(nb):
-            X[i, jj] /= Lv[d, j0 + jj]
+            X[i, jj] /= Lv[d, jj]
         for q in range(ptr[i], ptr[i + 1] - 1):
             k = col[q]
             for jj in range(nb):
-                X[k, jj] -= Lv[q, j0 + jj] * X[i, jj]
+                X[k, jj] -= Lv[q, jj] * X[i, jj]
 
 
 @numba.njit(**_JIT)
-def _equality_block(Lp, LPp, lptr, lcol, pptr, pcol, jev, jev_r, jev_c, X, Q, U, nv, nE, j0, nb):
+def _equality_block(Lp, LPp, lptr, lcol, pptr, pcol, jev, jev_r, jev_c, X, Q, U, nv, nE, nb):
     """``Q <- P^{-1}(J X + Q)``, then ``X <- X - A^{-1} J^T Q`` for a block of samples (``U``: work space)."""
     for t in range(jev_r.size):
         r, k = jev_r[t], jev_c[t]
         for jj in range(nb):
-            Q[r, jj] += jev[t, j0 + jj] * X[k, jj]
-    _solve_block(LPp, Q, nE, pptr, pcol, j0, nb)
+            Q[r, jj] += jev[t, jj] * X[k, jj]
+    _solve_block(LPp, Q, nE, pptr, pcol, nb)
     U[:, :nb] = 0.0
     for t in range(jev_r.size):
         r, k = jev_r[t], jev_c[t]
         for jj in range(nb):
-            U[k, jj] += jev[t, j0 + jj] * Q[r, jj]
-    _solve_block(Lp, U, nv, lptr, lcol, j0, nb)
+            U[k, jj] += jev[t, jj] * Q[r, jj]
+    _solve_block(Lp, U, nv, lptr, lcol, nb)
     for i in range(nv):
         for jj in range(nb):
             X[i, jj] -= U[i, jj]
@@ -385,10 +385,10 @@ def reduce_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r,
         blk = j0 // BLOCK
         L, LP, H, JE, JS = Lp[blk], LPp[blk], avh[blk], jev[blk], jes[blk]
         _gather(b, perm, Z, j0, nb)
-        _solve_block(L, Z, nv, lptr, lcol, 0, nb)
+        _solve_block(L, Z, nv, lptr, lcol, nb)
         if nE:
             _gather(rE, erows, Q, j0, nb)
-            _equality_block(L, LP, lptr, lcol, pptr, pcol, JE, jev_r, jev_c, Z, Q, U, nv, nE, 0, nb)
+            _equality_block(L, LP, lptr, lcol, pptr, pcol, JE, jev_r, jev_c, Z, Q, U, nv, nE, nb)
             for t in range(jes_r.size):
                 s, r = 0.0, jes_r[t]
                 for jj in range(nb):
@@ -420,14 +420,14 @@ def back_chunk(Lp, LPp, lptr, lcol, pptr, pcol, avh, avh_r, avh_c, jev, jev_r, j
             r, h = avh_r[t], dh[avh_c[t]]
             for jj in range(nb):
                 X[r, jj] -= H[t, jj] * h
-        _solve_block(L, X, nv, lptr, lcol, 0, nb)
+        _solve_block(L, X, nv, lptr, lcol, nb)
         if nE:
             _gather(rE, erows, Q, j0, nb)
             for t in range(jes_r.size):
                 r, h = jes_r[t], dh[jes_c[t]]
                 for jj in range(nb):
                     Q[r, jj] += JS[t, jj] * h
-            _equality_block(L, LP, lptr, lcol, pptr, pcol, JE, jev_r, jev_c, X, Q, U, nv, nE, 0, nb)
+            _equality_block(L, LP, lptr, lcol, pptr, pcol, JE, jev_r, jev_c, X, Q, U, nv, nE, nb)
             for a in range(nE):
                 for jj in range(nb):
                     dY[a, j0 + jj] = Q[a, jj]
