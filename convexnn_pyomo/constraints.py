@@ -247,7 +247,7 @@ def check_splits_over_ranks(constraints: list, shards) -> None:
                          "constants (class sizes, bounds) would come from each rank's own rows and the real network's "
                          "violation needs every sample (every built-in constraint of convexnn_pyomo.constraints splits "
                          "over ranks; a CallableConstraint's Pyomo rows cannot be told apart); train in one process "
-                         "(shards=1) or on Progressive Hedging (round_solver='sharded')")
+                         "(shards=1): Progressive Hedging (round_solver='sharded') refuses it too")
 
 
 def relax_all(constraints: list) -> bool:

@@ -241,3 +241,14 @@ def test_importing_the_package_leaves_the_environment_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300, env=env)
     changed = json.loads(out.stdout.strip().splitlines()[-1])
     assert changed == {}, f"importing convexnn_pyomo changed os.environ ([before, after]): {changed}"
+
+
+def test_importing_the_package_loads_no_data_frame_or_numba_stack():
+    """Every MPI rank of a sharded round imports the package: pandas, scipy, numba and torch are
+    imported where they are used (a history built, a conic solve, the structured round, a
+    baseline), not by ``import convexnn_pyomo`` (pandas and scipy were 96 MB and 0.8 s of every
+    process, ``benchmarks/process_memory.py``)."""
+    heavy = ["pandas", "scipy", "numba", "torch", "sklearn", "matplotlib"]
+    code = f"import sys, json, convexnn_pyomo\nprint(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

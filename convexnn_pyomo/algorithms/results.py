@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..network import Network
+
+if TYPE_CHECKING:  # pandas is imported where a history is built (40 MB per process)
+    import pandas as pd
 
 __all__ = ["RunStatus", "RoundStatus", "TrainResult", "HISTORY_COLUMNS"]
 

@@ -16,7 +16,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-import pandas as pd
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..constraints import as_hard_constraints, relax_all
@@ -479,6 +478,8 @@ class SequentialRelaxation:
         return reason
 
     def _result(self, initial_loss: float) -> TrainResult:
+        import pandas as pd  # here, not at import: every MPI rank would carry it
+
         st, cfg = self.state, self.cfg
         feasible = st.best_viol <= cfg.constraint_tol
         message = st.message or {RunStatus.ROUND_LIMIT: f"{cfg.rounds} rounds done",

@@ -18,7 +18,6 @@ from pyomo.common.timing import default_timer
 from pyomo.contrib.solver.common.results import Results, SolutionStatus, TerminationCondition
 from pyomo.environ import Constraint, Objective, maximize, value
 from pyomo.repn import generate_standard_repn
-from scipy import sparse
 
 from ..psd import psd_constraints
 from .base import ConvexnnSolverBase, PointSolutionLoader, StatusTable, map_status, register_solver
@@ -124,6 +123,8 @@ class _ConicProblem:
 
     def matrices(self, clarabel):
         """``P, q, A, b, cones`` for ``clarabel.DefaultSolver``."""
+        from scipy import sparse  # here, not at import: scipy costs every process 60 MB and 0.6 s
+
         rows = [*self.rows_eq, *self.rows_le, *(row for _, block in self.psd for row in block)]
         entries = [(r, k, c) for r, (coefs, _) in enumerate(rows) for k, c in coefs.items()]
         A = sparse.csc_matrix(
