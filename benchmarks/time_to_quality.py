@@ -11,37 +11,54 @@ the per-sample functions included when the cache is empty), mean loss and status
 of the two times::
 
     python benchmarks/time_to_quality.py --sizes 10000,100000 --out benchmarks/results
+
+``--eta`` and ``--eta-floor`` set the adaptive schedule's start and floor of ``eta`` (defaults 2
+and 1: with the exactness weights ``mu``, ``eta`` is a safety factor and the floor 1 is where
+the weights are met to first order); a smaller floor lets inexact rounds take longer steps (the
+schedule doubles ``eta`` after an inexact round).  ``--rounds-csv FILE`` appends each round's
+mean loss, ``eta``, step and iterations (the trajectory behind a row).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
-from scale import teacher_data
+from scale import append_row, teacher_data
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo import baselines
+from convexnn_pyomo.algorithms.schedules import AdaptiveSchedule
 
 COLUMNS = ["m", "adam_steps", "adam_seconds", "adam_loss", "convexnn_rounds", "convexnn_seconds", "convexnn_loss",
-           "convexnn_status", "time_ratio", "reached"]
+           "convexnn_status", "time_ratio", "reached", "eta", "eta_floor"]
+ROUND_COLUMNS = ["m", "eta", "eta_floor", "round", "mean_loss", "round_eta", "step", "status", "iterations",
+                 "solve_seconds"]
 
 
-def measure(m: int, steps: int, rounds: int) -> dict:
+def measure(m: int, steps: int, rounds: int, eta: float = 2.0, eta_floor: float = 1.0,
+            rounds_csv: Path | None = None) -> dict:
+    """Adam's ``steps`` steps, then Algorithm 1 until its loss reaches Adam's (or ``rounds``)."""
     X, Y, _ = teacher_data(m, [6, 6], 0.1)
     net = cnn.Network([8, 6, 6, 1], "sigmoid").init_he(0)
     adam = baselines.train_adam(net, X, Y, steps=steps)
     target = adam.network.loss(X, Y)  # summed, as train's true loss
+    schedule = AdaptiveSchedule(eta=eta, eta_floor=eta_floor)
     t0 = time.perf_counter()
-    res = cnn.train(net, X, Y, rounds=rounds, target_loss=target, progress=True)
+    res = cnn.train(net, X, Y, rounds=rounds, target_loss=target, schedule=schedule, progress=True)
     seconds = time.perf_counter() - t0
     loss = res.network.loss(X, Y)
+    if rounds_csv is not None:
+        for r in res.history.itertuples():
+            append_row(rounds_csv, {"m": m, "eta": eta, "eta_floor": eta_floor, "round": r.round,
+                                    "mean_loss": r.true_loss / m, "round_eta": r.eta, "step": r.step,
+                                    "status": r.status, "iterations": r.iterations,
+                                    "solve_seconds": r.solve_seconds}, ROUND_COLUMNS)
     return {"m": m, "adam_steps": steps, "adam_seconds": round(adam.seconds, 2), "adam_loss": target / m,
             "convexnn_rounds": res.rounds, "convexnn_seconds": round(seconds, 2), "convexnn_loss": loss / m,
             "convexnn_status": str(res.status.value), "time_ratio": round(seconds / adam.seconds, 2),
-            "reached": bool(loss <= target)}
+            "reached": bool(loss <= target), "eta": eta, "eta_floor": eta_floor}
 
 
 def main() -> None:
@@ -49,21 +66,19 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--adam-steps", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=15, help="Algorithm 1's round limit")
+    ap.add_argument("--eta", type=float, default=2.0, help="the adaptive schedule's first eta")
+    ap.add_argument("--eta-floor", type=float, default=1.0, help="the adaptive schedule's smallest eta")
+    ap.add_argument("--rounds-csv", default=None, help="append each round's loss, eta and step to this CSV")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "time_to_quality.csv"
     for m in (int(v) for v in args.sizes.split(",")):
-        row = measure(m, args.adam_steps, args.rounds)
+        row = measure(m, args.adam_steps, args.rounds, args.eta, args.eta_floor,
+                      Path(args.rounds_csv) if args.rounds_csv else None)
         print(row, flush=True)
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
+        append_row(path, row, COLUMNS)
 
 if __name__ == "__main__":
     main()

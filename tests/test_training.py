@@ -196,6 +196,8 @@ def test_train_rejects_bad_arguments(small_problem):
         train(net, X, Y, schedule="fast")
     with pytest.raises(ValueError, match="eta"):
         AdaptiveSchedule(eta=-1.0)
+    with pytest.raises(ValueError, match="eta floor"):
+        AdaptiveSchedule(eta_floor=0.0)
     with pytest.raises(ValueError, match="mu must be three positive numbers"):
         AdaptiveSchedule(mu=(1.0, -1.0, 1.0))
     with pytest.raises(ValueError, match="mu must be three positive numbers"):
@@ -357,3 +359,19 @@ def test_schur_and_pyomo_round_solvers_train_alike(small_problem):
         fallback = train(net, X, Y, rounds=1, hard_constraints=couple)
     assert fallback.solver == SOLVER and len(list(fallback.model.samples)) == len(Y)
     assert len(train(net, X, Y, rounds=1, hard_constraints=couple, round_solver=SOLVER).history) == 1  # Pyomo takes it
+
+
+def test_the_adaptive_schedules_eta_floor():
+    """eta is divided by 1.5 after an exact accepted round down to the floor (1 with the exactness
+    weights, ``eta_floor`` when given), doubled after an inexact one and multiplied by 4 after a
+    rejected one."""
+    from convexnn_pyomo.algorithms.schedules import RoundOutcome
+
+    exact = RoundOutcome(accepted=True, exact=True, improvement=1.0, loss=1.0, initial_loss=2.0)
+    inexact = RoundOutcome(accepted=True, exact=False, improvement=1.0, loss=1.0, initial_loss=2.0)
+    rejected = RoundOutcome(accepted=False, exact=True, improvement=0.0, loss=1.0, initial_loss=2.0)
+    default, low = AdaptiveSchedule(), AdaptiveSchedule(eta=0.5, eta_floor=0.1)
+    assert default.eta_floor == 1.0 and default.next_eta(1.2, exact) == 1.0
+    assert AdaptiveSchedule(mu=(1.0, 1.0, 1.0), eta=5.0).eta_floor == 5.0  # fixed mu: eta is not a factor
+    assert low.next_eta(0.5, exact) == pytest.approx(1 / 3) and low.next_eta(0.12, exact) == 0.1
+    assert low.next_eta(0.5, inexact) == 1.0 and low.next_eta(0.5, rejected) == 2.0

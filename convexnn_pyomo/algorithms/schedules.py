@@ -14,7 +14,7 @@ has converged.  :class:`~.sequential.SequentialRelaxation` runs any of them.
     The same convex round, made to train: averaged loss and per-sample terms; per-layer ``mu`` at
     the first-order exactness thresholds (:func:`~convexnn_pyomo.transformations.exactness_weights`),
     so that ``eta`` is a safety factor around 1 (start 2, doubled after an inexact round, divided
-    by 1.5 after an exact one, never below the floor 1); the step searched on the true loss
+    by 1.5 after an exact one, never below the floor ``eta_floor``, default 1); the step searched on the true loss
     (:class:`~.steps.SubspaceSearch`, or :class:`~.steps.LineSearch` with hard constraints); stop
     when the loss falls below ``loss_fraction`` (1e-5) of the initial loss, or when ``patience`` exact
     accepted rounds in a row each improve it by less than ``rel_tol`` (relative).
@@ -139,10 +139,12 @@ class AdaptiveSchedule(Schedule):
     reduction = "mean"
 
     def __init__(self, eta: float | None = None, mu=None, rel_tol: float | None = None, patience: int = 5,
-                 loss_fraction: float = 1e-5):
+                 loss_fraction: float = 1e-5, eta_floor: float | None = None):
         eta = 2.0 if eta is None else eta
         # with the exactness weights eta is a safety factor (floor 1); with fixed mu, the given eta
-        super().__init__(eta, 1.0 if mu is None else eta, mu)
+        if eta_floor is None:
+            eta_floor = 1.0 if mu is None else eta
+        super().__init__(eta, eta_floor, mu)
         self.rel_tol = 1e-4 if rel_tol is None else float(rel_tol)
         if not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
