@@ -53,8 +53,9 @@ def measure(m: int, chunk_size: int) -> list[dict]:
     import numba  # noqa: F401
 
     stage("import numba (and scipy, which numba imports)")
-    from convexnn_pyomo.algorithms.rounds import StructuredRound
     from scale import teacher_data
+
+    from convexnn_pyomo.algorithms.rounds import StructuredRound
 
     X, Y, _ = teacher_data(m, [6, 6], 0.1)
     net = cnn.Network([8, 6, 6, 1], "sigmoid").init_he(0)

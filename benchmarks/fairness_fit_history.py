@@ -1,0 +1,53 @@
+"""One Convex-NN fit of the Adult fairness study, round by round (to see where a fit goes wrong).
+
+    python benchmarks/fairness_fit_history.py --sensitive race --bound 0.015 --seed 3 [--rounds 10]
+        [--warm-start 2000] [--constraint decision]
+
+The fit is the study's own (``convexnn experiment fairness``: the same data and split of the seed,
+the same initial network, warm start, rounds and feasibility rounds); after every round it prints
+the phase (1: feasibility, 2: constrained), the round's status, the true loss, the real network's
+violation, eta, the step and the training accuracy of the best network so far, then the history
+table of :class:`~convexnn_pyomo.algorithms.sequential.SequentialRelaxation`.  Data: the Adult
+folder as the study finds it (``$CONVEXNN_DATA`` or ``../shared/data``; see ``convexnn_pyomo.data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from convexnn_pyomo.algorithms.sequential import SequentialRelaxation
+from convexnn_pyomo.experiments import fairness as fx
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sensitive", default="sex", choices=["sex", "race"])
+    p.add_argument("--constraint", default="decision", choices=["score", "probability", "decision", "group_loss"])
+    p.add_argument("--bound", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--warm-start", type=int, default=2000)
+    args = p.parse_args()
+    cfg = fx.FairnessConfig(sensitive=args.sensitive, methods=("convexnn",), constraints=(args.constraint,),
+                            bounds=(args.bound,), rounds=args.rounds, warm_start=args.warm_start)
+    data = fx.dataset(cfg, args.seed)
+    X, y = data.X_train, data.y_train.astype(float)
+    net0 = fx.initial_network(cfg, args.seed, X.shape[1])
+
+    def on_round(row: dict, best) -> None:
+        accuracy = float(np.mean((best.predict(X)[:, 0] >= 0.5) == y))
+        print(f"round {row['round']:>2}  phase {row.get('phase')}  {row.get('status'):<14} loss {row['true_loss']:10.5g}  "
+              f"violation {row['violation']:9.3g}  eta {row['eta']:8.4g}  step {row['step']:8.4g}  "
+              f"best accuracy {accuracy:.4f}", flush=True)
+
+    res = SequentialRelaxation(hard_constraints=fx.make_constraints(args.constraint, args.bound, data.sensitive_index),
+                               rounds=cfg.rounds, feasibility_rounds=cfg.feasibility_rounds, warm_start=cfg.warm_start,
+                               round_solver=cfg.round_solver, progress=on_round).solve(net0, X, y)
+    print(res.status.value, "-", res.message)
+    print(res.history[["round", "phase", "true_loss", "violation", "eta", "step", "status", "iterations"]].to_string())
+
+
+if __name__ == "__main__":
+    main()
