@@ -17,7 +17,6 @@ import argparse
 
 import numpy as np
 
-from convexnn_pyomo.algorithms.sequential import SequentialRelaxation
 from convexnn_pyomo.experiments import fairness as fx
 
 
@@ -34,7 +33,6 @@ def main() -> None:
                             bounds=(args.bound,), rounds=args.rounds, warm_start=args.warm_start)
     data = fx.dataset(cfg, args.seed)
     X, y = data.X_train, data.y_train.astype(float)
-    net0 = fx.initial_network(cfg, args.seed, X.shape[1])
 
     def on_round(row: dict, best) -> None:
         accuracy = float(np.mean((best.predict(X)[:, 0] >= 0.5) == y))
@@ -42,9 +40,7 @@ def main() -> None:
               f"violation {row['violation']:9.3g}  eta {row['eta']:8.4g}  step {row['step']:8.4g}  "
               f"best accuracy {accuracy:.4f}", flush=True)
 
-    res = SequentialRelaxation(hard_constraints=fx.make_constraints(args.constraint, args.bound, data.sensitive_index),
-                               rounds=cfg.rounds, feasibility_rounds=cfg.feasibility_rounds, warm_start=cfg.warm_start,
-                               round_solver=cfg.round_solver, progress=on_round).solve(net0, X, y)
+    res = fx.convexnn_fit(cfg, args.constraint, args.bound, data, args.seed, on_round)
     print(res.status.value, "-", res.message)
     print(res.history[["round", "phase", "true_loss", "violation", "eta", "step", "status", "iterations"]].to_string())
 

@@ -1,6 +1,7 @@
 """The fixed memory of a process that runs the structured round (issue 26): what each stage adds.
 
     python benchmarks/process_memory.py --out DIR [--m 500] [--chunk-size 1000]
+    mpiexec -n 2 python benchmarks/process_memory.py --mpi --out DIR     # with MPI's stage (rank 0 writes)
 
 Peak memory per MPI rank is ``F + v m / K``: a fixed part ``F`` that every rank pays and a part per
 sample ``v``.  Two ranks reach half the memory of one process only when ``F`` is small against
@@ -12,7 +13,9 @@ few MB), and appends one row per stage to ``DIR/process_memory.csv``: ``stage``,
 machine but counted by each), ``peak_mb`` (VmHWM).  Stages: the interpreter with NumPy,
 ``import convexnn_pyomo``, ``import numba`` (which imports scipy), the round built (the two-sample
 template, its CasADi functions compiled or loaded, the elimination pattern), one round solved
-(numba's compiled kernels loaded from its cache, the chunk's work space).
+(numba's compiled kernels loaded from its cache, the chunk's work space); with ``--mpi``, after
+NumPy, mpi4py's import and one Allreduce.  ``NUMBA_DISABLE_JIT=1`` runs the kernels as Python
+(slow), so the last stage then holds the work space without numba's kernels.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def _status() -> dict[str, float]:
         return {keys[k]: int(v.split()[0]) / 1024.0 for k, v in pairs if k in keys}
 
 
-def measure(m: int, chunk_size: int) -> list[dict]:
+def measure(m: int, chunk_size: int, mpi: bool = False) -> list[dict]:
     """One row per stage, in this (fresh) process."""
     rows, last = [], 0.0
 
@@ -47,6 +50,11 @@ def measure(m: int, chunk_size: int) -> list[dict]:
     import numpy as np  # noqa: F401
 
     stage("python + numpy")
+    if mpi:
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.allreduce(1.0)
+        stage(f"mpi4py and one Allreduce ({MPI.COMM_WORLD.Get_size()} ranks)")
     import convexnn_pyomo as cnn
 
     stage("import convexnn_pyomo")
@@ -74,9 +82,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--m", type=int, default=500, help="samples of the round (small: F, not the samples)")
     p.add_argument("--chunk-size", type=int, default=1000)
+    p.add_argument("--mpi", action="store_true", help="a stage for mpi4py (run under mpiexec; rank 0 writes)")
     p.add_argument("--out", required=True, help="folder of process_memory.csv")
     args = p.parse_args()
-    rows = measure(args.m, args.chunk_size)
+    rows = measure(args.m, args.chunk_size, args.mpi)
+    if args.mpi:
+        from mpi4py import MPI
+
+        if MPI.COMM_WORLD.Get_rank():
+            return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "process_memory.csv"

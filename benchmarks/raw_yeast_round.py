@@ -10,11 +10,11 @@ the weights.  Run it in two checkouts (``PYTHONPATH=OTHER_CHECKOUT python ...``)
 import time
 import numpy as np
 import convexnn_pyomo as cnn
-from convexnn_pyomo.data import load_yeast
+from convexnn_pyomo.data import YEAST_FEATURES, load_yeast
 df = load_yeast()
 top = df["cls"].value_counts().index[:3]
 df = df[df["cls"].isin(top)]
-X = 1e3 * df[["mcg", "gvh", "alm", "mit", "erl", "pox", "vac", "nuc"]].to_numpy(float)
+X = 1e3 * df[YEAST_FEATURES].to_numpy(float)
 y = df["cls"].to_numpy()
 rng = np.random.default_rng(0)
 X = np.vstack([X + 10.0 * rng.normal(size=X.shape) for _ in range(10)])

@@ -243,6 +243,20 @@ def _tuned(cfg: FairnessConfig, fit: Callable, grid: Sequence[float], make: Call
     return fit(net0, X, y, best), f"chosen {best:g} from {', '.join(f'{v:g}' for v in grid)}"
 
 
+def convexnn_fit(cfg: FairnessConfig, kind: str, bound: float, data, seed: int,
+                 on_round: Callable[[dict, Network], None] | None = None):
+    """The study's Convex-NN fit of a (setting, seed) on ``data`` (:func:`dataset`): its
+    :class:`~convexnn_pyomo.algorithms.results.TrainResult`; ``on_round(row, best)`` after each round."""
+    from ..algorithms.sequential import SequentialRelaxation
+
+    return SequentialRelaxation(hard_constraints=make_constraints(kind, bound, data.sensitive_index),
+                                rounds=cfg.rounds, round_solver=cfg.round_solver,
+                                feasibility_rounds=cfg.feasibility_rounds, time_limit=cfg.time_limit,
+                                progress=on_round, warm_start=cfg.warm_start,
+                                ).solve(initial_network(cfg, seed, data.X_train.shape[1]), data.X_train,
+                                        data.y_train.astype(float))
+
+
 def _fit_network(cfg: FairnessConfig, method: str, kind: str, bound: float, data, seed: int,
                  report: Callable[[int], None] | None) -> tuple[Network, str, str]:
     """One network method: ``(network, status, detail)``; ``status`` is Convex-NN's RunStatus value."""
@@ -253,13 +267,8 @@ def _fit_network(cfg: FairnessConfig, method: str, kind: str, bound: float, data
     X, y = data.X_train, data.y_train.astype(float)
     adam = {"steps": cfg.adam_steps, "lr": cfg.adam_lr, "seed": _seed_value(cfg, seed) % 2 ** 31}
     if method == "convexnn":
-        from ..algorithms.sequential import SequentialRelaxation
-
         on_round = (lambda row, best: report(row["round"])) if report else None
-        res = SequentialRelaxation(hard_constraints=make(), rounds=cfg.rounds, round_solver=cfg.round_solver,
-                                   feasibility_rounds=cfg.feasibility_rounds,
-                                   time_limit=cfg.time_limit, progress=on_round,
-                                   warm_start=cfg.warm_start).solve(net0, X, y)
+        res = convexnn_fit(cfg, kind, bound, data, seed, on_round)
         return res.network, str(res.status), f"{res.rounds} rounds; {res.message}"
     if method == "adam":
         return baselines.train_adam(net0, X, y, **adam).network, "ok", ""
