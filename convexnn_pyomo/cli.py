@@ -416,7 +416,8 @@ def _cmd_experiment_constraints(args) -> int:
     from .experiments.constraints import ConstraintsConfig, format_summary, preflight, run_study
 
     given = {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "rounds": args.rounds,
-             "feasibility_rounds": args.feasibility_rounds, "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
+             "feasibility_rounds": args.feasibility_rounds, "feasibility_rho": args.feasibility_rho,
+             "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
              "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path,
              "round_solver": args.round_solver}
     base = ConstraintsConfig.quick() if args.quick else ConstraintsConfig()
@@ -454,7 +455,7 @@ def _cmd_experiment_fairness(args) -> int:
              "bounds": args.bounds, "group_loss_bounds": args.group_loss_bounds, "seeds": args.seeds,
              "train_size": args.train_size, "hidden": args.hidden, "rounds": args.rounds,
              "time_limit": args.time_limit, "warm_start": args.warm_start, "adam_steps": args.adam_steps,
-             "base_seed": args.seed,
+             "feasibility_rho": args.feasibility_rho, "base_seed": args.seed,
              "data_path": args.data_path, "round_solver": _round_solver_spec(args.round_solver, args.solver)}
     base = FairnessConfig.quick() if args.quick else FairnessConfig()
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
@@ -627,6 +628,9 @@ def _constraints_parser(experiments) -> None:
     c.add_argument("--rounds", type=_positive_int, default=None, help="Convex-NN rounds (default: 20; 3 with --quick)")
     c.add_argument("--feasibility-rounds", type=_positive_int, default=None,
                    help="rounds Convex-NN's feasibility phase may use on top of --rounds (default: 100; 10 with --quick)")
+    c.add_argument("--feasibility-rho", type=_positive_float, default=None,
+                   help="Convex-NN: the feasibility phase's first weight of the loss beside the violation "
+                        "(default: 1e-3; docs/algorithm.md)")
     c.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.005, for every "
                    "gradient method (default: 2000; 200 with --quick)")
     c.add_argument("--penalty-weights", type=_list_of(_positive_float, "0.1,1,10,100"), default=None,
@@ -667,6 +671,9 @@ def _fairness_parser(experiments) -> None:
     f.add_argument("--hidden", type=_positive_int, default=None, help="hidden sigmoid units of the 102-h-1 network (default: 4)")
     f.add_argument("--rounds", type=_positive_int, default=None, help="Convex-NN rounds (default: 10; 3 with --quick)")
     f.add_argument("--time-limit", type=_positive_float, default=None, help="seconds per Convex-NN fit (default: none)")
+    f.add_argument("--feasibility-rho", type=_positive_float, default=None,
+                   help="Convex-NN: the feasibility phase's first weight of the loss beside the violation "
+                        "(default: 1e-3; 1 was better for race, worse for sex: docs/fairness.md)")
     f.add_argument("--warm-start", type=_nonnegative_int, default=None, help="Convex-NN: unconstrained full-batch Adam "
                    "steps (lr 0.01) before round 1 (default: 0, the He start)")
     f.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.01, for every "

@@ -161,3 +161,35 @@ def test_phase_one_uses_the_schedules_feasibility_proposal():
     ones = {name: int((r.history.phase == 1).sum()) for name, r in runs.items()}
     assert all(r.feasible for r in runs.values())
     assert ones["search"] < ones["line"]
+
+
+@pytest.mark.parametrize("target, round_solver", [(3.0, "schur"), (0.5, "schur"), (3.0, "pyomo")])
+def test_phase_one_steers_its_penalty_when_the_loss_outweighs_it(target, round_solver):
+    r"""Constant targets under the bound ``z <= 1``, from outputs near 4.  The elastic round prices
+    the largest relative violation 1 beside :math:`\rho` times the mean squared loss.  At
+    :math:`\rho = 1` and target 3 its optimum is the relaxed :math:`z = 2.5` (:math:`1 = 2(3 - z)`),
+    a relaxed violation of 1.5: the bound's multiplier :math:`2(3 - 1) = 4` exceeds the penalty
+    :math:`1/\rho`.  rho drops to its floor 1e-3 (penalty 1000 > 4) and that round meets the bound.  With
+    target 0.5, which the bound admits, rho stays 1.  (The round's point as it is, ``IdentityStep``,
+    so that phase 1 cannot reach the bound by a longer step along the round's; the Pyomo round reads
+    the new rho from the elastic block's mutable Param as the Schur round does.)"""
+    from convexnn_pyomo.algorithms import AdaptiveSchedule, IdentityStep
+
+    class Plain(AdaptiveSchedule):
+        def feasibility_proposal(self):
+            return IdentityStep()
+
+    net, X, Y = _data()
+    net.weights[-1] *= 0.05
+    net.biases[-1][:] = 4.0
+    bound = cnn.OutputBounds(upper=1.0)
+    res = SequentialRelaxation(hard_constraints=bound, rounds=1, feasibility_rounds=5, schedule=Plain(),
+                               round_solver=round_solver, feasibility_rho=1.0).solve(net, X, np.full_like(Y, target))
+    one = res.history[res.history.phase == 1]
+    assert res.feasible and bound.violation(res.network, X, Y) <= 1e-6
+    if target == 3.0:
+        assert one.rho.tolist() == [1.0, SequentialRelaxation.FEASIBILITY_RHO_MIN]
+        assert one.violation.iloc[0] == pytest.approx(1.5, abs=0.05)  # the real network near the relaxed z = 2.5
+    else:
+        assert one.rho.tolist() == [1.0]
+    assert (res.history[res.history.phase == 2].rho.isna()).all()

@@ -29,6 +29,7 @@ HISTORY_COLUMNS = [
     "iterations",
     "termination",
     "phase",  # 1: a feasibility-phase round (least violation), 2: a round of the constrained program
+    "rho",  # phase 1: the weight of the round's objective beside the violation (NaN in phase 2)
     "message",  # why a solve failed (the round solver's words); empty for an accepted round
 ]
 

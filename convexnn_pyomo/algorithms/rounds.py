@@ -169,6 +169,16 @@ class _ModelRound:
         self._phase_one_mode = (regularization, margin, aggregate)
         self._elastic_changed()
 
+    def set_feasibility_weight(self, regularization: float) -> None:
+        r"""Phase 1: a new weight :math:`\rho` of the round's objective in the elastic one (the
+        elastic block's mutable Param ``regularization``; the model is not re-derived)."""
+        from ..transformations.elastic import get_elastic_block
+
+        if self._phase_one_mode is None:
+            raise RuntimeError("set_feasibility_weight needs the elastic model (call enter_feasibility first)")
+        get_elastic_block(self.model).regularization.set_value(float(regularization))
+        self._phase_one_mode = (float(regularization), *self._phase_one_mode[1:])
+
     def leave_feasibility(self) -> None:
         """Back to the round itself (phase 2): the elastic block deleted, the rows reactivated."""
         from ..transformations.elastic import restore

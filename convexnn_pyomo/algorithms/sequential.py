@@ -125,11 +125,29 @@ class SequentialRelaxation:
     CONFIG.declare("feasibility_rounds", ConfigValue(default=None, domain=_optional_positive_int,
                                                      description="rounds the feasibility phase may use on top of "
                                                                  "`rounds` (None: it shares `rounds`)"))
+    CONFIG.declare("feasibility_rho", ConfigValue(default=1e-3, domain=PositiveFloat,
+                                                  description="phase 1's first weight rho of the round's "
+                                                              "objective (loss + eta r) beside the violation",
+                                                  doc="1e-3 (default): the violation first.  A larger value "
+                                                      "(e.g. 1) weighs the loss too; a phase-1 round that "
+                                                      "leaves the network infeasible then sets rho to 1e-3, "
+                                                      "and above 1e-3 a proposal that multiplies the loss by "
+                                                      "more than 10 is refused (docs/algorithm.md: better on "
+                                                      "Adult; its least-loss search is then sensitive to the "
+                                                      "order of sums, so sharded runs may differ from one "
+                                                      "process beyond 1e-6)"))
     CONFIG.declare("keep_model", ConfigValue(default=True, domain=Bool, description="return the Pyomo model in the result"))
 
-    #: phase 1: weight rho of the round's objective (loss + eta r) beside the violation (an exact
-    #: penalty for multipliers below 1 / rho); eta is divided by rho so that r keeps its weight
-    FEASIBILITY_RHO = 1e-3
+    #: phase 1: rho (the weight of the round's objective (loss + eta r) beside the violation: an
+    #: exact penalty for multipliers below 1 / rho; eta is divided by rho so that r keeps its weight)
+    #: starts at ``feasibility_rho`` and is divided by FEASIBILITY_RHO_STEP after a round that leaves
+    #: the network infeasible, down to FEASIBILITY_RHO_MIN (or ``feasibility_rho`` when smaller): with
+    #: ``feasibility_rho=1`` one round weighs the loss like the violation, the next ones the violation
+    #: first; intermediate values (steps of 10) did worse on Adult (docs/algorithm.md)
+    FEASIBILITY_RHO_STEP = 1000.0
+    FEASIBILITY_RHO_MIN = 1e-3
+    #: phase 1 above rho's floor: a proposal whose loss exceeds this multiple of the current loss is refused
+    FEASIBILITY_LOSS_GROWTH = 10.0
     #: phase 1: the room (relative to each bound) asked at most: the largest relative violation t
     #: is minimised down to -FEASIBILITY_MARGIN
     FEASIBILITY_MARGIN = 0.05
@@ -301,7 +319,7 @@ class SequentialRelaxation:
         proves the problem infeasible.  True when the run ends here (certified infeasible, failures,
         limits), else phase 2 starts from the first feasible network."""
         st, cfg = self.state, self.cfg
-        st.phase, st.rho = 1, self.FEASIBILITY_RHO
+        st.phase, st.rho = 1, cfg.feasibility_rho
         self.problem.enter_feasibility(st.rho, self.FEASIBILITY_MARGIN)
         try:
             self._recentre(st.best)
@@ -361,12 +379,28 @@ class SequentialRelaxation:
             st.certificate_asked = True
             if self._certified(initial_loss):
                 return True
+        if st.best_viol > cfg.constraint_tol and st.rho > self._rho_floor():
+            self._steer_penalty()
         st.eta = self.schedule.next_eta(st.eta, outcome)
         if self.schedule.gave_up(st.eta):
             return self._end_phase_one(initial_loss, f"the feasibility phase stalled (eta grew to {st.eta:.3g} "
                                                      f"without a round lowering the violation below {st.best_viol:.3g})")
         self._recentre(st.best)
         return None
+
+    def _steer_penalty(self) -> None:
+        r"""A phase-1 round left the network infeasible: its penalty :math:`1/\rho` on the violation
+        was too weak beside the loss (its relaxed violation stays positive, or its step reached the
+        bounds only at a loss :meth:`_overshoots` refuses), or the proximal term kept the step short
+        (which a smaller :math:`\rho` does not change); the next rounds weigh the loss
+        :math:`\rho` / FEASIBILITY_RHO_STEP, down to FEASIBILITY_RHO_MIN (a steering rule as in
+        S\ :math:`\ell_1`\ QP's penalty update)."""
+        st = self.state
+        st.rho = max(self._rho_floor(), st.rho / self.FEASIBILITY_RHO_STEP)
+        self.problem.set_feasibility_weight(st.rho)
+
+    def _rho_floor(self) -> float:
+        return min(self.FEASIBILITY_RHO_MIN, self.cfg.feasibility_rho)
 
     def _kappa_hint(self) -> str:
         """For (19): the smallest kappa_factor the relaxation admits (the Pyomo rounds' diagnosis), as
@@ -404,6 +438,7 @@ class SequentialRelaxation:
                "activation_gap": math.nan, "eta": self.problem.eta,
                "solve_seconds": solve.seconds, "step": 0.0, "violation": st.best_viol,
                "iterations": solve.iterations, "termination": solve.termination, "phase": st.phase,
+               "rho": st.rho if st.phase == 1 else math.nan,
                "message": "" if solve.ok else (solve.message or "")}
         row.update(fields)
         return row
@@ -451,7 +486,8 @@ class SequentialRelaxation:
         relaxed = self.problem.relaxed_objective()
         step = self.phase_one_step if st.phase == 1 else self.step
         prop = step.propose(st.best, candidate, self.ev, st.previous_steps)
-        accepted = prop.network is not None and self.ev.better(prop.loss, prop.violation, st.best_loss, st.best_viol)
+        accepted = (prop.network is not None and self.ev.better(prop.loss, prop.violation, st.best_loss, st.best_viol)
+                    and not self._overshoots(prop))
         improvement = 0.0
         if accepted:
             improvement = st.best_loss - prop.loss
@@ -463,6 +499,15 @@ class SequentialRelaxation:
                                violation=prop.violation))
         exact = max(bil, act) <= self.cfg.exact_tol
         return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss)
+
+    def _overshoots(self, prop) -> bool:
+        """Phase 1 above rho's floor: a proposal that multiplies the loss by more than
+        FEASIBILITY_LOSS_GROWTH is refused (rho is then steered down): the step reached the bounds
+        only far out along a direction its weak penalty chose (measured on Adult: a boundary step of
+        about 150 to a saturated network, 130 times the loss, which the constrained rounds never left)."""
+        st = self.state
+        return (st.phase == 1 and st.rho > self._rho_floor() and math.isfinite(st.best_loss)
+                and prop.loss > self.FEASIBILITY_LOSS_GROWTH * max(st.best_loss, 1e-300))
 
     def _stop_reason(self, outcome: RoundOutcome) -> str | None:
         """Target or the schedule's convergence rule, after an accepted round with feasible weights."""
