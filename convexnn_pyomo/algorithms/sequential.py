@@ -140,11 +140,9 @@ class SequentialRelaxation:
 
     #: phase 1: rho (the weight of the round's objective (loss + eta r) beside the violation: an
     #: exact penalty for multipliers below 1 / rho; eta is divided by rho so that r keeps its weight)
-    #: starts at ``feasibility_rho`` and is divided by FEASIBILITY_RHO_STEP after a round that leaves
-    #: the network infeasible, down to FEASIBILITY_RHO_MIN (or ``feasibility_rho`` when smaller): with
-    #: ``feasibility_rho=1`` one round weighs the loss like the violation, the next ones the violation
-    #: first; intermediate values (steps of 10) did worse on Adult (docs/algorithm.md)
-    FEASIBILITY_RHO_STEP = 1000.0
+    #: starts at ``feasibility_rho``; after a round that leaves the network infeasible it is
+    #: FEASIBILITY_RHO_MIN (or ``feasibility_rho`` when smaller): the violation first (steps of 10
+    #: from 1 did worse on Adult, docs/algorithm.md)
     FEASIBILITY_RHO_MIN = 1e-3
     #: phase 1 above rho's floor: a proposal whose loss exceeds this multiple of the current loss is refused
     FEASIBILITY_LOSS_GROWTH = 10.0
@@ -393,10 +391,9 @@ class SequentialRelaxation:
         was too weak beside the loss (its relaxed violation stays positive, or its step reached the
         bounds only at a loss :meth:`_overshoots` refuses), or the proximal term kept the step short
         (which a smaller :math:`\rho` does not change); the next rounds weigh the loss
-        :math:`\rho` / FEASIBILITY_RHO_STEP, down to FEASIBILITY_RHO_MIN (a steering rule as in
-        S\ :math:`\ell_1`\ QP's penalty update)."""
+        at FEASIBILITY_RHO_MIN (a steering rule as in S\ :math:`\ell_1`\ QP's penalty update)."""
         st = self.state
-        st.rho = max(self._rho_floor(), st.rho / self.FEASIBILITY_RHO_STEP)
+        st.rho = self._rho_floor()
         self.problem.set_feasibility_weight(st.rho)
 
     def _rho_floor(self) -> float:
