@@ -1,7 +1,7 @@
 """One Convex-NN fit of the Adult fairness study, round by round (to see where a fit goes wrong).
 
     python benchmarks/fairness_fit_history.py --sensitive race --bound 0.015 --seed 3 [--rounds 10]
-        [--warm-start 2000] [--constraint decision] [--feasibility-rho 1e-3]
+        [--warm-start 2000] [--constraint decision] [--feasibility-rho 1e-3] [--no-output-layer-refit]
 
 The fit is the study's own (``convexnn experiment fairness``: the same data and split of the seed,
 the same initial network, warm start, rounds and feasibility rounds); after every round it prints
@@ -29,10 +29,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--warm-start", type=int, default=2000)
     p.add_argument("--feasibility-rho", type=float, default=1e-3, help="phase 1's first rho (docs/algorithm.md)")
+    p.add_argument("--no-output-layer-refit", dest="refit", action="store_false",
+                   help="without the exact output-layer refit (docs/algorithm.md)")
     args = p.parse_args()
     cfg = fx.FairnessConfig(sensitive=args.sensitive, methods=("convexnn",), constraints=(args.constraint,),
                             bounds=(args.bound,), rounds=args.rounds, warm_start=args.warm_start,
-                            feasibility_rho=args.feasibility_rho)
+                            feasibility_rho=args.feasibility_rho, refit_output_layer=args.refit)
     data = fx.dataset(cfg, args.seed)
     X, y = data.X_train, data.y_train.astype(float)
 

@@ -98,6 +98,14 @@ _float_list = _list_of(_finite_float, "0.5,0.9")
 # -- output folders ------------------------------------------------------------------------------
 
 
+def _refit_argument(parser) -> None:
+    """``--no-output-layer-refit``: the studies' Convex-NN without the exact output-layer refit."""
+    parser.add_argument("--no-output-layer-refit", dest="refit_output_layer", action="store_const", const=False,
+                        default=None, help="Convex-NN: do not refit the output layer exactly under constraints on it "
+                                           "(after a round whose step breaks them), as "
+                                           "earlier versions did (default: refit; docs/algorithm.md)")
+
+
 def _check_out(path: Path) -> None:
     """``--out`` must be a folder or creatable as one, in a writable place."""
     for p in (path, *path.parents):
@@ -387,6 +395,7 @@ def _cmd_experiment_imbalance(args) -> int:
         balanced_bound=args.balanced_bound,
         adam_steps=args.adam_steps, train_majority=args.train_majority, test_per_class=args.test_per_class,
         seed=args.seed, solver=args.solver, round_solver=args.round_solver,
+        refit_output_layer=args.refit_output_layer is not False,
     )
     return _run_study(cfg, args, preflight, run_sweep, format_summary, "runs.csv")
 
@@ -417,6 +426,7 @@ def _cmd_experiment_constraints(args) -> int:
 
     given = {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "rounds": args.rounds,
              "feasibility_rounds": args.feasibility_rounds, "feasibility_rho": args.feasibility_rho,
+             "refit_output_layer": args.refit_output_layer,
              "adam_steps": args.adam_steps, "penalty_weights": args.penalty_weights, "dual_lrs": args.dual_lrs,
              "train_size": args.train_size, "base_seed": args.seed, "solver": args.solver, "data_path": args.data_path,
              "round_solver": args.round_solver}
@@ -455,7 +465,8 @@ def _cmd_experiment_fairness(args) -> int:
              "bounds": args.bounds, "group_loss_bounds": args.group_loss_bounds, "seeds": args.seeds,
              "train_size": args.train_size, "hidden": args.hidden, "rounds": args.rounds,
              "time_limit": args.time_limit, "warm_start": args.warm_start, "adam_steps": args.adam_steps,
-             "feasibility_rho": args.feasibility_rho, "base_seed": args.seed,
+             "feasibility_rho": args.feasibility_rho, "refit_output_layer": args.refit_output_layer,
+             "base_seed": args.seed,
              "data_path": args.data_path, "round_solver": _round_solver_spec(args.round_solver, args.solver)}
     base = FairnessConfig.quick() if args.quick else FairnessConfig()
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
@@ -609,6 +620,7 @@ def _imbalance_parser(sub) -> None:
     im.add_argument("--test-per-class", type=_positive_int, default=50, help="balanced test set: samples per class")
     im.add_argument("--seed", type=int, default=0, help="base seed of the splits and initial weights")
     _study_round_solver_arguments(im)
+    _refit_argument(im)
     im.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     im.add_argument("--out", default="runs/imbalance", help="output folder (a rerun resumes when it holds runs.csv)")
 
@@ -631,6 +643,7 @@ def _constraints_parser(experiments) -> None:
     c.add_argument("--feasibility-rho", type=_positive_float, default=None,
                    help="Convex-NN: the feasibility phase's first weight of the loss beside the violation "
                         "(default: 1e-3; docs/algorithm.md)")
+    _refit_argument(c)
     c.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.005, for every "
                    "gradient method (default: 2000; 200 with --quick)")
     c.add_argument("--penalty-weights", type=_list_of(_positive_float, "0.1,1,10,100"), default=None,
@@ -674,6 +687,7 @@ def _fairness_parser(experiments) -> None:
     f.add_argument("--feasibility-rho", type=_positive_float, default=None,
                    help="Convex-NN: the feasibility phase's first weight of the loss beside the violation "
                         "(default: 1e-3; 1 was better for race, worse for sex: docs/fairness.md)")
+    _refit_argument(f)
     f.add_argument("--warm-start", type=_nonnegative_int, default=None, help="Convex-NN: unconstrained full-batch Adam "
                    "steps (lr 0.01) before round 1 (default: 0, the He start)")
     f.add_argument("--adam-steps", type=_positive_int, default=None, help="full-batch Adam steps, lr 0.01, for every "

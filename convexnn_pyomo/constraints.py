@@ -89,6 +89,10 @@ class ResidualConstraint:
     #: the round's rows relax the constraint (every network that meets it lifts to a point that meets
     #: them): only then can an infeasible round prove the training problem infeasible
     relaxes: bool = True
+    #: its rows are convex in layer L's variables alone (the outputs, or w^L and b^L): with the hidden
+    #: layers fixed, the output layer's problem under it is exact and convex
+    #: (:func:`~convexnn_pyomo.algorithms.refit.refit_output_layer`, a feasible start for phase 1)
+    on_output_layer: bool = False
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
         raise NotImplementedError
@@ -122,6 +126,8 @@ class ClasswiseMisfitBounds(ResidualConstraint):
     otherwise.  The absolute values are modelled with one auxiliary variable per output and sample:
     ``t >= z - y``, ``t >= y - z``.
     """
+
+    on_output_layer = True
 
     auxiliary = ("abs_pos", "abs_neg")
     #: the rows split over MPI ranks exactly: a sum over samples per class, bounded by a constant of
@@ -392,6 +398,8 @@ class BalancedMisfitBounds(ResidualConstraint):
     Modelled with one variable :math:`h_j \ge 0`, :math:`h_j \ge 1 - s_j (z_j - \theta)/\delta` per sample.
     """
 
+    on_output_layer = True
+
     auxiliary = ("hinge",)
     #: a mean over the samples of each class bounded by a constant: the labels and the class sizes
     #: are those of every rank (``shards``), the hinge rows are per sample
@@ -477,6 +485,8 @@ class GroupLossBounds(ResidualConstraint):
     group or a dict ``group -> bound``.  Groups with no sample in the data are skipped.
     """
 
+    on_output_layer = True
+
     #: a sum over samples per group bounded by a constant of the whole data set: the groups and
     #: their sizes are those of every rank
     splits_over_ranks = True
@@ -533,6 +543,8 @@ class DemographicParity(ResidualConstraint):
 
     written as two linear inequalities per pair.  ``groups`` as in :class:`GroupLossBounds`.
     """
+
+    on_output_layer = True
 
     #: sums over samples with the whole data set's group sizes (``shards``: groups and sizes over
     #: every rank)
@@ -637,6 +649,7 @@ class DecisionParity(DemographicParity):
 
     #: the rows are a linearisation at each round's reference, not a relaxation: no certificate
     relaxes = False
+    on_output_layer = False  # the smoothed rates are not convex in the outputs
 
     def __init__(self, groups, epsilon: float, threshold: float = 0.5, temperature: float = 0.05, output: int = 0):
         super().__init__(groups, epsilon, output)
@@ -711,6 +724,8 @@ class OutputBounds(ResidualConstraint):
     ``violation`` measures the points it is given.
     """
 
+    on_output_layer = True
+
     splits_over_ranks = True  # per-sample rows, bounds given per point
 
     def __init__(self, lower=None, upper=None):
@@ -765,6 +780,8 @@ class LinearOutputEquality(ResidualConstraint):
     ``project`` is the cheap Euclidean projection onto them (without ``every_input`` there is no
     ``project`` attribute: ``hasattr(c, "project")`` is false).
     """
+
+    on_output_layer = True
 
     @property
     def weights_only(self) -> bool:

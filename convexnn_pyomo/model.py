@@ -37,6 +37,7 @@ __all__ = [
     "LayerBlock",
     "TrainingProblem",
     "build_training_model",
+    "build_output_layer_model",
     "get_training_problem",
     "set_values_from_network",
     "network_from_model",
@@ -173,18 +174,61 @@ def build_training_model(net: Network, X, Y, reduction: str = "sum", name: str =
         model.layer[l].build(
             l, net.sizes[l - 1], net.sizes[l], net.activation(l), x_in, model.samples, l == L, elementary
         )
-    out = model.layer[L]
-    scale = model.training_problem.loss_scale
-    sample_loss = loss_fn.elementary_expr if elementary else loss_fn.pyomo_expr
-    model.loss = pyo.Expression(
-        expr=scale * sum(
-            sample_loss([out.z[i, j] for i in out.nodes], [model.y[i, j] for i in out.nodes]) for j in model.samples
-        ),
-        doc=f"(2a) {loss_fn.name} loss",
-    )
-    model.objective = pyo.Objective(expr=model.loss, sense=pyo.minimize)
+    _add_loss(model, model.layer[L], elementary)
     if net.weights is not None:
         set_values_from_network(model, net)
+    return model
+
+
+def _add_loss(model, out, elementary: bool = False) -> None:
+    """(2a): ``model.loss`` on the output block ``out``'s ``z`` and ``model.y``, and the objective."""
+    tp = model.training_problem
+    sample_loss = tp.loss.elementary_expr if elementary else tp.loss.pyomo_expr
+    model.loss = pyo.Expression(
+        expr=tp.loss_scale * sum(
+            sample_loss([out.z[i, j] for i in out.nodes], [model.y[i, j] for i in out.nodes]) for j in model.samples
+        ),
+        doc=f"(2a) {tp.loss.name} loss",
+    )
+    model.objective = pyo.Objective(expr=model.loss, sense=pyo.minimize)
+
+
+def build_output_layer_model(net: Network, X, Y, reduction: str = "sum", loss: str | Loss = "squared",
+                             fp=None) -> pyo.ConcreteModel:
+    r"""The training problem (2a)-(2c) with layers :math:`1, \dots, L-1` fixed at ``net``: only layer
+    :math:`L`'s block, whose input :math:`x^L` (the hidden layers' forward pass) is data.
+
+    .. math:: \min_{w^L, b^L, z^L} \sum_j \ell(z^L_{*j}, y_j) \quad \text{s.t.} \quad
+              z^L = w^L x^L + b^L \mathbf{1}^\top
+
+    is exact (no bilinear term is lifted) and convex for a convex loss; the hard constraints on the
+    outputs (``on_output_layer``) add to it as to the full model, reading the same ``X``.  Every
+    variable starts at ``net``'s values (``fp``: its forward pass, computed here unless given).
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
+    loss_fn = get_loss(loss)
+    loss_fn.check_targets(Y)
+    fp = fp if fp is not None else net.forward_pass(X)
+    L = net.n_layers
+    model = pyo.ConcreteModel(name="convexnn_output_layer")
+    model.training_problem = TrainingProblem(net.copy(), X.copy(), Y.copy(), reduction, loss_fn)
+    model.samples = pyo.Set(initialize=range(X.shape[0]), ordered=True, doc="data points j")
+    model.hidden = pyo.Set(initialize=range(net.sizes[L - 1]), ordered=True)
+    model.outputs = pyo.Set(initialize=range(net.sizes[-1]), ordered=True)
+    model.x_last = pyo.Param(model.hidden, model.samples, mutable=True, initialize=0.0,
+                             doc="x^L: the fixed hidden layers' forward pass (n_(L-1) x m)")
+    model.y = pyo.Param(model.outputs, model.samples, mutable=True, initialize=0.0, doc="labels y (n_L x m)")
+    set_sample_array(model.x_last, fp.x[L - 1])
+    set_sample_array(model.y, Y.T)
+    model.layer = LayerBlock([L])
+    out = model.layer[L]
+    out.build(L, net.sizes[L - 1], net.sizes[L], net.activation(L), model.x_last, model.samples, True)
+    _add_loss(model, out)
+    set_sample_array(out.w, net.weights[L - 1])
+    set_sample_array(out.b, net.biases[L - 1])
+    set_sample_array(out.z, fp.z[L - 1])
     return model
 
 

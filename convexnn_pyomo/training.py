@@ -33,6 +33,7 @@ def train(
     target_loss: float | None = None,
     progress: Callable[[dict, Network], None] | bool | None = None,
     shards: int | SampleShards = 1,
+    refit_output_layer: bool = True,
 ) -> TrainResult:
     """Train ``net`` on ``(X, Y)`` by Algorithm 1 and return the best accepted weights and history.
 
@@ -65,6 +66,9 @@ def train(
         :class:`~convexnn_pyomo.distributed.SampleShards` (``SampleShards.of_local(len(X))``) when
         each rank passes only its own rows.  With ``round_solver="sharded"`` the Pyomo model split
         over mpi-sppy's Progressive Hedging instead.
+    refit_output_layer: with hard constraints convex in the output layer alone, refit the output
+        layer of a round's step exactly under them when the step breaks them (one process only;
+        docs/algorithm.md, "The output layer's exact problem").
     """
     options = {k: v for k, v in locals().items() if k not in ("net", "X", "Y")}  # SequentialRelaxation.CONFIG
     return SequentialRelaxation(**options).solve(net, X, Y)

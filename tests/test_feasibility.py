@@ -53,7 +53,8 @@ def test_the_feasibility_phase_says_when_it_ran_out_of_rounds():
     net, X, Y = _data()
     net.weights[-1] *= 3.0  # farther out than one round of the violation search reaches
     net.biases[-1] += 15.0
-    res = cnn.train(net, X, Y, hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=1)
+    # refit_output_layer=False: the output layer's refit would end phase 1 at its first round
+    res = SequentialRelaxation(hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=1, refit_output_layer=False).solve(net, X, Y)
     assert res.status == RunStatus.ROUND_LIMIT and not res.feasible
     assert "still violated by" in res.message and "the feasibility phase used its 1 rounds" in res.message
     assert "not certified infeasible" in res.message
@@ -156,7 +157,8 @@ def test_phase_one_uses_the_schedules_feasibility_proposal():
 
     net, X, Y = _data()
     bound = cnn.OutputBounds(0.0, 1.0)
-    runs = {name: SequentialRelaxation(hard_constraints=bound, rounds=2, feasibility_rounds=30, schedule=schedule)
+    runs = {name: SequentialRelaxation(hard_constraints=bound, rounds=2, feasibility_rounds=30, schedule=schedule,
+                                        refit_output_layer=False)
             .solve(net, X, Y) for name, schedule in (("line", LineOnly()), ("search", AdaptiveSchedule()))}
     ones = {name: int((r.history.phase == 1).sum()) for name, r in runs.items()}
     assert all(r.feasible for r in runs.values())
@@ -184,7 +186,8 @@ def test_phase_one_steers_its_penalty_when_the_loss_outweighs_it(target, round_s
     net.biases[-1][:] = 4.0
     bound = cnn.OutputBounds(upper=1.0)
     res = SequentialRelaxation(hard_constraints=bound, rounds=1, feasibility_rounds=5, schedule=Plain(),
-                               round_solver=round_solver, feasibility_rho=1.0).solve(net, X, np.full_like(Y, target))
+                               round_solver=round_solver, feasibility_rho=1.0,
+                               refit_output_layer=False).solve(net, X, np.full_like(Y, target))
     one = res.history[res.history.phase == 1]
     assert res.feasible and bound.violation(res.network, X, Y) <= 1e-6
     if target == 3.0:

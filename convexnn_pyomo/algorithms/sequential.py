@@ -22,6 +22,7 @@ from ..constraints import as_hard_constraints, relax_all
 from ..losses import get_loss
 from ..network import Network, check_data
 from .progress import RoundPrinter
+from .refit import OutputLayerStep, refit_applies
 from ..solvers.arrow import NotSeparableError
 from .round_solvers import PyomoRounds, get_round_solver
 from .rounds import IPOPT_DEFAULTS, RoundProblem, RoundSolve
@@ -136,6 +137,17 @@ class SequentialRelaxation:
                                                       "Adult; its least-loss search is then sensitive to the "
                                                       "order of sums, so sharded runs may differ from one "
                                                       "process beyond 1e-6)"))
+    CONFIG.declare("refit_output_layer", ConfigValue(default=True, domain=Bool,
+                                                     description="with hard constraints convex in the output layer "
+                                                                 "alone: after a round whose step leaves the network "
+                                                                 "violating them (either phase), refit that "
+                                                                 "network's output layer exactly under them",
+                                                     doc="the output layer's problem with the hidden layers fixed "
+                                                         "is convex and exact (convexnn_pyomo.algorithms.refit); "
+                                                         "one process only (not with shards)"))
+    CONFIG.declare("refit_solver", ConfigValue(default="auto", domain=str,
+                                               description="solver of the output layer's problem ('auto': Clarabel "
+                                                           "for a QP, else the default NLP solver)"))
     CONFIG.declare("keep_model", ConfigValue(default=True, domain=Bool, description="return the Pyomo model in the result"))
 
     #: phase 1: rho (the weight of the round's objective (loss + eta r) beside the violation: an
@@ -190,6 +202,10 @@ class SequentialRelaxation:
                             config.loss, self.shards)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
         self.phase_one_step = self.schedule.feasibility_proposal()
+        self.refits = config.refit_output_layer and refit_applies(self.ev.constraints, self.shards)
+        if self.refits:
+            self.phase_one_step = OutputLayerStep(self.phase_one_step, config.refit_solver)
+            self.step = OutputLayerStep(self.step, config.refit_solver)
         self.solver_name = self.rounds.solver_name
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)

@@ -137,6 +137,8 @@ class ConstraintsConfig:
     #: rounds Convex-NN's feasibility phase may use on top of ``rounds`` (from an infeasible start)
     feasibility_rounds: int = 100
     feasibility_rho: float = 1e-3  # Convex-NN: phase 1's first rho (SequentialRelaxation's feasibility_rho)
+    #: Convex-NN: refit the output layer exactly under constraints on it (SequentialRelaxation's refit_output_layer)
+    refit_output_layer: bool = True
     adam_steps: int = 2000
     adam_lr: float = 0.005
     penalty_weights: Sequence[float] = (0.1, 1.0, 10.0, 100.0)
@@ -285,7 +287,7 @@ def _fit(cfg: ConstraintsConfig, task: Task, method: str, net0: Network, Xtr, yt
 
         on_round = (lambda row, best: report(row["round"])) if report else None
         res = SequentialRelaxation(rounds=cfg.rounds, feasibility_rounds=cfg.feasibility_rounds,
-                                   feasibility_rho=cfg.feasibility_rho,
+                                   feasibility_rho=cfg.feasibility_rho, refit_output_layer=cfg.refit_output_layer,
                                    hard_constraints=task.make(), round_solver=cfg.round_solver_spec(),
                                    progress=on_round).solve(net0, Xtr, ytr)
         phase_one = int((res.history.phase == 1).sum())

@@ -93,6 +93,8 @@ class FairnessConfig:
     #: rounds Convex-NN's feasibility phase may use on top of ``rounds`` (from an infeasible start)
     feasibility_rounds: int = 20
     feasibility_rho: float = 1e-3  # Convex-NN: phase 1's first rho (SequentialRelaxation's feasibility_rho; docs/fairness.md)
+    #: Convex-NN: refit the output layer exactly under constraints on it (SequentialRelaxation's refit_output_layer)
+    refit_output_layer: bool = True
     time_limit: float | None = None  # seconds per Convex-NN fit
     warm_start: int = 0  # Convex-NN: unconstrained Adam steps (lr 0.01) before round 1; 0 = the He start
     adam_steps: int = 2000
@@ -253,7 +255,7 @@ def convexnn_fit(cfg: FairnessConfig, kind: str, bound: float, data, seed: int,
     return SequentialRelaxation(hard_constraints=make_constraints(kind, bound, data.sensitive_index),
                                 rounds=cfg.rounds, round_solver=cfg.round_solver,
                                 feasibility_rounds=cfg.feasibility_rounds, feasibility_rho=cfg.feasibility_rho,
-                                time_limit=cfg.time_limit,
+                                refit_output_layer=cfg.refit_output_layer, time_limit=cfg.time_limit,
                                 progress=on_round, warm_start=cfg.warm_start,
                                 ).solve(initial_network(cfg, seed, data.X_train.shape[1]), data.X_train,
                                         data.y_train.astype(float))

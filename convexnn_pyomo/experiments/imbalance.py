@@ -109,6 +109,8 @@ class ImbalanceConfig:
     #: every sample, solved by ``solver`` or the default NLP solver); a ``solver`` name implies ``"pyomo"``
     round_solver: str = "auto"
     solver: str | None = None
+    #: Convex-NN: refit the output layer exactly under its hard constraint after an infeasible step
+    refit_output_layer: bool = True
     extra: dict = field(default_factory=dict)
 
     def round_solver_spec(self) -> str:
@@ -272,7 +274,7 @@ def _fit(cfg: ImbalanceConfig, method: str, net0: Network, Xtr, ytr, seed: int, 
         cons = BalancedMisfitBounds(cfg.balanced_bound) if method == "convexnn-balanced" else cons
         on_round = (lambda row, best: report(row["round"])) if report else None
         res = train(net0, Xtr, ytr, rounds=cfg.rounds, hard_constraints=cons, round_solver=cfg.round_solver_spec(),
-                    progress=on_round)
+                    progress=on_round, refit_output_layer=cfg.refit_output_layer)
         net, status = res.network, str(res.summary()["status"])
         hard = float("nan") if cons is None else cons.violation(net, Xtr, ytr[:, None])
     else:

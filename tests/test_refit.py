@@ -1,0 +1,141 @@
+"""The output layer's exact problem (convexnn_pyomo.algorithms.refit): optimality against an
+independent KKT solve, agreement of its two solvers, and its place in Algorithm 1."""
+
+import numpy as np
+import pytest
+
+import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms.refit import OutputLayerStep, _solver, refit_applies, refit_output_layer
+from convexnn_pyomo.algorithms.sequential import SequentialRelaxation
+from convexnn_pyomo.algorithms.steps import Evaluator, Proposal, StepProposal
+from convexnn_pyomo.model import build_output_layer_model
+from convexnn_pyomo.solvers.registry import check_solver
+
+needs_clarabel = pytest.mark.skipif(not check_solver("convexnn_conic")[0], reason="clarabel (the solvers extra) is not installed")
+
+
+def _data(m=80, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, 3))
+    X[:, 0] = (rng.random(m) < 0.4).astype(float)  # the group column
+    Y = (X[:, 1] + 1.5 * X[:, 0] + 0.3 * rng.normal(size=m) > 0.5).astype(float)[:, None]
+    net = cnn.Network([3, 4, 1], ["sigmoid", "identity"]).init_he(seed)
+    return net, X, Y
+
+
+def _hidden(net, X):
+    return np.c_[net.forward_pass(X).x[net.n_layers - 1].T, np.ones(len(X))]
+
+
+def _same_hidden_layers(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a.weights[:-1] + a.biases[:-1], b.weights[:-1] + b.biases[:-1]))
+
+
+@needs_clarabel
+def test_the_refit_is_the_least_squares_output_layer_on_the_parity_bound():
+    """Unconstrained least squares on the hidden features breaks parity 0.01, so the optimum lies on
+    the bound: the KKT system of min |H w - y|^2 s.t. a.w = s eps (s the side it breaks) gives it."""
+    net, X, Y = _data()
+    eps = 0.01
+    H, y, g = _hidden(net, X), Y[:, 0], X[:, 0]
+    a = H[g == 0].mean(0) - H[g == 1].mean(0)
+    free = np.linalg.lstsq(H, y, rcond=None)[0]
+    side = np.sign(a @ free)
+    assert abs(a @ free) > eps
+    p = H.shape[1]
+    kkt = np.block([[2 * H.T @ H, a[:, None]], [a[None, :], np.zeros((1, 1))]])
+    expected = np.linalg.solve(kkt, np.r_[2 * H.T @ y, side * eps])[:p]
+    bound = cnn.DemographicParity(0, eps)
+    new = refit_output_layer(net, X, Y, [bound])
+    got = np.r_[new.weights[-1][0], new.biases[-1]]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert bound.violation(new, X, Y) <= 1e-6
+    assert _same_hidden_layers(new, net)
+
+
+@needs_clarabel
+def test_clarabel_and_ipopt_give_the_same_output_layer():
+    net, X, Y = _data(seed=1)
+    bounds = [cnn.OutputBounds(0.0, 1.0), cnn.DemographicParity(0, 0.02)]
+    model = build_output_layer_model(net, X, Y)
+    assert _solver(model, "auto").__class__.__name__ == "ConicSolver"  # a QP goes to Clarabel
+    ev = Evaluator(X, Y, bounds)
+    conic = refit_output_layer(net, X, Y, bounds, solver="convexnn_conic")
+    ipopt = refit_output_layer(net, X, Y, bounds, solver="ipopt_casadi")
+    assert ev.violation(conic) <= 1e-6 and ev.violation(ipopt) <= 1e-6
+    assert ev.loss(conic) == pytest.approx(ev.loss(ipopt), rel=1e-6)
+    np.testing.assert_allclose(conic.weights[-1], ipopt.weights[-1], atol=1e-4)
+
+
+def test_a_quadratic_row_goes_to_the_nlp_solver_and_is_met():
+    """Group-loss bounds are quadratic in the outputs: not a QP, so 'auto' takes the NLP solver.  The
+    start breaks the bound; least squares on its hidden features meets it, so it is the optimum."""
+    net, X, Y = _data(seed=2)
+    bound = cnn.GroupLossBounds(0, 0.2)
+    model = build_output_layer_model(net, X, Y)
+    bound.add_to(model)
+    assert _solver(model, "auto").__class__.__name__ != "ConicSolver"
+    H = _hidden(net, X)
+    free = np.linalg.lstsq(H, Y[:, 0], rcond=None)[0]
+    r = (H @ free - Y[:, 0]) ** 2
+    assert bound.violation(net, X, Y) > 0 and max(r[X[:, 0] == 0].mean(), r[X[:, 0] == 1].mean()) < 0.2
+    new = refit_output_layer(net, X, Y, [bound])
+    assert bound.violation(new, X, Y) <= 1e-6
+    np.testing.assert_allclose(np.r_[new.weights[-1][0], new.biases[-1]], free, atol=1e-5)
+
+
+def test_bounds_no_output_layer_meets_give_none():
+    net, X, Y = _data(seed=3)
+    assert refit_output_layer(net, X, Y, [cnn.OutputBounds(lower=1.0), cnn.OutputBounds(upper=0.0)]) is None
+
+
+def test_only_constraints_on_the_output_layer_are_refitted():
+    assert refit_applies([cnn.OutputBounds(0.0, 1.0), cnn.DemographicParity(0, 0.1), cnn.GroupLossBounds(0, 0.2)])
+    assert not refit_applies([cnn.DecisionParity(0, 0.1)])  # linearised: not convex in the outputs
+    assert not refit_applies([cnn.OutputBounds(0.0, 1.0), cnn.WeightNormBounds(2.0)])
+    assert not refit_applies([])
+    net, X, Y = _data()
+    with pytest.raises(ValueError, match="on_output_layer"):
+        refit_output_layer(net, X, Y, [cnn.DecisionParity(0, 0.1)])
+
+
+def test_the_refit_ends_the_feasibility_phase_at_its_first_round():
+    """Targets at 0 and 3 under outputs in [0, 1]: the first elastic round's step leaves the real
+    network outside the bounds; refitting that step's output layer meets them, so phase 1 takes
+    one round, and the constrained rounds keep the bounds with a non-increasing loss."""
+    net, X, Y = _data(seed=4)
+    Y = 3.0 * Y
+    bound = cnn.OutputBounds(0.0, 1.0)
+    assert bound.violation(net, X, Y) > 0
+    res = SequentialRelaxation(hard_constraints=bound, rounds=4).solve(net, X, Y)
+    h = res.history
+    assert res.feasible and list(h.phase) == [1, 2, 2, 2] and h.violation.iloc[0] <= 1e-6
+    assert (h.true_loss[h.status == "accepted"].diff().dropna() <= 1e-9).all()
+    off = SequentialRelaxation(hard_constraints=bound, rounds=4, refit_output_layer=False).solve(net, X, Y)
+    assert off.history.violation.iloc[0] > 1e-6  # without it the first round's network still breaks them
+
+
+class _Infeasible(StepProposal):
+    """Proposes a fixed network (one that breaks the bounds)."""
+
+    name = "fixed"
+
+    def __init__(self, net):
+        self.net = net
+
+    def propose(self, current, candidate, ev, previous_steps):
+        return Proposal(1.0, self.net, ev.loss(self.net), ev.violation(self.net))
+
+
+def test_an_infeasible_proposal_is_replaced_by_its_refit():
+    net, X, Y = _data(seed=5)
+    bounds = [cnn.OutputBounds(0.0, 1.0), cnn.DemographicParity(0, 0.05)]
+    ev = Evaluator(X, Y, bounds)
+    far = net.copy()
+    far.biases[-1] = far.biases[-1] + 5.0  # every output above 1
+    assert ev.violation(far) > 1
+    prop = OutputLayerStep(_Infeasible(far)).propose(net, far, ev, [])
+    assert prop.violation <= 1e-6 and prop.step == 1.0
+    assert _same_hidden_layers(prop.network, far)
+    kept = OutputLayerStep(_Infeasible(net.copy())).propose(net, net, Evaluator(X, Y, [cnn.OutputBounds(-1e3, 1e3)]), [])
+    assert kept.network is not None and np.array_equal(kept.network.weights[-1], net.weights[-1])  # feasible: untouched
