@@ -139,3 +139,13 @@ def test_an_infeasible_proposal_is_replaced_by_its_refit():
     assert _same_hidden_layers(prop.network, far)
     kept = OutputLayerStep(_Infeasible(net.copy())).propose(net, net, Evaluator(X, Y, [cnn.OutputBounds(-1e3, 1e3)]), [])
     assert kept.network is not None and np.array_equal(kept.network.weights[-1], net.weights[-1])  # feasible: untouched
+
+
+def test_a_large_nonquadratic_refit_is_skipped_under_auto(monkeypatch):
+    """Beyond NLP_REFIT_MAX_SAMPLES a problem that is no QP gets no refit with solver='auto'."""
+    from convexnn_pyomo.algorithms import refit
+
+    net, X, Y = _data(seed=2)
+    monkeypatch.setattr(refit, "NLP_REFIT_MAX_SAMPLES", 50)
+    assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)]) is None  # 80 samples > 50
+    assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)], solver="ipopt_casadi") is not None

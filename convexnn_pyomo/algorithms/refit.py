@@ -40,9 +40,16 @@ def refit_applies(constraints: list, shards=None) -> bool:
     return shards is None and bool(constraints) and all(getattr(c, "on_output_layer", False) for c in constraints)
 
 
+#: ``solver="auto"``: the NLP solver takes output-layer problems up to this many samples (group-loss
+#: rows, logistic losses); beyond, no refit (measured: the embedded Ipopt's refit of Adult's 30,162
+#: rows under group-loss bounds had not finished after 10 minutes)
+NLP_REFIT_MAX_SAMPLES = 5000
+
+
 def _solver(model, name: str):
     """``name``, or for ``"auto"``: Clarabel (``convexnn_conic``) when the problem is a quadratic
-    program (squared loss, linear rows) and Clarabel is installed, else the default NLP solver."""
+    program (squared loss, linear rows) and Clarabel is installed, else the default NLP solver up
+    to NLP_REFIT_MAX_SAMPLES samples, else None (no refit)."""
     from ..solvers.registry import check_solver, default_nlp_solver, require_solver
 
     if name != "auto":
@@ -51,6 +58,8 @@ def _solver(model, name: str):
         c.body.polynomial_degree() in (0, 1) for c in model.component_data_objects(pyo.Constraint, active=True))
     if quadratic and check_solver("convexnn_conic")[0]:
         return require_solver("convexnn_conic")
+    if len(model.samples) > NLP_REFIT_MAX_SAMPLES:
+        return None
     return require_solver(default_nlp_solver())
 
 
@@ -58,13 +67,16 @@ def refit_output_layer(net: Network, X, Y, constraints: list, loss="squared", so
                        time_limit: float | None = None) -> Network | None:
     """``net`` with the output layer of least loss under ``constraints`` (its hidden layers kept), or
     None when that convex problem has no solution the solver proves optimal (no feasible output
-    layer for these hidden layers, a time limit, a failure)."""
+    layer for these hidden layers, a time limit, a failure) or, with ``solver="auto"``, is not a
+    QP Clarabel takes and has more than NLP_REFIT_MAX_SAMPLES samples."""
     if not refit_applies(constraints):
         raise ValueError("refit_output_layer needs constraints convex in the output layer alone (on_output_layer)")
     model = build_output_layer_model(net, X, Y, "sum", loss)
     for c in constraints:  # a copy: add_to records its block, which the round's model keeps using
         copy.copy(c).add_to(model)
     opt = _solver(model, solver)
+    if opt is None:
+        return None
     options = {"load_solutions": False, "raise_exception_on_nonoptimal_result": False}
     if time_limit is not None:
         options["time_limit"] = float(time_limit)
