@@ -1,6 +1,7 @@
 """What the fairness study's ``probability`` setting allows a linear model: its convex optimum.
 
     python benchmarks/adult_linear_probability.py [--bound 0.02] [--sensitive sex] [--train-size 2000] [--seed 0]
+    python benchmarks/adult_linear_probability.py --refit-timing     # the output layer's refit: build, solves
 
 The linear probability model ``f(x) = w.x + c`` under the setting's constraints (``f`` in [0, 1] on
 every training row, group means of ``f`` within ``bound``), least squares: a quadratic program
@@ -8,7 +9,9 @@ solved by Clarabel (the ``solvers`` extra) on the study's own data of the seed (
 experiment fairness``: encoding, subsample, test set).  It prints train and test accuracy of the
 decisions ``f >= 0.5``, the Brier score and the parity of the scores and of the decisions: a
 reference for what the surrogate itself permits, beside what a trained network reaches
-(docs/fairness.md, "The probability setting").
+(docs/fairness.md, "The probability setting").  ``--refit-timing`` instead times Algorithm 1's
+output-layer problem under the same constraints (:class:`~convexnn_pyomo.algorithms.refit.
+OutputLayerProblem`): its build, then two refits at the study's initial networks of seeds 0 and 1.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ def main() -> None:
     p.add_argument("--sensitive", default="sex", choices=["sex", "race"])
     p.add_argument("--train-size", type=int, default=None, help="stratified subsample (default: all 30,162 rows)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refit-timing", action="store_true", help="time the output layer's refit instead")
     args = p.parse_args()
+    if args.refit_timing:
+        refit_timing(args)
+        return
     try:
         import clarabel
         import scipy.sparse as sp
@@ -62,6 +69,29 @@ def main() -> None:
         print(f"  {part}: accuracy {np.mean(pred == yp):.4f}  Brier {np.mean((score - yp) ** 2):.4f}  "
               f"parity of scores {parity_difference(score, gp):.4f}  parity of decisions {parity_difference(pred, gp):.4f}  "
               f"scores in [{score.min():.3f}, {score.max():.3f}]")
+
+
+def refit_timing(args) -> None:
+    """Seconds of the output-layer problem's build and of two refits (Clarabel when installed)."""
+    import time
+
+    from convexnn_pyomo.algorithms.refit import OutputLayerProblem
+    from convexnn_pyomo.experiments import fairness as fx
+
+    cfg = fx.FairnessConfig(sensitive=args.sensitive, train_size=args.train_size)
+    data = fx.dataset(cfg, args.seed)
+    X, y = data.X_train, data.y_train.astype(float)
+    nets = [fx.initial_network(cfg, s, X.shape[1]) for s in (0, 1)]
+    cons = fx.make_constraints("probability", args.bound, data.sensitive_index)
+    t0 = time.perf_counter()
+    problem = OutputLayerProblem(nets[0], X, y, cons)
+    times = [time.perf_counter() - t0]
+    for net in nets:
+        t0 = time.perf_counter()
+        problem.refit(net)
+        times.append(time.perf_counter() - t0)
+    print(f"output-layer problem, probability@{args.bound:g}, {len(X)} rows: build {times[0]:.1f} s, "
+          f"refits {times[1]:.1f} s and {times[2]:.1f} s")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ class ResidualConstraint:
     relaxes: bool = True
     #: its rows are convex in layer L's variables alone (the outputs, or w^L and b^L): with the hidden
     #: layers fixed, the output layer's problem under it is exact and convex
-    #: (:func:`~convexnn_pyomo.algorithms.refit.refit_output_layer`, a feasible start for phase 1)
+    #: (:mod:`convexnn_pyomo.algorithms.refit`: a round's step refitted to meet it)
     on_output_layer: bool = False
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):

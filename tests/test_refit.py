@@ -149,3 +149,20 @@ def test_a_large_nonquadratic_refit_is_skipped_under_auto(monkeypatch):
     monkeypatch.setattr(refit, "NLP_REFIT_MAX_SAMPLES", 50)
     assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)]) is None  # 80 samples > 50
     assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)], solver="ipopt_casadi") is not None
+
+
+@pytest.mark.parametrize("solver", [pytest.param("convexnn_conic", marks=needs_clarabel), "ipopt_casadi"])
+def test_one_built_problem_refits_other_hidden_layers_as_a_fresh_one(solver):
+    """The problem built at one network, refitted at another (new x^L in the mutable Params): the
+    same output layer as a problem built at that other network."""
+    from convexnn_pyomo.algorithms.refit import OutputLayerProblem
+
+    net, X, Y = _data(seed=6)
+    other = cnn.Network([3, 4, 1], ["sigmoid", "identity"]).init_he(7)
+    bounds = [cnn.OutputBounds(0.0, 1.0), cnn.DemographicParity(0, 0.02)]
+    problem = OutputLayerProblem(net, X, Y, bounds, solver=solver)
+    first, reused = problem.refit(net), problem.refit(other)
+    fresh = refit_output_layer(other, X, Y, bounds, solver=solver)
+    assert _same_hidden_layers(reused, other) and not np.allclose(first.weights[-1], reused.weights[-1])
+    np.testing.assert_allclose(np.r_[reused.weights[-1][0], reused.biases[-1]],
+                               np.r_[fresh.weights[-1][0], fresh.biases[-1]], atol=1e-6)

@@ -1,4 +1,4 @@
-r"""The output layer's exact problem: a feasible start for hard constraints on the outputs.
+r"""The output layer's exact problem: a round's step made to meet hard constraints on the outputs.
 
 With the hidden layers of a network fixed, its outputs :math:`z^L = w^L x^L + b^L \mathbf{1}^\top`
 are linear in :math:`(w^L, b^L)`: the training problem restricted to the output layer,
@@ -10,7 +10,8 @@ variables alone (``on_output_layer``: parity and group-loss bounds, output bound
 linear output equalities).  Its solution is the least-loss network that meets the constraints
 among those sharing the hidden layers; when it has none, the hidden layers must move, which is
 what the feasibility phase's rounds do.  :func:`refit_output_layer` solves it (Clarabel for a
-quadratic program, else the default NLP solver); :class:`OutputLayerStep` adds it to a step
+quadratic program, else the default NLP solver; :class:`OutputLayerProblem` builds it once for
+many refits); :class:`OutputLayerStep` adds it to a step
 proposal: a round whose step breaks the constraints by the relaxation's gap keeps its hidden
 layers and gets an output layer that meets them.
 
@@ -30,9 +31,10 @@ import pyomo.environ as pyo
 
 from ..model import build_output_layer_model, var_matrix
 from ..network import Network
+from ..samples import set_sample_array
 from .steps import Evaluator, Proposal, StepProposal
 
-__all__ = ["OutputLayerStep", "refit_applies", "refit_output_layer"]
+__all__ = ["OutputLayerProblem", "OutputLayerStep", "refit_applies", "refit_output_layer"]
 
 
 def refit_applies(constraints: list, shards=None) -> bool:
@@ -63,34 +65,55 @@ def _solver(model, name: str):
     return require_solver(default_nlp_solver())
 
 
+class OutputLayerProblem:
+    """The output layer's problem for the data ``(X, Y)`` and ``constraints``, built once (29 s of
+    Pyomo at Adult's 30,162 rows, then 4 s a refit: ``python benchmarks/adult_linear_probability.py
+    --refit-timing``); :meth:`refit` sets a network's hidden layers' forward pass
+    ``x^L`` (mutable Params) and solves it, so a run pays the build once, not once per round."""
+
+    def __init__(self, net: Network, X, Y, constraints: list, loss="squared", solver: str = "auto"):
+        if not refit_applies(constraints):
+            raise ValueError("refit_output_layer needs constraints convex in the output layer alone (on_output_layer)")
+        self.X = X
+        self.model = build_output_layer_model(net, X, Y, "sum", loss)
+        for c in constraints:  # a copy: add_to records its block, which the round's model keeps using
+            copy.copy(c).add_to(self.model)
+        self.opt = _solver(self.model, solver)
+
+    def refit(self, net: Network, time_limit: float | None = None) -> Network | None:
+        """``net`` with the output layer of least loss (its hidden layers kept), or None when the
+        problem has no solution the solver proves optimal (no feasible output layer for these
+        hidden layers, a time limit, a failure) or, with ``solver="auto"``, is not a QP Clarabel
+        takes and has more than NLP_REFIT_MAX_SAMPLES samples."""
+        if self.opt is None:
+            return None
+        L, model = net.n_layers, self.model
+        out = model.layer[L]
+        fp = net.forward_pass(self.X)
+        set_sample_array(model.x_last, fp.x[L - 1])
+        set_sample_array(out.w, net.weights[L - 1])
+        set_sample_array(out.b, net.biases[L - 1])
+        set_sample_array(out.z, fp.z[L - 1])
+        options = {"load_solutions": False, "raise_exception_on_nonoptimal_result": False}
+        if time_limit is not None:
+            options["time_limit"] = float(time_limit)
+        res = self.opt.solve(model, **options)
+        if not pyo.check_optimal_termination(res):
+            return None
+        res.solution_loader.load_vars()
+        w = var_matrix(out.w, (net.sizes[L], net.sizes[L - 1]))
+        b = np.array([out.b[i].value for i in out.nodes], dtype=float)
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+            return None
+        return Network(list(net.sizes), list(net.activations), [v.copy() for v in net.weights[:-1]] + [w],
+                       [v.copy() for v in net.biases[:-1]] + [b])
+
+
 def refit_output_layer(net: Network, X, Y, constraints: list, loss="squared", solver: str = "auto",
                        time_limit: float | None = None) -> Network | None:
-    """``net`` with the output layer of least loss under ``constraints`` (its hidden layers kept), or
-    None when that convex problem has no solution the solver proves optimal (no feasible output
-    layer for these hidden layers, a time limit, a failure) or, with ``solver="auto"``, is not a
-    QP Clarabel takes and has more than NLP_REFIT_MAX_SAMPLES samples."""
-    if not refit_applies(constraints):
-        raise ValueError("refit_output_layer needs constraints convex in the output layer alone (on_output_layer)")
-    model = build_output_layer_model(net, X, Y, "sum", loss)
-    for c in constraints:  # a copy: add_to records its block, which the round's model keeps using
-        copy.copy(c).add_to(model)
-    opt = _solver(model, solver)
-    if opt is None:
-        return None
-    options = {"load_solutions": False, "raise_exception_on_nonoptimal_result": False}
-    if time_limit is not None:
-        options["time_limit"] = float(time_limit)
-    res = opt.solve(model, **options)
-    if not pyo.check_optimal_termination(res):
-        return None
-    res.solution_loader.load_vars()
-    out, L = model.layer[net.n_layers], net.n_layers
-    w = var_matrix(out.w, (net.sizes[L], net.sizes[L - 1]))
-    b = np.array([out.b[i].value for i in out.nodes], dtype=float)
-    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-        return None
-    return Network(list(net.sizes), list(net.activations), [v.copy() for v in net.weights[:-1]] + [w],
-                   [v.copy() for v in net.biases[:-1]] + [b])
+    """One refit (:class:`OutputLayerProblem` built for it): ``net`` with the output layer of least
+    loss under ``constraints``, or None (see :meth:`OutputLayerProblem.refit`)."""
+    return OutputLayerProblem(net, X, Y, constraints, loss, solver).refit(net, time_limit)
 
 
 class OutputLayerStep(StepProposal):
@@ -104,13 +127,16 @@ class OutputLayerStep(StepProposal):
         self.solver = solver
         self.name = f"{inner.name}+output_layer"
         self.memory = getattr(inner, "memory", 1)
+        self._problem: tuple[Evaluator, OutputLayerProblem] | None = None
 
     def propose(self, current: Network, candidate: Network, ev: Evaluator, previous_steps: list) -> Proposal:
         prop = self.inner.propose(current, candidate, ev, previous_steps)
         if prop.network is not None and prop.violation <= ev.constraint_tol:
             return prop
         base = prop.network if prop.network is not None else candidate
-        new = refit_output_layer(base, ev.X, ev.Y, ev.constraints, ev.loss_function, self.solver)
+        if self._problem is None or self._problem[0] is not ev:  # built once per run (per evaluator)
+            self._problem = (ev, OutputLayerProblem(base, ev.X, ev.Y, ev.constraints, ev.loss_function, self.solver))
+        new = self._problem[1].refit(base)
         viol = ev.violation(new) if new is not None else math.inf
         if viol > ev.constraint_tol:
             return prop

@@ -202,8 +202,7 @@ class SequentialRelaxation:
                             config.loss, self.shards)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
         self.phase_one_step = self.schedule.feasibility_proposal()
-        self.refits = config.refit_output_layer and refit_applies(self.ev.constraints, self.shards)
-        if self.refits:
+        if config.refit_output_layer and refit_applies(self.ev.constraints, self.shards):
             self.phase_one_step = OutputLayerStep(self.phase_one_step, config.refit_solver)
             self.step = OutputLayerStep(self.step, config.refit_solver)
         self.solver_name = self.rounds.solver_name
