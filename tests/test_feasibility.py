@@ -196,3 +196,41 @@ def test_phase_one_steers_its_penalty_when_the_loss_outweighs_it(target, round_s
     else:
         assert one.rho.tolist() == [1.0]
     assert (res.history[res.history.phase == 2].rho.isna()).all()
+
+
+def test_phase_one_refuses_a_feasible_step_that_multiplies_the_loss_above_rhos_floor():
+    """The guard ``_overshoots``: a phase-1 proposal that meets the bound at more than
+    FEASIBILITY_LOSS_GROWTH times the loss is refused while rho is above its floor (rho then drops
+    to the floor), and taken at the floor.  The proposal is a fixed network with zero outputs,
+    feasible under ``z <= 1`` and about 16 times per sample worse than a start that fits targets 4."""
+    from convexnn_pyomo.algorithms import AdaptiveSchedule
+    from convexnn_pyomo.algorithms.steps import Proposal, StepProposal
+
+    net, X, _ = _data()
+    net.weights[-1] *= 0.05
+    net.biases[-1][:] = 4.0
+    Y = net.predict(X) + 0.01
+    zero = net.copy()
+    zero.weights[-1][:] = 0.0
+    zero.biases[-1][:] = 0.0
+
+    class Zero(StepProposal):
+        name = "zero"
+
+        def propose(self, current, candidate, ev, previous_steps):
+            return Proposal(1.0, zero, ev.loss(zero), ev.violation(zero))
+
+    class Fixed(AdaptiveSchedule):
+        def feasibility_proposal(self):
+            return Zero()
+
+    bound = cnn.OutputBounds(upper=1.0)
+    runs = {rho: SequentialRelaxation(hard_constraints=bound, rounds=1, feasibility_rounds=3, schedule=Fixed(),
+                                      feasibility_rho=rho, refit_output_layer=False).solve(net, X, Y)
+            for rho in (1.0, 1e-3)}
+    steered = runs[1.0].history[runs[1.0].history.phase == 1]
+    assert steered.status.tolist()[:2] == ["rejected", "accepted"]
+    assert steered.rho.tolist()[:2] == [1.0, SequentialRelaxation.FEASIBILITY_RHO_MIN]
+    at_floor = runs[1e-3].history[runs[1e-3].history.phase == 1]
+    assert at_floor.status.tolist()[0] == "accepted"
+    assert all(r.feasible for r in runs.values())

@@ -141,6 +141,19 @@ def test_an_infeasible_proposal_is_replaced_by_its_refit():
     assert kept.network is not None and np.array_equal(kept.network.weights[-1], net.weights[-1])  # feasible: untouched
 
 
+def test_a_run_out_of_time_gets_no_refit():
+    """The run's clock bounds the refit: with nothing left the proposal stays as it was, with time
+    left it is refitted as without a clock."""
+    net, X, Y = _data(seed=5)
+    ev = Evaluator(X, Y, [cnn.OutputBounds(0.0, 1.0), cnn.DemographicParity(0, 0.05)])
+    far = net.copy()
+    far.biases[-1] = far.biases[-1] + 5.0
+    late = OutputLayerStep(_Infeasible(far), time_left=lambda: 0.0).propose(net, far, ev, [])
+    assert late.violation > 1 and late.network is far
+    timely = OutputLayerStep(_Infeasible(far), time_left=lambda: 60.0).propose(net, far, ev, [])
+    assert timely.violation <= 1e-6 and _same_hidden_layers(timely.network, far)
+
+
 def test_a_large_nonquadratic_refit_is_skipped_under_auto(monkeypatch):
     """Beyond NLP_REFIT_MAX_SAMPLES a problem that is no QP gets no refit with solver='auto'."""
     from convexnn_pyomo.algorithms import refit

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyomo.environ as pyo
@@ -120,23 +121,28 @@ class OutputLayerStep(StepProposal):
     """A step proposal followed, when it proposes no network or one that violates the hard
     constraints, by the output layer's exact problem at its network (or at the round's solution
     when it proposes none): the refitted network, which keeps those hidden layers, replaces the
-    proposal when it meets the constraints (the run's acceptance rule still decides)."""
+    proposal when it meets the constraints (the run's acceptance rule still decides).
+    ``time_left`` (the run's clock): seconds the run has left, or None without a limit; a refit
+    gets that long, and none is tried when nothing is left."""
 
-    def __init__(self, inner: StepProposal, solver: str = "auto"):
+    def __init__(self, inner: StepProposal, solver: str = "auto",
+                 time_left: Callable[[], float | None] | None = None):
         self.inner = inner
         self.solver = solver
+        self.time_left = time_left
         self.name = f"{inner.name}+output_layer"
         self.memory = getattr(inner, "memory", 1)
         self._problem: tuple[Evaluator, OutputLayerProblem] | None = None
 
     def propose(self, current: Network, candidate: Network, ev: Evaluator, previous_steps: list) -> Proposal:
         prop = self.inner.propose(current, candidate, ev, previous_steps)
-        if prop.network is not None and prop.violation <= ev.constraint_tol:
+        left = self.time_left() if self.time_left is not None else None
+        if (prop.network is not None and prop.violation <= ev.constraint_tol) or (left is not None and left <= 0):
             return prop
         base = prop.network if prop.network is not None else candidate
         if self._problem is None or self._problem[0] is not ev:  # built once per run (per evaluator)
             self._problem = (ev, OutputLayerProblem(base, ev.X, ev.Y, ev.constraints, ev.loss_function, self.solver))
-        new = self._problem[1].refit(base)
+        new = self._problem[1].refit(base, time_limit=left)
         viol = ev.violation(new) if new is not None else math.inf
         if viol > ev.constraint_tol:
             return prop

@@ -19,7 +19,7 @@ own ``CONFIG``; :class:`~.sequential.SequentialRelaxation` takes one (or its nam
 
 from __future__ import annotations
 
-from pyomo.common.config import ConfigDict, ConfigValue, PositiveFloat, PositiveInt
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, PositiveFloat, PositiveInt
 
 from ..network import Network
 from .rounds import TRAINABLE_RELAXATIONS, PyomoRound, RoundProblem, StructuredRound
@@ -80,6 +80,12 @@ class SchurRounds(RoundSolver):
     CONFIG.get("time_limit").set_default_value(3600.0)
     CONFIG.declare("options", ConfigValue(default=None, domain=dict,
                                           description="SchurInteriorPoint options (its CONFIG)"))
+    CONFIG.declare("stalled_iterates", ConfigValue(
+        default=True, domain=Bool,
+        description="a solve that stalls short of its tolerances (no step decreases the KKT residual, or "
+                    "max_iter) at a point meeting the round's rows to acceptable_tol gives that point as the "
+                    "round's candidate (the step and the acceptance rule judge its real network; no "
+                    "certificate or convergence test uses it); False: such a solve fails the round"))
 
     def __init__(self, **kwds):
         super().__init__(**kwds)
@@ -96,7 +102,8 @@ class SchurRounds(RoundSolver):
         from ..solvers.arrow import NotSeparableError
 
         try:
-            return StructuredRound(net, X, Y, reduction, constraints, eta, mu, loss, self.config.options, shards)
+            return StructuredRound(net, X, Y, reduction, constraints, eta, mu, loss, self.config.options, shards,
+                                   self.config.stalled_iterates)
         except KeyError as err:  # a constraint that names a sample the template does not hold
             raise NotSeparableError(f"a hard constraint refers to a sample by number ({err}): the structured round "
                                     "writes every constraint per sample or as a sum over samples; use "

@@ -32,7 +32,7 @@ from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values,
 from ..transformations.regularize import get_regularization_block
 from .diagnosis import smallest_kappa_factor
 
-__all__ = ["IPOPT_DEFAULTS", "RoundProblem", "RoundSolve", "PyomoRound", "StructuredRound", "TRAINABLE_RELAXATIONS",
+__all__ = ["IPOPT_DEFAULTS", "STALLED", "RoundProblem", "RoundSolve", "PyomoRound", "StructuredRound", "TRAINABLE_RELAXATIONS",
            "build_round_model"]
 
 # mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py);
@@ -49,6 +49,10 @@ TRAINABLE_RELAXATIONS = tuple(
 )
 
 
+#: how a history row's message starts when the round's solver stalled and its last iterate was taken
+STALLED = "stalled, its last iterate taken:"
+
+
 @dataclass
 class RoundSolve:
     """How one convex solve ended."""
@@ -60,6 +64,9 @@ class RoundSolve:
     iterations: int
     seconds: float
     message: str = ""  # why a failed solve failed (the solver's words), or infeasibility evidence
+    #: ``ok`` only as a candidate: the solver stalled short of its tolerances at a point that meets
+    #: the round's rows (``message`` says where); the step and the acceptance rule judge its network
+    stalled: bool = False
 
 
 @runtime_checkable
@@ -212,8 +219,9 @@ class _ModelRound:
         self.enter_feasibility(0.0, 0.0, aggregate="sum")
         try:
             solve = self.solve(time_limit, {})
-            least = self.relaxed_objective() if solve.ok else 0.0
-            worst = violations(self.model) if solve.ok else {}
+            proved = solve.ok and not solve.stalled  # a stalled iterate's violation bounds the least one from above only
+            least = self.relaxed_objective() if proved else 0.0
+            worst = violations(self.model) if proved else {}
         finally:
             self.leave_feasibility()
             if mode is not None:
@@ -240,7 +248,7 @@ class StructuredRound(_ModelRound):
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, constraints: list, eta: float,
                  mu: tuple[float, float, float], loss: str | Loss = "squared", options: dict | None = None,
-                 shards=None):
+                 shards=None, stalled_iterates: bool = True):
         from ..solvers.arrow import arrow_problem
         from ..solvers.schur_ipm import SchurInteriorPoint
 
@@ -254,6 +262,7 @@ class StructuredRound(_ModelRound):
         self.ipm = SchurInteriorPoint(self.arrow, omega=self.omega, shards=self.shards, **self.options)
         self._objective: float | None = None
         self._saved: tuple | None = None  # the round's (arrow, ipm) while phase 1 solves the elastic model
+        self.stalled_iterates = stalled_iterates
 
     def _elastic_changed(self) -> None:
         """Phase 1 solves the elastic model's own arrow problem (derived once, kept for its rounds);
@@ -282,10 +291,14 @@ class StructuredRound(_ModelRound):
             res = self.ipm.solve(s0, V0, ps, pv, max_wall_time=time_limit)
         finally:
             self.ipm.config = saved
-        if res.ok:
+        stalled = not res.ok and self.stalled_iterates and res.stalled_feasible(self.ipm.config.acceptable_tol)
+        if res.ok or stalled:
             self.arrow.load(res.s, res.V)
             self._objective = res.objective
-        elif self.constraints and not self.elastic and res.status != "Maximum_WallTime_Exceeded":
+        if stalled:
+            return RoundSolve(True, _condition(res.status), False, False, res.iterations, res.seconds,
+                              f"{STALLED} {res.message}", stalled=True)
+        if not res.ok and self.constraints and not self.elastic and res.status != "Maximum_WallTime_Exceeded":
             evidence = self._phase_one(time_limit)
             if evidence:
                 return RoundSolve(False, _condition("Infeasible_Problem_Detected"), True, False, res.iterations,

@@ -39,6 +39,7 @@ class RoundOutcome:
     improvement: float  # best loss before minus after (0 when rejected)
     loss: float  # best loss after the round
     initial_loss: float
+    stalled: bool = False  # the round's solver stalled: its point is a candidate, not the round's optimum
 
 
 def _mu_triple(v):
@@ -127,7 +128,7 @@ class PaperSchedule(Schedule):
         self.epsilon = 1e-7 if epsilon is None else float(epsilon)
 
     def converged(self, outcome):
-        if 0 <= outcome.improvement < self.epsilon:
+        if 0 <= outcome.improvement < self.epsilon and not outcome.stalled:  # a stalled solve's point is no optimum
             return f"an accepted round improved the loss by {outcome.improvement:.3g} < epsilon = {self.epsilon:g}"
         return None
 
@@ -168,9 +169,9 @@ class AdaptiveSchedule(Schedule):
         if outcome.loss <= self.loss_fraction * outcome.initial_loss:
             return f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of the initial loss"
         # only exact rounds count: an inexact relaxation's step can be useless while a larger eta
-        # would still make progress
+        # would still make progress (nor does a stalled solve's point, which is not the round's optimum)
         small = 0 <= outcome.improvement < self.rel_tol * max(outcome.loss, 1e-300)
-        self._stalls = self._stalls + 1 if (small and outcome.exact) else 0
+        self._stalls = self._stalls + 1 if (small and outcome.exact and not outcome.stalled) else 0
         if self._stalls >= self.patience:
             return f"{self.patience} exact rounds in a row improved the loss by less than rel_tol = {self.rel_tol:g}"
         return None

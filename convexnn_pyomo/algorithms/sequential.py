@@ -25,7 +25,7 @@ from .progress import RoundPrinter
 from .refit import OutputLayerStep, refit_applies
 from ..solvers.arrow import NotSeparableError
 from .round_solvers import PyomoRounds, get_round_solver
-from .rounds import IPOPT_DEFAULTS, RoundProblem, RoundSolve
+from .rounds import IPOPT_DEFAULTS, STALLED, RoundProblem, RoundSolve
 from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
 from .schedules import RoundOutcome, get_schedule
 from .steps import Evaluator
@@ -203,8 +203,8 @@ class SequentialRelaxation:
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
         self.phase_one_step = self.schedule.feasibility_proposal()
         if config.refit_output_layer and refit_applies(self.ev.constraints, self.shards):
-            self.phase_one_step = OutputLayerStep(self.phase_one_step, config.refit_solver)
-            self.step = OutputLayerStep(self.step, config.refit_solver)
+            self.phase_one_step = OutputLayerStep(self.phase_one_step, config.refit_solver, self._time_left)
+            self.step = OutputLayerStep(self.step, config.refit_solver, self._time_left)
         self.solver_name = self.rounds.solver_name
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)
@@ -234,6 +234,11 @@ class SequentialRelaxation:
         elif given.m != len(self.X):
             raise ValueError(f"shards says this rank holds {given.m} samples but X has {len(self.X)} rows")
         return rounds, given
+
+    def _time_left(self) -> float | None:
+        """Seconds the run has left (None: no time limit); one process (the refit's clock)."""
+        limit = self.cfg.time_limit
+        return None if limit is None else limit - (time.perf_counter() - self.state.t_start)
 
     def _out_of_time(self) -> bool:
         """The run's time limit passed (on some rank: every rank stops at the same round)."""
@@ -451,7 +456,7 @@ class SequentialRelaxation:
                "solve_seconds": solve.seconds, "step": 0.0, "violation": st.best_viol,
                "iterations": solve.iterations, "termination": solve.termination, "phase": st.phase,
                "rho": st.rho if st.phase == 1 else math.nan,
-               "message": "" if solve.ok else (solve.message or "")}
+               "message": "" if solve.ok and not solve.stalled else (solve.message or "")}
         row.update(fields)
         return row
 
@@ -510,7 +515,7 @@ class SequentialRelaxation:
                                activation_gap=act, status=status.value, step=prop.step if accepted else 0.0,
                                violation=prop.violation))
         exact = max(bil, act) <= self.cfg.exact_tol
-        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss)
+        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss, solve.stalled)
 
     def _overshoots(self, prop) -> bool:
         """Phase 1 above rho's floor: a proposal that multiplies the loss by more than
@@ -541,6 +546,9 @@ class SequentialRelaxation:
         feasible = st.best_viol <= cfg.constraint_tol
         message = st.message or {RunStatus.ROUND_LIMIT: f"{cfg.rounds} rounds done",
                                  RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
+        stalled = sum(str(row.get("message", "")).startswith(STALLED) for row in st.rows)
+        if stalled:
+            message += f"; {stalled} round{'s' * (stalled > 1)} took a stalled solve's last iterate as candidate"
         if not feasible:
             before = f" ({st.phase_one_end}, then constrained rounds)" if st.phase_one_end else ""
             message += f"; the hard constraints are still violated by {st.best_viol:.3g}{before}"

@@ -334,6 +334,7 @@ class SchurResult:
     history: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     directions: int = 0  # Newton systems solved (predictors, correctors, refinements)
+    primal: float = float("nan")  # the last iterate's primal residual (scaled rows, as ``tol``)
 
     def flops(self, ipm: "SchurInteriorPoint") -> float:
         """Floating-point operations of this solve's eliminations and steps, counted from the block
@@ -349,6 +350,13 @@ class SchurResult:
     @property
     def infeasible(self) -> bool:
         return self.status == "Infeasible_Problem_Detected"
+
+    def stalled_feasible(self, tol: float) -> bool:
+        """The solve stopped short of its tolerances (no step decreased the KKT residual, or
+        ``max_iter``) at an iterate whose rows hold to ``tol`` (scaled): a point of the round's
+        feasible set, near its optimum but not proved optimal."""
+        return (self.status in ("Search_Direction_Becomes_Too_Small", "Maximum_Iterations_Exceeded")
+                and self.primal <= tol and bool(np.isfinite(self.objective)))
 
 
 @dataclass
@@ -941,7 +949,8 @@ class SchurInteriorPoint:
         if status not in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not message:
             message = self._describe(status, parts, len(history))
         self.last = SchurResult(status, len(history), st.s, st.V, r.f, time.perf_counter() - t_start, message,
-                                st.lam * self.dL, st.M * self.d, history, timings, self._directions)
+                                st.lam * self.dL, st.M * self.d, history, timings, self._directions,
+                                float(parts["primal"]))
         return self.last
 
     def _describe(self, status: str, parts: dict, iterations: int) -> str:

@@ -1,0 +1,65 @@
+"""A Schur round that stalls short of its tolerances at a point meeting its rows: that point is the
+round's candidate (``SchurRounds(stalled_iterates=True)``, the default), judged by the real
+network's loss and violation like any round's; no certificate and no convergence test uses it."""
+
+import numpy as np
+import pytest
+
+import convexnn_pyomo as cnn
+from convexnn_pyomo.algorithms import SequentialRelaxation
+from convexnn_pyomo.algorithms.results import RunStatus
+from convexnn_pyomo.algorithms.round_solvers import SchurRounds
+from convexnn_pyomo.algorithms.rounds import STALLED, RoundSolve, StructuredRound
+from convexnn_pyomo.algorithms.schedules import AdaptiveSchedule, PaperSchedule, RoundOutcome
+from convexnn_pyomo.transformations import elastic
+
+
+def _data(m=80, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(m, 3))
+    Y = np.clip(X[:, :1] + 0.2 * X[:, 1:2] + 0.05 * rng.normal(size=(m, 1)), 0.0, 1.0)
+    return cnn.Network([3, 4, 1], ["sigmoid", "identity"]).init_he(0), X, Y
+
+
+def _run(stalled_iterates: bool):
+    net, X, Y = _data()
+    bound = cnn.OutputBounds(0.0, 1.0)
+    # 10 interior-point iterations: every solve ends at max_iter with its rows met to 1e-5, short of 1e-8
+    rounds = SchurRounds(options={"max_iter": 10}, stalled_iterates=stalled_iterates)
+    return SequentialRelaxation(hard_constraints=bound, rounds=4, round_solver=rounds).solve(net, X, Y), bound, X, Y
+
+
+def test_stalled_solves_give_candidates_the_real_network_is_judged_by():
+    res, bound, X, Y = _run(True)
+    assert res.status == RunStatus.ROUND_LIMIT and res.feasible
+    assert bound.violation(res.network, X, Y) <= 1e-6
+    assert res.history.message.str.startswith(STALLED).all()
+    assert (res.history.status == "accepted").sum() >= 2
+    losses = res.history.true_loss.to_numpy()
+    assert np.all(np.diff(losses) <= 1e-12) and losses[-1] < 0.5 * res.initial_loss
+    assert f"{len(res.history)} rounds took a stalled solve's last iterate" in res.message
+
+
+def test_without_stalled_iterates_the_same_solves_fail_the_run():
+    res, _, _, _ = _run(False)
+    assert res.status == RunStatus.SOLVER_FAILED and not res.history.message.str.startswith(STALLED).any()
+
+
+def test_a_stalled_solve_certifies_nothing(monkeypatch):
+    """The least violation from a stalled elastic solve only bounds the least violation from above:
+    no certificate, where the same number from a finished solve is one."""
+    net, X, Y = _data(m=20)
+    rnd = StructuredRound(net, X, Y, "mean", [cnn.OutputBounds(0.0, 1.0)], 2.0, (1.0, 1.0, 1.0))
+    monkeypatch.setattr(rnd, "relaxed_objective", lambda: 0.3)
+    monkeypatch.setattr(elastic, "violations", lambda model: {"OutputBounds": 0.3})
+    for stalled, certified in ((True, False), (False, True)):
+        monkeypatch.setattr(rnd, "solve", lambda *a, s=stalled: RoundSolve(True, "optimal", False, False, 5, 0.1,
+                                                                           stalled=s))
+        assert bool(rnd.certify_infeasible(60.0, 1e-6)) is certified
+
+
+@pytest.mark.parametrize("schedule", [AdaptiveSchedule(), PaperSchedule()])
+def test_stalled_rounds_never_count_towards_convergence(schedule):
+    small = {"accepted": True, "exact": True, "improvement": 0.0, "loss": 1.0, "initial_loss": 2.0}
+    assert all(schedule.converged(RoundOutcome(**small, stalled=True)) is None for _ in range(5))
+    assert any(schedule.converged(RoundOutcome(**small)) is not None for _ in range(5))
