@@ -289,9 +289,9 @@ class StructuredRound(_ModelRound):
             ps, pv = self.arrow.parameters()
             s0, V0 = self.arrow.start()
             res = self.ipm.solve(s0, V0, ps, pv, max_wall_time=time_limit)
+            stalled = not res.ok and self.stalled_iterates and res.stalled_feasible(self.ipm.config.acceptable_tol)
         finally:
             self.ipm.config = saved
-        stalled = not res.ok and self.stalled_iterates and res.stalled_feasible(self.ipm.config.acceptable_tol)
         if res.ok or stalled:
             self.arrow.load(res.s, res.V)
             self._objective = res.objective
