@@ -38,6 +38,7 @@ __all__ = [
     "TrainingProblem",
     "build_training_model",
     "build_output_layer_model",
+    "set_output_layer_values",
     "get_training_problem",
     "set_values_from_network",
     "network_from_model",
@@ -220,16 +221,23 @@ def build_output_layer_model(net: Network, X, Y, reduction: str = "sum", loss: s
     model.x_last = pyo.Param(model.hidden, model.samples, mutable=True, initialize=0.0,
                              doc="x^L: the fixed hidden layers' forward pass (n_(L-1) x m)")
     model.y = pyo.Param(model.outputs, model.samples, mutable=True, initialize=0.0, doc="labels y (n_L x m)")
-    set_sample_array(model.x_last, fp.x[L - 1])
     set_sample_array(model.y, Y.T)
     model.layer = LayerBlock([L])
     out = model.layer[L]
     out.build(L, net.sizes[L - 1], net.sizes[L], net.activation(L), model.x_last, model.samples, True)
     _add_loss(model, out)
+    set_output_layer_values(model, net, fp)
+    return model
+
+
+def set_output_layer_values(model, net: Network, fp) -> None:
+    """An output-layer model (:func:`build_output_layer_model`) at ``net``: its fixed input ``x^L``
+    and the start ``w^L, b^L, z^L`` from ``net`` and its forward pass ``fp``."""
+    L, out = net.n_layers, model.layer[net.n_layers]
+    set_sample_array(model.x_last, fp.x[L - 1])
     set_sample_array(out.w, net.weights[L - 1])
     set_sample_array(out.b, net.biases[L - 1])
     set_sample_array(out.z, fp.z[L - 1])
-    return model
 
 
 def set_values_from_network(model, net: Network, fp=None) -> None:

@@ -30,9 +30,8 @@ from collections.abc import Callable
 import numpy as np
 import pyomo.environ as pyo
 
-from ..model import build_output_layer_model, var_matrix
+from ..model import build_output_layer_model, set_output_layer_values, var_matrix
 from ..network import Network
-from ..samples import set_sample_array
 from .steps import Evaluator, Proposal, StepProposal
 
 __all__ = ["OutputLayerProblem", "OutputLayerStep", "refit_applies", "refit_output_layer"]
@@ -90,11 +89,7 @@ class OutputLayerProblem:
             return None
         L, model = net.n_layers, self.model
         out = model.layer[L]
-        fp = net.forward_pass(self.X)
-        set_sample_array(model.x_last, fp.x[L - 1])
-        set_sample_array(out.w, net.weights[L - 1])
-        set_sample_array(out.b, net.biases[L - 1])
-        set_sample_array(out.z, fp.z[L - 1])
+        set_output_layer_values(model, net, net.forward_pass(self.X))
         options = {"load_solutions": False, "raise_exception_on_nonoptimal_result": False}
         if time_limit is not None:
             options["time_limit"] = float(time_limit)

@@ -25,7 +25,7 @@ from .progress import RoundPrinter
 from .refit import OutputLayerStep, refit_applies
 from ..solvers.arrow import NotSeparableError
 from .round_solvers import PyomoRounds, get_round_solver
-from .rounds import IPOPT_DEFAULTS, STALLED, RoundProblem, RoundSolve
+from .rounds import IPOPT_DEFAULTS, RoundProblem, RoundSolve
 from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
 from .schedules import RoundOutcome, get_schedule
 from .steps import Evaluator
@@ -80,6 +80,7 @@ class _RunState:
     rho: float = 1.0  #: phase 1: weight of the round's objective beside the violation
     certificate_asked: bool = False  #: phase 1: a certificate was computed after a positive relaxed violation
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
+    stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
 
 
 class SequentialRelaxation:
@@ -236,14 +237,14 @@ class SequentialRelaxation:
         return rounds, given
 
     def _time_left(self) -> float | None:
-        """Seconds the run has left (None: no time limit); one process (the refit's clock)."""
+        """Seconds the run has left (None: no time limit), on this rank's clock."""
         limit = self.cfg.time_limit
         return None if limit is None else limit - (time.perf_counter() - self.state.t_start)
 
     def _out_of_time(self) -> bool:
         """The run's time limit passed (on some rank: every rank stops at the same round)."""
-        limit = self.cfg.time_limit
-        late = limit is not None and time.perf_counter() - self.state.t_start > limit
+        left = self._time_left()
+        late = left is not None and left < 0
         return self.shards.any(late) if self.shards is not None else late
 
     def _make_problem(self, net: Network, config) -> RoundProblem:
@@ -438,15 +439,12 @@ class SequentialRelaxation:
 
     def _round_limits(self) -> tuple[float, dict]:
         """Time limit (seconds) and solver options of the next solve."""
-        cfg, st = self.cfg, self.state
         options = self.rounds.solve_options()  # the round program adds its solver's defaults
-        cap = self.rounds.config.time_limit
-        if cfg.time_limit is not None:  # the run's limit also bounds the solve in progress
-            left = cfg.time_limit - (time.perf_counter() - st.t_start)
-            # a new cap rebuilds the solver instance (~1 s at m = 100): keep it constant until the
-            # remaining time is the tighter bound
-            if left < cap:
-                cap = max(1.0, float(math.ceil(left)))
+        cap, left = self.rounds.config.time_limit, self._time_left()
+        # the run's limit also bounds the solve in progress; a new cap rebuilds the solver instance
+        # (~1 s at m = 100): keep it constant until the remaining time is the tighter bound
+        if left is not None and left < cap:
+            cap = max(1.0, float(math.ceil(left)))
         return float(cap), options
 
     def _row(self, solve: RoundSolve, **fields) -> dict:
@@ -515,6 +513,7 @@ class SequentialRelaxation:
                                activation_gap=act, status=status.value, step=prop.step if accepted else 0.0,
                                violation=prop.violation))
         exact = max(bil, act) <= self.cfg.exact_tol
+        st.stalled += solve.stalled
         return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss, solve.stalled)
 
     def _overshoots(self, prop) -> bool:
@@ -546,9 +545,8 @@ class SequentialRelaxation:
         feasible = st.best_viol <= cfg.constraint_tol
         message = st.message or {RunStatus.ROUND_LIMIT: f"{cfg.rounds} rounds done",
                                  RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
-        stalled = sum(str(row.get("message", "")).startswith(STALLED) for row in st.rows)
-        if stalled:
-            message += f"; {stalled} round{'s' * (stalled > 1)} took a stalled solve's last iterate as candidate"
+        if st.stalled:
+            message += f"; {st.stalled} round{'s' * (st.stalled > 1)} took a stalled solve's last iterate as candidate"
         if not feasible:
             before = f" ({st.phase_one_end}, then constrained rounds)" if st.phase_one_end else ""
             message += f"; the hard constraints are still violated by {st.best_viol:.3g}{before}"
