@@ -11,7 +11,8 @@ few MB), and appends one row per stage to ``DIR/process_memory.csv``: ``stage``,
 (VmRSS after the stage), ``added_mb`` (against the stage before), ``anon_mb`` / ``file_mb``
 (RssAnon, RssFile: file pages are shared libraries such as LLVM's, shared between the ranks of one
 machine but counted by each), ``peak_mb`` (VmHWM).  Stages: the interpreter with NumPy,
-``import convexnn_pyomo``, ``import numba`` (which imports scipy), the round built (the two-sample
+``import convexnn_pyomo``, numba as the kernels import it (``solvers/jit.py``: numba imports
+scipy, without Pyomo's hook that would add scipy.stats and three more subpackages), the round built (the two-sample
 template, its CasADi functions compiled or loaded, the elimination pattern), one round solved
 (numba's compiled kernels loaded from its cache, the chunk's work space); with ``--mpi``, after
 NumPy, mpi4py's import and one Allreduce.  ``NUMBA_DISABLE_JIT=1`` runs the kernels as Python
@@ -58,9 +59,10 @@ def measure(m: int, chunk_size: int, mpi: bool = False) -> list[dict]:
     import convexnn_pyomo as cnn
 
     stage("import convexnn_pyomo")
-    import numba  # noqa: F401
+    from convexnn_pyomo.solvers.jit import import_numba
 
-    stage("import numba (and scipy, which numba imports)")
+    import_numba()
+    stage("import numba (and a bare scipy, which numba imports)")
     from scale import teacher_data
 
     from convexnn_pyomo.algorithms.rounds import StructuredRound

@@ -67,14 +67,15 @@ def test_clarabel_and_ipopt_give_the_same_output_layer():
     np.testing.assert_allclose(conic.weights[-1], ipopt.weights[-1], atol=1e-4)
 
 
-def test_a_quadratic_row_goes_to_the_nlp_solver_and_is_met():
-    """Group-loss bounds are quadratic in the outputs: not a QP, so 'auto' takes the NLP solver.  The
+@needs_clarabel
+def test_an_inactive_group_loss_bound_gives_least_squares_through_its_cone():
+    """Group-loss bounds are convex quadratic rows: 'auto' takes Clarabel (second-order cones).  The
     start breaks the bound; least squares on its hidden features meets it, so it is the optimum."""
     net, X, Y = _data(seed=2)
     bound = cnn.GroupLossBounds(0, 0.2)
     model = build_output_layer_model(net, X, Y)
     bound.add_to(model)
-    assert _solver(model, "auto").__class__.__name__ != "ConicSolver"
+    assert _solver(model, "auto").__class__.__name__ == "ConicSolver"
     H = _hidden(net, X)
     free = np.linalg.lstsq(H, Y[:, 0], rcond=None)[0]
     r = (H @ free - Y[:, 0]) ** 2
@@ -82,6 +83,54 @@ def test_a_quadratic_row_goes_to_the_nlp_solver_and_is_met():
     new = refit_output_layer(net, X, Y, [bound])
     assert bound.violation(new, X, Y) <= 1e-6
     np.testing.assert_allclose(np.r_[new.weights[-1][0], new.biases[-1]], free, atol=1e-5)
+
+
+def _lagrange_refit(H, y, member, kappa):
+    r"""min |H w - y|^2 s.t. |H_g w - y_g|^2 <= kappa |G| with the row active: w(lam) solves
+    (H^T H + lam H_g^T H_g) w = H^T y + lam H_g^T y_g, and lam > 0 is found by bisection (the group's
+    loss falls as lam grows)."""
+    Hg, yg = H[member], y[member]
+
+    def w_of(lam):
+        return np.linalg.solve(H.T @ H + lam * Hg.T @ Hg, H.T @ y + lam * Hg.T @ yg)
+
+    def excess(lam):
+        return np.mean((Hg @ w_of(lam) - yg) ** 2) - kappa
+
+    lo, hi = 0.0, 1.0
+    while excess(hi) > 0:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+    return w_of(hi)
+
+
+@needs_clarabel
+def test_an_active_group_loss_bound_agrees_with_its_lagrange_solution_and_ipopt():
+    """The larger group's least-squares loss, lowered by 10 %: the optimum lies on that group's row
+    (the other group's row loose at it, checked).  Clarabel's cone, Ipopt and the one-multiplier Lagrange
+    solution give the same output layer."""
+    net, X, Y = _data(m=120, seed=13)
+    H, y, g = _hidden(net, X), Y[:, 0], X[:, 0]
+    free = np.linalg.lstsq(H, y, rcond=None)[0]
+    losses = {v: np.mean((H[g == v] @ free - y[g == v]) ** 2) for v in (0.0, 1.0)}
+    worst = max(losses, key=losses.get)
+    kappa = 0.9 * losses[worst]
+    assert losses[1 - worst] < kappa
+    bound = cnn.GroupLossBounds(0, kappa)
+    expected = _lagrange_refit(H, y, g == worst, kappa)
+    other = g == 1 - worst  # loose at the Lagrange point: that point is the convex problem's optimum
+    assert np.mean((H[other] @ expected - y[other]) ** 2) < kappa
+    conic = refit_output_layer(net, X, Y, [bound], solver="convexnn_conic")
+    ipopt = refit_output_layer(net, X, Y, [bound], solver="ipopt_casadi")
+    best = np.sum((H @ expected - y) ** 2)
+    for new in (conic, ipopt):  # the loss to the solvers' tolerances; the weights to about its square root
+        w = np.r_[new.weights[-1][0], new.biases[-1]]
+        assert np.sum((H @ w - y) ** 2) == pytest.approx(best, rel=1e-7)
+        np.testing.assert_allclose(w, expected, atol=2e-4)
+        assert bound.group_losses(new, X, Y)[worst] == pytest.approx(kappa, abs=1e-7)
+        assert _same_hidden_layers(new, net)
 
 
 def test_bounds_no_output_layer_meets_give_none():
@@ -155,11 +204,17 @@ def test_a_run_out_of_time_gets_no_refit():
 
 
 def test_a_large_nonquadratic_refit_is_skipped_under_auto(monkeypatch):
-    """Beyond NLP_REFIT_MAX_SAMPLES a problem that is no QP gets no refit with solver='auto'."""
+    """Beyond NLP_REFIT_MAX_SAMPLES a problem Clarabel does not take (here without Clarabel) gets no
+    refit with solver='auto'; with Clarabel, group-loss bounds are refitted at any size."""
     from convexnn_pyomo.algorithms import refit
+    from convexnn_pyomo.solvers import registry
 
     net, X, Y = _data(seed=2)
     monkeypatch.setattr(refit, "NLP_REFIT_MAX_SAMPLES", 50)
+    if check_solver("convexnn_conic")[0]:
+        assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)]) is not None  # Clarabel: no limit
+    real = registry.check_solver
+    monkeypatch.setattr(registry, "check_solver", lambda name: (False, "absent") if name == "convexnn_conic" else real(name))
     assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)]) is None  # 80 samples > 50
     assert refit_output_layer(net, X, Y, [cnn.GroupLossBounds(0, 0.2)], solver="ipopt_casadi") is not None
 

@@ -287,3 +287,48 @@ def test_studies_without_the_solvers_extra_end_in_one_error_line(monkeypatch, tm
     assert main(["compare-solvers", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and EXTRA in err
+
+
+# -- convex quadratic rows in the conic plugin ---------------------------------------------------------
+
+
+@requires_solver("convexnn_conic")
+def test_clarabel_takes_a_convex_quadratic_row_as_a_cone():
+    """The circle's known optimum (1, 2)/sqrt(5), the row active; a non-diagonal convex row agrees with
+    Ipopt's optimum."""
+    m = _circle()
+    del m.dual
+    res = SolverFactory("convexnn_conic").solve(m)
+    assert pyo.check_optimal_termination(res)
+    s5 = math.sqrt(5.0)
+    assert (m.x.value, m.y.value) == (pytest.approx(1 / s5, abs=1e-6), pytest.approx(2 / s5, abs=1e-6))
+    assert res.incumbent_objective == pytest.approx((s5 - 1) ** 2, rel=1e-7)
+
+    def tilted():
+        t = pyo.ConcreteModel()
+        t.x, t.y = pyo.Var(), pyo.Var(bounds=(None, 0.3))
+        t.o = pyo.Objective(expr=-2 * t.x - t.y)
+        t.c = pyo.Constraint(expr=(t.x + t.y) ** 2 + 0.25 * (t.x - t.y) ** 2 + t.x <= 2)
+        return t
+
+    a, b = tilted(), tilted()
+    SolverFactory("convexnn_conic").solve(a)
+    SolverFactory("ipopt_casadi").solve(b)
+    assert pyo.value(a.o) == pytest.approx(pyo.value(b.o), rel=1e-6)
+    assert (a.x.value, a.y.value) == (pytest.approx(b.x.value, abs=1e-5), pytest.approx(b.y.value, abs=1e-5))
+
+
+@requires_solver("convexnn_conic")
+@pytest.mark.parametrize("row, message", [
+    (lambda m: m.x**2 + m.y**2 >= 1, "from below"),
+    (lambda m: m.x**2 - m.y**2 <= 1, "negative square"),
+    (lambda m: m.x * m.y <= 1, "not convex"),
+    (lambda m: pyo.exp(m.x) <= 1, "not affine or convex quadratic"),
+])
+def test_clarabel_refuses_a_row_that_is_not_convex_quadratic(row, message):
+    m = pyo.ConcreteModel()
+    m.x, m.y = pyo.Var(), pyo.Var()
+    m.o = pyo.Objective(expr=m.x + m.y)
+    m.c = pyo.Constraint(expr=row(m))
+    with pytest.raises(ValueError, match=message):
+        SolverFactory("convexnn_conic").solve(m)

@@ -10,7 +10,8 @@ variables alone (``on_output_layer``: parity and group-loss bounds, output bound
 linear output equalities).  Its solution is the least-loss network that meets the constraints
 among those sharing the hidden layers; when it has none, the hidden layers must move, which is
 what the feasibility phase's rounds do.  :func:`refit_output_layer` solves it (Clarabel for a
-quadratic program, else the default NLP solver; :class:`OutputLayerProblem` builds it once for
+quadratic objective under linear and convex quadratic rows, the group-loss bounds as second-order
+cones; else the default NLP solver; :class:`OutputLayerProblem` builds it once for
 many refits); :class:`OutputLayerStep` adds it to a step
 proposal: a round whose step breaks the constraints by the relaxation's gap keeps its hidden
 layers and gets an output layer that meets them.
@@ -42,23 +43,35 @@ def refit_applies(constraints: list, shards=None) -> bool:
     return shards is None and bool(constraints) and all(getattr(c, "on_output_layer", False) for c in constraints)
 
 
-#: ``solver="auto"``: the NLP solver takes output-layer problems up to this many samples (group-loss
-#: rows, logistic losses); beyond, no refit (measured: the embedded Ipopt's refit of Adult's 30,162
-#: rows under group-loss bounds had not finished after 10 minutes)
+#: ``solver="auto"``: the NLP solver takes output-layer problems Clarabel does not (logistic and
+#: cross-entropy losses, or any problem without Clarabel installed) up to this many samples; beyond,
+#: no refit (measured: the embedded Ipopt's refit of Adult's 30,162 rows under group-loss bounds had
+#: not finished after 10 minutes)
 NLP_REFIT_MAX_SAMPLES = 5000
 
 
+def _conic_form(model) -> bool:
+    """A quadratic objective with linear rows and quadratic rows bounded above only (group-loss
+    bounds): what Clarabel takes (``convexnn_conic`` checks each quadratic row's convexity)."""
+    if model.objective.expr.polynomial_degree() not in (0, 1, 2):
+        return False
+    for c in model.component_data_objects(pyo.Constraint, active=True):
+        degree = c.body.polynomial_degree()
+        if degree not in (0, 1) and not (degree == 2 and c.lower is None):
+            return False
+    return True
+
+
 def _solver(model, name: str):
-    """``name``, or for ``"auto"``: Clarabel (``convexnn_conic``) when the problem is a quadratic
-    program (squared loss, linear rows) and Clarabel is installed, else the default NLP solver up
-    to NLP_REFIT_MAX_SAMPLES samples, else None (no refit)."""
+    """``name``, or for ``"auto"``: Clarabel (``convexnn_conic``) when the problem is a conic
+    quadratic program (squared loss; linear rows and convex quadratic ones, e.g. group-loss bounds)
+    and Clarabel is installed, else the default NLP solver up to NLP_REFIT_MAX_SAMPLES samples,
+    else None (no refit)."""
     from ..solvers.registry import check_solver, default_nlp_solver, require_solver
 
     if name != "auto":
         return require_solver(name)
-    quadratic = model.objective.expr.polynomial_degree() in (0, 1, 2) and all(
-        c.body.polynomial_degree() in (0, 1) for c in model.component_data_objects(pyo.Constraint, active=True))
-    if quadratic and check_solver("convexnn_conic")[0]:
+    if _conic_form(model) and check_solver("convexnn_conic")[0]:
         return require_solver("convexnn_conic")
     if len(model.samples) > NLP_REFIT_MAX_SAMPLES:
         return None

@@ -1,9 +1,17 @@
-"""``convexnn_conic``: linear + convex-quadratic-objective + PSD models to Clarabel.
+r"""``convexnn_conic``: linear + convex-quadratic + PSD models to Clarabel.
 
-Handles what the SDP relaxation needs: an objective with a convex quadratic part, linear
-equalities and inequalities, variable bounds, and :class:`~convexnn_pyomo.psd.PSDConstraint`
-blocks.  Nonlinear or quadratic *constraints* are refused with a clear error (outer-approximate
-them by cuts first, as ``convexnn.sdp`` does for the activations).
+Handles what the SDP relaxation and the output layer's refit need: an objective with a convex
+quadratic part, linear equalities and inequalities, variable bounds, convex quadratic rows
+:math:`x^\top Q x + a^\top x + c \le u` (a rotated second-order cone each, below), and
+:class:`~convexnn_pyomo.psd.PSDConstraint` blocks.  Other nonlinear rows, quadratic rows bounded
+from below or with an indefinite :math:`Q`, are refused with a clear error (outer-approximate them
+by cuts first, as ``convexnn.sdp`` does for the activations).
+
+A quadratic row with :math:`Q = F^\top F` (:math:`F` from the diagonal when :math:`Q` is
+diagonal, as in sums of squared residuals, else from an eigendecomposition of :math:`Q` on its
+variables, at most ``DENSE_QUADRATIC_MAX`` of them) and :math:`r = u - c - a^\top x` is
+:math:`\|F x\|^2 \le r`, i.e. :math:`\|(2 F x,\; r - 1)\|_2 \le r + 1`: one second-order
+cone of dimension ``rank(F) + 2``.
 
 Clarabel is a primal-dual interior-point method: at convergence its dual objective is a proven
 bound (``results.objective_bound``), up to its tolerances.
@@ -23,6 +31,9 @@ from ..psd import psd_constraints
 from .base import ConvexnnSolverBase, PointSolutionLoader, StatusTable, map_status, register_solver
 
 __all__ = ["CLARABEL_STATUS", "ConicSolver"]
+
+#: a quadratic row whose Q is not diagonal is factorized densely over its variables, up to this many
+DENSE_QUADRATIC_MAX = 2000
 
 _TC, _SS = TerminationCondition, SolutionStatus
 #: Clarabel's ``status`` -> (termination condition, solution status); "Almost" statuses are
@@ -45,7 +56,8 @@ CLARABEL_STATUS: StatusTable = {
 class _ConicProblem:
     r"""A Pyomo model as Clarabel's data: :math:`\min \tfrac12 x^\top P x + q^\top x` subject to
     :math:`b - A x \in \mathcal{K}` (zero cone: equalities; nonnegative cone: inequalities and
-    variable bounds; one PSD-triangle cone per :class:`PSDConstraint`, entries in svec order)."""
+    variable bounds; one second-order cone per convex quadratic row; one PSD-triangle cone per
+    :class:`PSDConstraint`, entries in svec order)."""
 
     def __init__(self, model):
         self.index: dict[int, int] = {}
@@ -56,6 +68,7 @@ class _ConicProblem:
         self.sense = -1.0 if objs[0].sense == maximize else 1.0
         self._objective(objs[0].expr)
         self.rows_eq, self.rows_le = [], []  # (coefs, rhs): coefs x == rhs / coefs x <= rhs
+        self.soc: list[list] = []  # per cone, its rows (coefs, rhs) of b - A x
         for con in model.component_data_objects(Constraint, active=True, descend_into=True):
             self._constraint(con)
         self.psd = [self._psd_rows(blk) for blk in psd_constraints(model)]
@@ -73,9 +86,14 @@ class _ConicProblem:
         return k
 
     def affine(self, expr, what: str) -> tuple[dict, float]:
-        repn = generate_standard_repn(expr, compute_values=True, quadratic=False)
-        if not repn.is_linear():
-            raise ValueError(f"convexnn_conic: {what} is not affine; only linear constraints and PSD blocks are supported")
+        return self._linear(generate_standard_repn(expr, compute_values=True, quadratic=False), what)
+
+    def _linear(self, repn, what: str, quadratic: bool = False) -> tuple[dict, float]:
+        """The linear part and constant of a repn (a clear error when it has nonlinear terms, or
+        quadratic ones unless ``quadratic``)."""
+        if repn.nonlinear_expr is not None or (repn.quadratic_vars and not quadratic):
+            raise ValueError(f"convexnn_conic: {what} is not affine or convex quadratic; only linear and convex "
+                             "quadratic constraints (<=) and PSD blocks are supported")
         coefs: dict[int, float] = {}
         const = float(repn.constant)
         for v, c in zip(repn.linear_vars, repn.linear_coefs):
@@ -100,9 +118,13 @@ class _ConicProblem:
         self.constant = s * float(repn.constant)
 
     def _constraint(self, con) -> None:
-        coefs, const = self.affine(con.body, f"constraint {con.name}")
+        repn = generate_standard_repn(con.body, compute_values=True, quadratic=True)
         lo = None if con.lower is None else float(value(con.lower))
         up = None if con.upper is None else float(value(con.upper))
+        if repn.quadratic_vars and repn.nonlinear_expr is None:
+            self._quadratic_row(con.name, repn, lo, up)
+            return
+        coefs, const = self._linear(repn, f"constraint {con.name}")
         if lo is not None and up is not None and abs(lo - up) < 1e-12:
             self.rows_eq.append((coefs, lo - const))
             return
@@ -110,6 +132,46 @@ class _ConicProblem:
             self.rows_le.append((coefs, up - const))
         if lo is not None:
             self.rows_le.append(({k: -c for k, c in coefs.items()}, const - lo))
+
+    def _quadratic_row(self, name: str, repn, lo: float | None, up: float | None) -> None:
+        r""":math:`x^\top Q x + a^\top x + c \le u` as the cone of the module's docstring."""
+        if lo is not None or up is None:
+            raise ValueError(f"convexnn_conic: constraint {name} bounds a quadratic from below or fixes it (not "
+                             "convex); only convex quadratic rows q(x) <= u are supported")
+        coefs, const = self._linear(repn, f"constraint {name}", quadratic=True)
+        F = self._factor(name, repn)
+        rhs = up - const
+        rows = [(coefs, rhs + 1.0), (coefs, rhs - 1.0)]
+        rows += [({k: -2.0 * c for k, c in row.items()}, 0.0) for row in F]
+        self.soc.append(rows)
+
+    def _factor(self, name: str, repn) -> list[dict]:
+        r"""Rows of :math:`F` with :math:`F^\top F = Q` (as ``{column: coefficient}``), or a clear error
+        when :math:`Q` is not positive semidefinite."""
+        Q: dict[tuple[int, int], float] = {}
+        for (v1, v2), c in zip(repn.quadratic_vars, repn.quadratic_coefs):
+            i, j = sorted((self.col(v1), self.col(v2)))
+            Q[i, j] = Q.get((i, j), 0.0) + float(c)
+        if all(i == j for i, j in Q):
+            if any(c < 0 for c in Q.values()):
+                raise ValueError(f"convexnn_conic: constraint {name} has a negative square (not convex)")
+            return [{i: math.sqrt(c)} for (i, _), c in Q.items() if c > 0]
+        cols = sorted({k for ij in Q for k in ij})
+        if len(cols) > DENSE_QUADRATIC_MAX:
+            raise ValueError(f"convexnn_conic: constraint {name} has a non-diagonal quadratic form on {len(cols)} "
+                             f"variables (at most {DENSE_QUADRATIC_MAX} are factorized)")
+        pos = {k: n for n, k in enumerate(cols)}
+        M = np.zeros((len(cols), len(cols)))
+        for (i, j), c in Q.items():  # c multiplies x_i x_j: half on each side off the diagonal
+            M[pos[i], pos[j]] += c if i == j else c / 2
+            M[pos[j], pos[i]] += 0.0 if i == j else c / 2
+        lam, V = np.linalg.eigh(M)
+        tol = 1e-10 * max(1.0, float(np.abs(lam).max()))
+        if lam.min() < -tol:
+            raise ValueError(f"convexnn_conic: constraint {name} is not convex (its quadratic form has the "
+                             f"eigenvalue {lam.min():.3g})")
+        return [{cols[n]: math.sqrt(l) * V[n, e] for n in range(len(cols)) if V[n, e] != 0.0}
+                for e, l in enumerate(lam) if l > tol]
 
     def _psd_rows(self, blk) -> tuple[int, list]:
         """svec(M(x)) of a PSD block, as rows ``(-coefs, const)`` of ``b - A x``."""
@@ -125,7 +187,8 @@ class _ConicProblem:
         """``P, q, A, b, cones`` for ``clarabel.DefaultSolver``."""
         from scipy import sparse  # here, not at import: scipy costs every process 60 MB and 0.6 s
 
-        rows = [*self.rows_eq, *self.rows_le, *(row for _, block in self.psd for row in block)]
+        rows = [*self.rows_eq, *self.rows_le, *(row for cone in self.soc for row in cone),
+                *(row for _, block in self.psd for row in block)]
         entries = [(r, k, c) for r, (coefs, _) in enumerate(rows) for k, c in coefs.items()]
         A = sparse.csc_matrix(
             ([e[2] for e in entries], ([e[0] for e in entries], [e[1] for e in entries])),
@@ -133,6 +196,7 @@ class _ConicProblem:
         )
         cones = [clarabel.ZeroConeT(len(self.rows_eq))] if self.rows_eq else []
         cones += [clarabel.NonnegativeConeT(len(self.rows_le))] if self.rows_le else []
+        cones += [clarabel.SecondOrderConeT(len(cone)) for cone in self.soc]
         cones += [clarabel.PSDTriangleConeT(n) for n, _ in self.psd]
         n = len(self.vars)
         P = sparse.csc_matrix(([e[2] for e in self.P], ([e[0] for e in self.P], [e[1] for e in self.P])), shape=(n, n))
@@ -142,9 +206,9 @@ class _ConicProblem:
         return sparse.triu(P, format="csc"), q, A, np.array([r for _, r in rows], dtype=float), cones
 
 
-@register_solver("convexnn_conic", doc="Linear/QP objective + PSD constraints via Clarabel (pip)")
+@register_solver("convexnn_conic", doc="Linear/QP objective, linear, convex quadratic and PSD constraints via Clarabel (pip)")
 class ConicSolver(ConvexnnSolverBase):
-    """Clarabel for LP/QP objectives, linear constraints and PSD blocks.
+    """Clarabel for LP/QP objectives, linear and convex quadratic constraints and PSD blocks.
 
     ``solver_options`` are Clarabel settings (``max_iter``, ``tol_gap_abs``, ...); ``time_limit``
     becomes Clarabel's ``time_limit``.  ``objective_bound`` is Clarabel's dual objective at

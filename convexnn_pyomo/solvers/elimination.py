@@ -46,8 +46,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .jit import import_numba
+
 try:
-    import numba
+    numba = import_numba()
 except ImportError as err:  # pragma: no cover - numba is a dependency
     raise ImportError("the structured round needs numba (pip install numba)") from err
 

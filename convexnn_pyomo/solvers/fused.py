@@ -11,8 +11,11 @@ those of the NumPy expressions they replace, bit for bit.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from .jit import import_numba
+
+numba = import_numba()
 
 __all__ = ["absmax", "back_update", "boundary_step", "products", "reduce_weights", "remainder_parts"]
 
