@@ -473,6 +473,18 @@ def _cmd_experiment_fairness(args) -> int:
     return _run_study(cfg, args, preflight, run_study, format_summary, "results.csv")
 
 
+def _cmd_experiment_fairness_merge(args) -> int:
+    from .experiments.fairness import format_summary, merge_study
+
+    try:
+        summary = merge_study(args.folders, args.out)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(format_summary(summary))
+    print(f"wrote {args.out}/results.csv, summary.csv and figure.png from {len(args.folders)} folders")
+    return 0
+
+
 def _run_study(cfg, args, preflight: Callable, run: Callable, format_summary: Callable, rows_file: str) -> int:
     """An experiment's common path: checks before anything is written, the run in ``--out`` (removed
     if it produced no row), the printed summary; data and setup errors as one ``error:`` line."""
@@ -696,6 +708,13 @@ def _fairness_parser(experiments) -> None:
     _study_round_solver_arguments(f)
     f.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     f.add_argument("--out", default="runs/fairness", help="output folder (a rerun resumes when it holds results.csv)")
+    g = _command(experiments, "fairness-merge", "several fairness study folders as one: results, summary, figure",
+                 _cmd_experiment_fairness_merge,
+                 "The folders' results.csv rows, each with its folder in a source column, then the summary table\n"
+                 "and the figure over every bound the folders hold (one sensitive attribute and training size;\n"
+                 "each setting, seed and method in one folder only). docs/fairness.md.")
+    g.add_argument("folders", nargs="+", help="output folders of convexnn experiment fairness")
+    g.add_argument("--out", required=True, help="output folder of the merge (not one of the folders)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,3 +135,48 @@ def test_cli_missing_data_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and "Traceback" not in err
     assert not out.exists()
+
+
+def _folder(path, method: str, settings: list[str], seeds: int, sensitive: str = "sex", offset: float = 0.0):
+    """A study folder's results.csv with made-up metrics (the merge reads rows, it does not refit)."""
+    rows = []
+    for setting in settings:
+        kind, bound = fx.parse_setting(setting)
+        for seed in range(seeds):
+            row = dict.fromkeys(fx.RESULT_COLUMNS, 0.1 + offset + 0.01 * seed)
+            row.update(setting=setting, method=method, constraint=kind, bound=bound, seed=seed, feasible=seed % 2 == 0,
+                       status="ok", sensitive=sensitive, train_size=30162, detail="")
+            rows.append(row)
+    path.mkdir()
+    pd.DataFrame(rows, columns=fx.RESULT_COLUMNS).to_csv(path / "results.csv", index=False)
+    return path
+
+
+def test_merged_folders_are_one_study_with_their_sources(tmp_path):
+    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 2)
+    b = _folder(tmp_path / "b", "penalty", ["decision@0.01", "decision@0.02"], 3, offset=0.5)
+    summary = fx.merge_study([a, b], tmp_path / "merged")
+    rows = pd.read_csv(tmp_path / "merged" / "results.csv")
+    assert len(rows) == 2 + 6 and set(rows["source"]) == {str(a), str(b)}
+    expected = fx.summarize(pd.concat([pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv")]))
+    pd.testing.assert_frame_equal(summary.drop(columns="sources"), expected)
+    assert dict(zip(summary["method"] + " " + summary["setting"], summary["sources"])) == {
+        "convexnn decision@0.02": str(a), "penalty decision@0.01": str(b), "penalty decision@0.02": str(b)}
+    assert (tmp_path / "merged" / "figure.png").stat().st_size > 0
+
+
+def test_a_merge_refuses_clashes_mixed_attributes_and_writing_over_a_folder(tmp_path, capsys):
+    from convexnn_pyomo.cli import main
+
+    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 2)
+    again = _folder(tmp_path / "again", "convexnn", ["decision@0.02"], 1)
+    race = _folder(tmp_path / "race", "penalty", ["decision@0.02"], 1, sensitive="race")
+    for folders, out, message in (([a, again], tmp_path / "m1", "seed 0 is in"),
+                                  ([a, race], tmp_path / "m2", "mix sensitive values"),
+                                  ([a], a, "is one of the merged folders"),
+                                  ([a, tmp_path / "none"], tmp_path / "m3", "holds no results.csv")):
+        code = main(["experiment", "fairness-merge", *map(str, folders), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err
+        assert not (tmp_path / "m1").exists()
+    assert len(pd.read_csv(a / "results.csv")) == 2  # untouched

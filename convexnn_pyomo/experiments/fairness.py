@@ -45,8 +45,8 @@ from . import sweep
 from .sweep import Study
 
 __all__ = ["FEASIBILITY_TOL", "METHOD_DESCRIPTIONS", "RESULT_COLUMNS", "FairnessConfig", "comparison",
-           "fairness_study", "format_summary", "measured_violation", "plot_fairness", "preflight", "run_study",
-           "run_unit", "summarize"]
+           "fairness_study", "format_summary", "measured_violation", "merge_results", "merge_study", "plot_fairness",
+           "preflight", "run_study", "run_unit", "summarize"]
 
 #: a run meets its constraint when the violation on the training data is at most this (train's default)
 FEASIBILITY_TOL = 1e-6
@@ -506,6 +506,61 @@ def format_summary(summary: pd.DataFrame) -> str:
         text += "\n\nConvex-NN beside the most accurate other method whose mean test measure meets the same bound:\n"
         text += shown.to_string(index=False)
     return text
+
+
+# -- several study folders as one ---------------------------------------------------------------
+
+_SAME_IN_A_MERGE = ("sensitive", "train_size")
+
+
+def merge_results(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """The rows of several study folders as one table, each row's folder in ``source``: a full-size
+    study run in parts (other bounds, methods or options per run).  The folders must share the
+    sensitive attribute and the training size, and hold each (setting, seed, method) once: the same
+    unit in two folders is one unit under two sets of options, and a clear error names both."""
+    frames = []
+    for folder in map(Path, folders):
+        path = folder / "results.csv"
+        if not path.is_file():
+            raise ValueError(f"{folder} holds no results.csv (the output folder of convexnn experiment fairness)")
+        rows = pd.read_csv(path)
+        missing = sorted({"setting", "seed", "method", *_SAME_IN_A_MERGE} - set(rows.columns))
+        if missing:
+            raise ValueError(f"{path} is not a fairness study's results.csv (no column {', '.join(missing)})")
+        frames.append(rows.assign(source=str(folder)))
+    if not frames:
+        raise ValueError("no folder to merge")
+    rows = pd.concat(frames, ignore_index=True)
+    for column in _SAME_IN_A_MERGE:
+        values = rows[column].astype(str).unique()
+        if len(values) > 1:
+            raise ValueError(f"the folders mix {column} values {', '.join(sorted(values))}: merge one at a time")
+    clash = rows[rows.duplicated(["setting", "seed", "method"], keep=False)]
+    if len(clash):
+        first = clash.iloc[0]
+        same = clash[(clash["setting"] == first["setting"]) & (clash["seed"] == first["seed"])
+                     & (clash["method"] == first["method"])]
+        raise ValueError(f"{first['method']} {first['setting']} seed {first['seed']} is in {' and '.join(same['source'])}; "
+                         "leave one of the folders out")
+    return rows
+
+
+def merge_study(folders: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
+    """:func:`merge_results` written to ``out`` as a study of its own (``results.csv`` with the
+    ``source`` column, ``summary.csv`` with each (setting, method)'s folders in ``sources``,
+    ``figure.png``); returns the summary.  ``out`` must not be one of the folders."""
+    out = Path(out)
+    if any(out.resolve() == Path(f).resolve() for f in folders):
+        raise ValueError(f"--out {out} is one of the merged folders; write the merge elsewhere")
+    rows = merge_results(folders)
+    summary = summarize(rows)
+    sources = rows.groupby(["setting", "method"])["source"].agg(lambda s: ", ".join(dict.fromkeys(s)))
+    summary["sources"] = [sources[(s, m)] for s, m in zip(summary["setting"], summary["method"])]
+    out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out / "results.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    _figure(rows, summary, out / "figure.png")
+    return summary
 
 
 def _figure(results: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
