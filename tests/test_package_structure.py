@@ -257,14 +257,19 @@ def test_importing_the_package_loads_no_data_frame_or_numba_stack():
 def test_the_kernels_import_numba_without_pyomos_scipy_hook():
     """numba imports scipy; after Pyomo, Pyomo's deferred-import hook would add scipy.stats, sparse,
     spatial and integrate (58 MB and 0.7 s, ``solvers/jit.py``).  The kernels' import leaves them
-    out, and Pyomo's own deferred ``scipy`` still loads them when Pyomo asks for it."""
+    out and puts Pyomo's callbacks back as they were, so Pyomo's own deferred ``scipy`` still loads
+    them when Pyomo asks for it."""
     code = ("import sys, json, convexnn_pyomo\n"
+            "from pyomo.common.dependencies import DeferredImportCallbackFinder as F\n"
+            "hooks, held = list(sys.meta_path), F._callbacks.get('scipy')\n"
             "import convexnn_pyomo.solvers.schur_ipm\n"
             "before = [m in sys.modules for m in ('numba', 'scipy', 'scipy.stats', 'scipy.sparse')]\n"
+            "kept = [sys.meta_path == hooks, held is not None and F._callbacks.get('scipy') is held]\n"
             "from pyomo.common.dependencies import scipy_available\n"
             "after = [bool(scipy_available), 'scipy.stats' in sys.modules, 'scipy.sparse' in sys.modules]\n"
-            "print(json.dumps([before, after]))\n")
+            "print(json.dumps([before, kept, after]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
-    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    before, kept, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert before == [True, True, False, False]
+    assert kept == [True, True]
     assert after == [True, True, True]

@@ -159,6 +159,8 @@ def test_the_refit_ends_the_feasibility_phase_at_its_first_round():
     res = SequentialRelaxation(hard_constraints=bound, rounds=4).solve(net, X, Y)
     h = res.history
     assert res.feasible and list(h.phase) == [1, 2, 2, 2] and h.violation.iloc[0] <= 1e-6
+    # every round's step broke the bounds by the relaxation's gap, and each refit met them
+    assert res.message.endswith("output-layer refits: 4 tried, 4 met the constraints")
     assert (h.true_loss[h.status == "accepted"].diff().dropna() <= 1e-9).all()
     off = SequentialRelaxation(hard_constraints=bound, rounds=4, refit_output_layer=False).solve(net, X, Y)
     assert off.history.violation.iloc[0] > 1e-6  # without it the first round's network still breaks them
@@ -234,3 +236,42 @@ def test_one_built_problem_refits_other_hidden_layers_as_a_fresh_one(solver):
     assert _same_hidden_layers(reused, other) and not np.allclose(first.weights[-1], reused.weights[-1])
     np.testing.assert_allclose(np.r_[reused.weights[-1][0], reused.biases[-1]],
                                np.r_[fresh.weights[-1][0], fresh.biases[-1]], atol=1e-6)
+
+
+@needs_clarabel
+def test_a_row_clarabel_refuses_sends_the_refit_to_the_nlp_solver():
+    """A user's nonconvex quadratic row on the output layer: 'auto' must not pick Clarabel (which
+    refuses it with an error inside Algorithm 1) but the NLP solver."""
+    import pyomo.environ as pyo
+
+    net, X, Y = _data(seed=2)
+    model = build_output_layer_model(net, X, Y)
+    out = model.layer[net.n_layers]
+    model.saddle = pyo.Constraint(expr=out.w[0, 0] * out.w[0, 1] <= 1.0)
+    assert _solver(model, "auto").__class__.__name__ != "ConicSolver"
+    del model.saddle
+    assert _solver(model, "auto").__class__.__name__ == "ConicSolver"
+
+
+def test_a_refit_no_solver_takes_is_counted_as_skipped(monkeypatch):
+    """Beyond NLP_REFIT_MAX_SAMPLES without Clarabel the proposal stays as it was and the run's log
+    says why no refit ran; two proposals sharing a log build the problem once."""
+    from convexnn_pyomo.algorithms import refit
+    from convexnn_pyomo.algorithms.refit import RefitLog
+    from convexnn_pyomo.solvers import registry
+
+    net, X, Y = _data(seed=5)
+    ev = Evaluator(X, Y, [cnn.OutputBounds(0.0, 1.0), cnn.DemographicParity(0, 0.05)])
+    far = net.copy()
+    far.biases[-1] = far.biases[-1] + 5.0
+    real = registry.check_solver
+    monkeypatch.setattr(registry, "check_solver", lambda name: (False, "absent") if name == "convexnn_conic" else real(name))
+    monkeypatch.setattr(refit, "NLP_REFIT_MAX_SAMPLES", 50)
+    log = RefitLog()
+    first, second = OutputLayerStep(_Infeasible(far), log=log), OutputLayerStep(_Infeasible(far), log=log)
+    for step in (first, second):
+        assert step.propose(net, far, ev, []).network is far
+    assert (log.tried, log.met, log.skipped) == (0, 0, 2) and "no solver takes" in log.summary()
+    built = log.problem
+    first.propose(net, far, ev, [])
+    assert log.problem is built  # not rebuilt

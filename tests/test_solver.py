@@ -332,3 +332,19 @@ def test_clarabel_refuses_a_row_that_is_not_convex_quadratic(row, message):
     m.c = pyo.Constraint(expr=row(m))
     with pytest.raises(ValueError, match=message):
         SolverFactory("convexnn_conic").solve(m)
+
+
+@requires_solver("convexnn_conic")
+def test_clarabel_refuses_a_nonconvex_objective_and_ignores_infinite_bounds():
+    """Maximising a convex square is not a convex program: refused, not solved to a wrong optimum.
+    A quadratic row bounded by infinity constrains nothing, as a row without bounds."""
+    m = pyo.ConcreteModel()
+    m.x, m.y = pyo.Var(bounds=(-1, 1)), pyo.Var(bounds=(-1, 1))
+    m.o = pyo.Objective(expr=m.x**2 + 0.3 * m.y, sense=pyo.maximize)
+    with pytest.raises(ValueError, match="objective .maximised. has a negative square"):
+        SolverFactory("convexnn_conic").solve(m)
+    m.o.sense = pyo.minimize
+    m.c = pyo.Constraint(expr=pyo.inequality(-float("inf"), m.x**2 + m.y**2, float("inf")))
+    res = SolverFactory("convexnn_conic").solve(m)
+    assert res.incumbent_objective == pytest.approx(-0.3, abs=1e-7)
+    assert (m.x.value, m.y.value) == (pytest.approx(0.0, abs=1e-6), pytest.approx(-1.0, abs=1e-6))

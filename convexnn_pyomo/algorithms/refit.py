@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
@@ -35,7 +36,7 @@ from ..model import build_output_layer_model, set_output_layer_values, var_matri
 from ..network import Network
 from .steps import Evaluator, Proposal, StepProposal
 
-__all__ = ["OutputLayerProblem", "OutputLayerStep", "refit_applies", "refit_output_layer"]
+__all__ = ["OutputLayerProblem", "OutputLayerStep", "RefitLog", "refit_applies", "refit_output_layer"]
 
 
 def refit_applies(constraints: list, shards=None) -> bool:
@@ -51,15 +52,19 @@ NLP_REFIT_MAX_SAMPLES = 5000
 
 
 def _conic_form(model) -> bool:
-    """A quadratic objective with linear rows and quadratic rows bounded above only (group-loss
-    bounds): what Clarabel takes (``convexnn_conic`` checks each quadratic row's convexity)."""
+    """A convex quadratic objective with linear rows and convex quadratic rows bounded above
+    (group-loss bounds): what Clarabel takes.  The degrees are read first (cheap); then
+    ``convexnn_conic`` reads the rows as a solve would and checks each form's convexity (a user's
+    nonconvex row sends the problem to the NLP solver instead of stopping the run)."""
+    from ..solvers.conic import refusal
+
     if model.objective.expr.polynomial_degree() not in (0, 1, 2):
         return False
     for c in model.component_data_objects(pyo.Constraint, active=True):
         degree = c.body.polynomial_degree()
         if degree not in (0, 1) and not (degree == 2 and c.lower is None):
             return False
-    return True
+    return refusal(model) is None
 
 
 def _solver(model, name: str):
@@ -71,7 +76,7 @@ def _solver(model, name: str):
 
     if name != "auto":
         return require_solver(name)
-    if _conic_form(model) and check_solver("convexnn_conic")[0]:
+    if check_solver("convexnn_conic")[0] and _conic_form(model):
         return require_solver("convexnn_conic")
     if len(model.samples) > NLP_REFIT_MAX_SAMPLES:
         return None
@@ -125,22 +130,43 @@ def refit_output_layer(net: Network, X, Y, constraints: list, loss="squared", so
     return OutputLayerProblem(net, X, Y, constraints, loss, solver).refit(net, time_limit)
 
 
+@dataclass
+class RefitLog:
+    """The refits of one run, shared by its proposals (phase 1's and the constrained rounds'): the
+    problem built once, the refits tried, those that met the constraints, and the proposals left
+    without one because no solver takes the problem (``solver="auto"`` beyond NLP_REFIT_MAX_SAMPLES)."""
+
+    problem: tuple[Evaluator, OutputLayerProblem] | None = None
+    tried: int = 0
+    met: int = 0
+    skipped: int = 0
+
+    def summary(self) -> str:
+        """For the run's message ('' when no proposal needed a refit)."""
+        if self.skipped and not self.tried:
+            return f"no output-layer refit: no solver takes its problem at this size ({self.skipped} proposals)"
+        if not self.tried:
+            return ""
+        return f"output-layer refits: {self.tried} tried, {self.met} met the constraints"
+
+
 class OutputLayerStep(StepProposal):
     """A step proposal followed, when it proposes no network or one that violates the hard
     constraints, by the output layer's exact problem at its network (or at the round's solution
     when it proposes none): the refitted network, which keeps those hidden layers, replaces the
     proposal when it meets the constraints (the run's acceptance rule still decides).
     ``time_left`` (the run's clock): seconds the run has left, or None without a limit; a refit
-    gets that long, and none is tried when nothing is left."""
+    gets that long, and none is tried when nothing is left.  ``log``: a :class:`RefitLog` to share
+    (the problem is then built once for all the proposals that share it)."""
 
     def __init__(self, inner: StepProposal, solver: str = "auto",
-                 time_left: Callable[[], float | None] | None = None):
+                 time_left: Callable[[], float | None] | None = None, log: RefitLog | None = None):
         self.inner = inner
         self.solver = solver
         self.time_left = time_left
         self.name = f"{inner.name}+output_layer"
         self.memory = getattr(inner, "memory", 1)
-        self._problem: tuple[Evaluator, OutputLayerProblem] | None = None
+        self.log = log if log is not None else RefitLog()
 
     def propose(self, current: Network, candidate: Network, ev: Evaluator, previous_steps: list) -> Proposal:
         prop = self.inner.propose(current, candidate, ev, previous_steps)
@@ -148,10 +174,17 @@ class OutputLayerStep(StepProposal):
         if (prop.network is not None and prop.violation <= ev.constraint_tol) or (left is not None and left <= 0):
             return prop
         base = prop.network if prop.network is not None else candidate
-        if self._problem is None or self._problem[0] is not ev:  # built once per run (per evaluator)
-            self._problem = (ev, OutputLayerProblem(base, ev.X, ev.Y, ev.constraints, ev.loss_function, self.solver))
-        new = self._problem[1].refit(base, time_limit=left)
+        log = self.log
+        if log.problem is None or log.problem[0] is not ev:  # built once per run (per evaluator)
+            log.problem = (ev, OutputLayerProblem(base, ev.X, ev.Y, ev.constraints, ev.loss_function, self.solver))
+        problem = log.problem[1]
+        if problem.opt is None:
+            log.skipped += 1
+            return prop
+        log.tried += 1
+        new = problem.refit(base, time_limit=left)
         viol = ev.violation(new) if new is not None else math.inf
         if viol > ev.constraint_tol:
             return prop
+        log.met += 1
         return Proposal(prop.step if prop.network is not None else 1.0, new, ev.loss(new), viol)

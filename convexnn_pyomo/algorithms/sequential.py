@@ -22,7 +22,7 @@ from ..constraints import as_hard_constraints, relax_all
 from ..losses import get_loss
 from ..network import Network, check_data
 from .progress import RoundPrinter
-from .refit import OutputLayerStep, refit_applies
+from .refit import OutputLayerStep, RefitLog, refit_applies
 from ..solvers.arrow import NotSeparableError
 from .round_solvers import PyomoRounds, get_round_solver
 from .rounds import IPOPT_DEFAULTS, RoundProblem, RoundSolve
@@ -203,9 +203,10 @@ class SequentialRelaxation:
                             config.loss, self.shards)
         self.step = self.schedule.step_proposal(bool(self.ev.constraints))
         self.phase_one_step = self.schedule.feasibility_proposal()
+        self.refits = RefitLog()
         if config.refit_output_layer and refit_applies(self.ev.constraints, self.shards):
-            self.phase_one_step = OutputLayerStep(self.phase_one_step, config.refit_solver, self._time_left)
-            self.step = OutputLayerStep(self.step, config.refit_solver, self._time_left)
+            self.phase_one_step = OutputLayerStep(self.phase_one_step, config.refit_solver, self._time_left, self.refits)
+            self.step = OutputLayerStep(self.step, config.refit_solver, self._time_left, self.refits)
         self.solver_name = self.rounds.solver_name
         t_start = time.perf_counter()
         initial_loss = self.ev.loss(net)
@@ -547,6 +548,8 @@ class SequentialRelaxation:
                                  RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
         if st.stalled:
             message += f"; {st.stalled} round{'s' * (st.stalled > 1)} took a stalled solve's last iterate as candidate"
+        if self.refits.summary():
+            message += f"; {self.refits.summary()}"
         if not feasible:
             before = f" ({st.phase_one_end}, then constrained rounds)" if st.phase_one_end else ""
             message += f"; the hard constraints are still violated by {st.best_viol:.3g}{before}"

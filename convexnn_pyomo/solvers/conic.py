@@ -30,7 +30,7 @@ from pyomo.repn import generate_standard_repn
 from ..psd import psd_constraints
 from .base import ConvexnnSolverBase, PointSolutionLoader, StatusTable, map_status, register_solver
 
-__all__ = ["CLARABEL_STATUS", "ConicSolver"]
+__all__ = ["CLARABEL_STATUS", "ConicSolver", "refusal"]
 
 #: a quadratic row whose Q is not diagonal is factorized densely over its variables, up to this many
 DENSE_QUADRATIC_MAX = 2000
@@ -51,6 +51,14 @@ CLARABEL_STATUS: StatusTable = {
     "NumericalError": (_TC.error, _SS.noSolution),
     "CallbackTerminated": (_TC.interrupted, _SS.noSolution),
 }
+
+
+def _finite(bound) -> float | None:
+    """A constraint's bound as a float, or None when absent or infinite."""
+    if bound is None:
+        return None
+    v = float(value(bound))
+    return v if math.isfinite(v) else None
 
 
 class _ConicProblem:
@@ -116,11 +124,14 @@ class _ConicProblem:
             i, j = self.col(v1), self.col(v2)
             self.P += [(i, i, 2.0 * s * float(c))] if i == j else [(i, j, s * float(c)), (j, i, s * float(c))]
         self.constant = s * float(repn.constant)
+        Q = self._form(repn, s)
+        if any(i != j for i, j in Q) and len({k for ij in Q for k in ij}) > DENSE_QUADRATIC_MAX:
+            return  # too large to factorize here: not checked (a non-diagonal P is the model's promise)
+        self._factor("the objective" + (" (maximised)" if s < 0 else ""), Q)
 
     def _constraint(self, con) -> None:
         repn = generate_standard_repn(con.body, compute_values=True, quadratic=True)
-        lo = None if con.lower is None else float(value(con.lower))
-        up = None if con.upper is None else float(value(con.upper))
+        lo, up = _finite(con.lower), _finite(con.upper)
         if repn.quadratic_vars and repn.nonlinear_expr is None:
             self._quadratic_row(con.name, repn, lo, up)
             return
@@ -135,41 +146,50 @@ class _ConicProblem:
 
     def _quadratic_row(self, name: str, repn, lo: float | None, up: float | None) -> None:
         r""":math:`x^\top Q x + a^\top x + c \le u` as the cone of the module's docstring."""
-        if lo is not None or up is None:
+        if lo is None and up is None:
+            return  # no finite bound: the row constrains nothing
+        if lo is not None:
             raise ValueError(f"convexnn_conic: constraint {name} bounds a quadratic from below or fixes it (not "
                              "convex); only convex quadratic rows q(x) <= u are supported")
         coefs, const = self._linear(repn, f"constraint {name}", quadratic=True)
-        F = self._factor(name, repn)
+        F = self._factor(f"constraint {name}", self._form(repn))
         rhs = up - const
         rows = [(coefs, rhs + 1.0), (coefs, rhs - 1.0)]
         rows += [({k: -2.0 * c for k, c in row.items()}, 0.0) for row in F]
         self.soc.append(rows)
 
-    def _factor(self, name: str, repn) -> list[dict]:
-        r"""Rows of :math:`F` with :math:`F^\top F = Q` (as ``{column: coefficient}``), or a clear error
-        when :math:`Q` is not positive semidefinite."""
+    def _form(self, repn, scale: float = 1.0) -> dict[tuple[int, int], float]:
+        """A repn's quadratic form as ``{(i, j): c}`` over columns ``i <= j`` (``c`` multiplies
+        :math:`x_i x_j`), times ``scale``."""
         Q: dict[tuple[int, int], float] = {}
         for (v1, v2), c in zip(repn.quadratic_vars, repn.quadratic_coefs):
             i, j = sorted((self.col(v1), self.col(v2)))
-            Q[i, j] = Q.get((i, j), 0.0) + float(c)
+            Q[i, j] = Q.get((i, j), 0.0) + scale * float(c)
+        return Q
+
+    @staticmethod
+    def _factor(what: str, Q: dict[tuple[int, int], float]) -> list[dict]:
+        r"""Rows of :math:`F` with :math:`F^\top F = Q` (as ``{column: coefficient}``), or a clear error
+        when :math:`Q` is not positive semidefinite (eigenvalues below ``-1e-10`` times the largest
+        in magnitude; those as small count as zero)."""
         if all(i == j for i, j in Q):
             if any(c < 0 for c in Q.values()):
-                raise ValueError(f"convexnn_conic: constraint {name} has a negative square (not convex)")
+                raise ValueError(f"convexnn_conic: {what} has a negative square (not convex)")
             return [{i: math.sqrt(c)} for (i, _), c in Q.items() if c > 0]
         cols = sorted({k for ij in Q for k in ij})
         if len(cols) > DENSE_QUADRATIC_MAX:
-            raise ValueError(f"convexnn_conic: constraint {name} has a non-diagonal quadratic form on {len(cols)} "
-                             f"variables (at most {DENSE_QUADRATIC_MAX} are factorized)")
+            raise ValueError(f"convexnn_conic: {what} has a non-diagonal quadratic form on {len(cols)} variables (at "
+                             f"most {DENSE_QUADRATIC_MAX} are factorized)")
         pos = {k: n for n, k in enumerate(cols)}
         M = np.zeros((len(cols), len(cols)))
         for (i, j), c in Q.items():  # c multiplies x_i x_j: half on each side off the diagonal
             M[pos[i], pos[j]] += c if i == j else c / 2
             M[pos[j], pos[i]] += 0.0 if i == j else c / 2
         lam, V = np.linalg.eigh(M)
-        tol = 1e-10 * max(1.0, float(np.abs(lam).max()))
+        tol = 1e-10 * float(np.abs(lam).max())
         if lam.min() < -tol:
-            raise ValueError(f"convexnn_conic: constraint {name} is not convex (its quadratic form has the "
-                             f"eigenvalue {lam.min():.3g})")
+            raise ValueError(f"convexnn_conic: {what} is not convex (its quadratic form has the eigenvalue "
+                             f"{lam.min():.3g})")
         return [{cols[n]: math.sqrt(l) * V[n, e] for n in range(len(cols)) if V[n, e] != 0.0}
                 for e, l in enumerate(lam) if l > tol]
 
@@ -204,6 +224,16 @@ class _ConicProblem:
         for k, c in self.q.items():
             q[k] = c
         return sparse.triu(P, format="csc"), q, A, np.array([r for _, r in rows], dtype=float), cones
+
+
+def refusal(model) -> str | None:
+    """Why ``convexnn_conic`` would refuse ``model`` (a nonconvex or nonlinear row or objective), or
+    None when it takes it; the model's rows are read once, as a solve would."""
+    try:
+        _ConicProblem(model)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 @register_solver("convexnn_conic", doc="Linear/QP objective, linear, convex quadratic and PSD constraints via Clarabel (pip)")
