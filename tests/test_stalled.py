@@ -63,3 +63,48 @@ def test_stalled_rounds_never_count_towards_convergence(schedule):
     small = {"accepted": True, "exact": True, "improvement": 0.0, "loss": 1.0, "initial_loss": 2.0}
     assert all(schedule.converged(RoundOutcome(**small, stalled=True)) is None for _ in range(5))
     assert any(schedule.converged(RoundOutcome(**small)) is not None for _ in range(5))
+
+
+# -- the Pyomo round (PyomoRounds' stalled_iterates) ------------------------------------------------
+
+
+def _pyomo_run(max_iter: int, stalled_iterates: bool):
+    from convexnn_pyomo.algorithms.round_solvers import PyomoRounds
+
+    net, X, Y = _data()
+    bound = cnn.OutputBounds(0.0, 1.0)
+    rounds = PyomoRounds(options={"max_iter": max_iter}, stalled_iterates=stalled_iterates)
+    return SequentialRelaxation(hard_constraints=bound, rounds=4, round_solver=rounds).solve(net, X, Y), bound, X, Y
+
+
+def test_a_pyomo_round_at_its_iteration_limit_gives_its_point_when_it_meets_the_rows():
+    """Ipopt stopped after 8 iterations, every row and bound of the round met to 1e-6: each round's
+    point is a candidate, judged and accepted as any; without stalled iterates the run fails."""
+    res, bound, X, Y = _pyomo_run(8, True)
+    assert res.status == RunStatus.ROUND_LIMIT and res.feasible and bound.violation(res.network, X, Y) <= 1e-6
+    assert res.history.message.str.startswith(STALLED).all() and (res.history.status == "accepted").all()
+    assert np.all(np.diff(res.history.true_loss.to_numpy()) <= 1e-12)
+    assert "4 rounds took a stalled solve's last iterate" in res.message
+    off, _, _, _ = _pyomo_run(8, False)
+    assert off.status == RunStatus.SOLVER_FAILED and not off.history.message.str.startswith(STALLED).any()
+
+
+def test_a_pyomo_point_that_breaks_the_rows_is_refused_and_the_model_left_as_it_was():
+    """After 2 Ipopt iterations the point breaks the round's rows by more than stalled_tol: the solve
+    fails and the model keeps the values it had (the next solve starts from them)."""
+    import pyomo.environ as pyo
+
+    from convexnn_pyomo.algorithms.round_solvers import PyomoRounds
+    from convexnn_pyomo.algorithms.rounds import IPOPT_DEFAULTS, max_violation
+
+    net, X, Y = _data(m=30)
+    rnd = PyomoRounds().build(net, X, Y, "mean", [cnn.OutputBounds(0.0, 1.0)], 2.0, (1.0, 1.0, 1.0), "squared")
+    variables = list(rnd.model.component_data_objects(pyo.Var, descend_into=True))
+    before = [v.value for v in variables]
+    solve = rnd.solve(60.0, {"max_iter": 2})
+    assert not solve.ok and not solve.stalled and solve.termination == "iterationLimit"
+    assert [v.value for v in variables] == before
+    res = rnd.opt.solve(rnd.model, solver_options={**IPOPT_DEFAULTS, "max_iter": 2}, load_solutions=False,
+                        raise_exception_on_nonoptimal_result=False)
+    res.solution_loader.load_vars()
+    assert max_violation(rnd.model) > 1e-6  # what the refusal was about

@@ -121,6 +121,14 @@ class PyomoRounds(RoundSolver):
     CONFIG.declare("options", ConfigValue(default=None, domain=dict, description="options for that solver"))
     CONFIG.declare("relaxation", ConfigValue(default="parabolic", domain=_relaxation,
                                              description="relaxation of each round: 'parabolic' or 'mccormick'"))
+    CONFIG.declare("stalled_iterates", ConfigValue(
+        default=True, domain=Bool,
+        description="a solve that stops at its iteration limit or on too small a step, at a point meeting "
+                    "every row and bound of the round's model to stalled_tol (absolute), gives that point as "
+                    "the round's candidate (as SchurRounds' option; one process: Progressive Hedging's "
+                    "subproblems do not use it); False: such a solve fails the round"))
+    CONFIG.declare("stalled_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
+                                              description="largest row or bound violation of a stalled point taken"))
 
     def __init__(self, **kwds):
         super().__init__(**kwds)
@@ -134,7 +142,8 @@ class PyomoRounds(RoundSolver):
         return self._name
 
     def build(self, net, X, Y, reduction, constraints, eta, mu, loss):
-        return PyomoRound(net, X, Y, reduction, self.config.relaxation, constraints, self.opt, eta, mu, loss)
+        stalled = self.config.stalled_tol if self.config.stalled_iterates else None
+        return PyomoRound(net, X, Y, reduction, self.config.relaxation, constraints, self.opt, eta, mu, loss, stalled)
 
 
 class ShardedRounds(PyomoRounds):

@@ -15,6 +15,7 @@ Params only, so a persistent translation is reused.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -22,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
+from pyomo.contrib.solver.common.util import NoSolutionError
 
 from ..constraints import check_splits_over_ranks, relax_all
 from ..losses import Loss
@@ -42,6 +44,25 @@ __all__ = ["IPOPT_DEFAULTS", "STALLED", "RoundProblem", "RoundSolve", "PyomoRoun
 IPOPT_DEFAULTS = {"mu_strategy": "adaptive", "mumps_pivot_order": 5, "max_iter": 1000, "bound_relax_factor": 0.0}
 
 _INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible}
+#: a local solver's stops short of its tolerances that may leave a usable last point
+_STALLS = {TerminationCondition.iterationLimit, TerminationCondition.minStepLength}
+
+
+def max_violation(model, variables: list | None = None) -> float:
+    """The largest violation of a model's active rows and of its variables' bounds at their values
+    (inf when a value is missing or a row cannot be evaluated)."""
+    worst = 0.0
+    for c in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+        body = pyo.value(c.body, exception=False)
+        if body is None or not math.isfinite(body):
+            return math.inf
+        lo, up = pyo.value(c.lower), pyo.value(c.upper)
+        worst = max(worst, (lo - body) if lo is not None else 0.0, (body - up) if up is not None else 0.0)
+    for v in variables if variables is not None else model.component_data_objects(pyo.Var, descend_into=True):
+        if v.value is None:
+            return math.inf
+        worst = max(worst, (v.lb - v.value) if v.lb is not None else 0.0, (v.value - v.ub) if v.ub is not None else 0.0)
+    return worst
 
 #: relaxations the regularizer (8) is defined for and a local NLP solver can solve
 TRAINABLE_RELAXATIONS = tuple(
@@ -326,9 +347,11 @@ class PyomoRound(_ModelRound):
     """The round's Pyomo model on every sample (:func:`build_round_model`), solved by a Pyomo solver."""
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, relaxation: str,
-                 constraints: list, opt, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared"):
+                 constraints: list, opt, eta: float, mu: tuple[float, float, float], loss: str | Loss = "squared",
+                 stalled_tol: float | None = 1e-6):
         self.model = build_round_model(net, X, Y, reduction, relaxation, constraints, eta, mu, loss)
         self.opt, self.constraints, self.X = opt, constraints, X
+        self.stalled_tol = stalled_tol  #: None: a stalled solve fails the round (PyomoRounds' stalled_iterates)
 
     def solve(self, time_limit: float, options: dict) -> RoundSolve:
         """One convex solve; a solver exception is a failed round, not a crash (the weights survive)."""
@@ -345,8 +368,32 @@ class PyomoRound(_ModelRound):
             res.solution_loader.load_vars()
         term = res.termination_condition
         iterations = res.extra_info.value().get("iteration_count")  # ConfigDict.get returns a ConfigValue
+        iterations = -1 if iterations is None else int(iterations)
+        stalled = None if ok else self._stalled_point(res)
+        if stalled is not None:
+            return RoundSolve(True, term.name, False, False, iterations, time.perf_counter() - t0,
+                              f"{STALLED} {term.name}, largest row or bound violation {stalled:.2g}", stalled=True)
         return RoundSolve(ok, term.name, term in _INFEASIBLE, term == TerminationCondition.maxTimeLimit,
-                          -1 if iterations is None else int(iterations), time.perf_counter() - t0)
+                          iterations, time.perf_counter() - t0)
+
+    def _stalled_point(self, res) -> float | None:
+        """After a solve stopped by its iteration limit or too small a step: load its last point and
+        return its largest row or bound violation when that is within ``stalled_tol``; else None,
+        with the model's values as they were (the next solve starts from them)."""
+        if self.stalled_tol is None or res.termination_condition not in _STALLS or res.solution_loader is None:
+            return None
+        variables = list(self.model.component_data_objects(pyo.Var, active=True, descend_into=True))
+        before = [v.value for v in variables]
+        try:
+            res.solution_loader.load_vars()
+        except NoSolutionError:  # no point after all: the round fails as before
+            return None
+        worst = max_violation(self.model, variables)
+        if worst <= self.stalled_tol:
+            return worst
+        for v, x in zip(variables, before):
+            v.set_value(x, skip_validation=True)
+        return None
 
     def relaxed_objective(self) -> float:
         """The active objective's value: the round's (9), or in phase 1 the elastic one."""
