@@ -478,7 +478,7 @@ def _cmd_experiment_fairness_merge(args) -> int:
 
     try:
         summary = merge_study(args.folders, args.out)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
     print(format_summary(summary))
     print(f"wrote {args.out}/results.csv, summary.csv and figure.png from {len(args.folders)} folders")
@@ -711,8 +711,9 @@ def _fairness_parser(experiments) -> None:
     g = _command(experiments, "fairness-merge", "several fairness study folders as one: results, summary, figure",
                  _cmd_experiment_fairness_merge,
                  "The folders' results.csv rows, each with its folder in a source column, then the summary table\n"
-                 "and the figure over every bound the folders hold (one sensitive attribute and training size;\n"
-                 "each setting, seed and method in one folder only). docs/fairness.md.")
+                 "and the figure over every bound the folders hold (the same data and seeds; each setting, seed\n"
+                 "and method in one folder only; a setting and method in two folders fitted with the same\n"
+                 "options). docs/fairness.md.")
     g.add_argument("folders", nargs="+", help="output folders of convexnn experiment fairness")
     g.add_argument("--out", required=True, help="output folder of the merge (not one of the folders)")
 

@@ -137,8 +137,13 @@ def test_cli_missing_data_is_one_error_line(tmp_path, capsys):
     assert not out.exists()
 
 
-def _folder(path, method: str, settings: list[str], seeds: int, sensitive: str = "sex", offset: float = 0.0):
-    """A study folder's results.csv with made-up metrics (the merge reads rows, it does not refit)."""
+def _folder(path, method: str, settings: list[str], seeds: int, sensitive: str = "sex", offset: float = 0.0,
+            **options):
+    """A study folder: results.csv with made-up metrics (the merge reads rows, it does not refit) and
+    the config.json of a full-size study with ``options``."""
+    import json
+    from dataclasses import asdict
+
     rows = []
     for setting in settings:
         kind, bound = fx.parse_setting(setting)
@@ -149,34 +154,67 @@ def _folder(path, method: str, settings: list[str], seeds: int, sensitive: str =
             rows.append(row)
     path.mkdir()
     pd.DataFrame(rows, columns=fx.RESULT_COLUMNS).to_csv(path / "results.csv", index=False)
+    config = {"dataset": "adult", **asdict(fx.FairnessConfig(sensitive=sensitive, methods=(method,))), **options}
+    (path / "config.json").write_text(json.dumps(config, default=list))
     return path
 
 
 def test_merged_folders_are_one_study_with_their_sources(tmp_path):
-    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 2)
+    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 2, warm_start=2000)
     b = _folder(tmp_path / "b", "penalty", ["decision@0.01", "decision@0.02"], 3, offset=0.5)
     summary = fx.merge_study([a, b], tmp_path / "merged")
     rows = pd.read_csv(tmp_path / "merged" / "results.csv")
-    assert len(rows) == 2 + 6 and set(rows["source"]) == {str(a), str(b)}
+    assert len(rows) == 2 + 6 and set(rows["source"]) == {str(a.resolve()), str(b.resolve())}
     expected = fx.summarize(pd.concat([pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv")]))
     pd.testing.assert_frame_equal(summary.drop(columns="sources"), expected)
     assert dict(zip(summary["method"] + " " + summary["setting"], summary["sources"])) == {
-        "convexnn decision@0.02": str(a), "penalty decision@0.01": str(b), "penalty decision@0.02": str(b)}
+        "convexnn decision@0.02": str(a.resolve()), "penalty decision@0.01": str(b.resolve()),
+        "penalty decision@0.02": str(b.resolve())}
     assert (tmp_path / "merged" / "figure.png").stat().st_size > 0
+    # one (setting, method) over two folders fitted alike: its seeds are averaged together
+    c = _folder(tmp_path / "c", "convexnn", ["decision@0.02"], 1, warm_start=2000)
+    c_rows = pd.read_csv(c / "results.csv").assign(seed=7)
+    c_rows.to_csv(c / "results.csv", index=False)
+    both = fx.merge_study([a, c], tmp_path / "merged2")
+    assert both["runs"].tolist() == [3] and both["sources"].iloc[0] == f"{a.resolve()}, {c.resolve()}"
 
 
-def test_a_merge_refuses_clashes_mixed_attributes_and_writing_over_a_folder(tmp_path, capsys):
+def test_a_merge_refuses_what_would_mix_fits_or_lose_a_study(tmp_path, capsys):
     from convexnn_pyomo.cli import main
 
-    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 2)
-    again = _folder(tmp_path / "again", "convexnn", ["decision@0.02"], 1)
+    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 2, warm_start=2000)
+    again = _folder(tmp_path / "again", "convexnn", ["decision@0.02"], 1, warm_start=2000)
+    cold = _folder(tmp_path / "cold", "convexnn", ["decision@0.01"], 1, warm_start=0)
+    other = _folder(tmp_path / "other", "convexnn", ["decision@0.02"], 1, warm_start=0)
+    other_rows = pd.read_csv(other / "results.csv").assign(seed=5)
+    other_rows.to_csv(other / "results.csv", index=False)
     race = _folder(tmp_path / "race", "penalty", ["decision@0.02"], 1, sensitive="race")
-    for folders, out, message in (([a, again], tmp_path / "m1", "seed 0 is in"),
-                                  ([a, race], tmp_path / "m2", "mix sensitive values"),
-                                  ([a], a, "is one of the merged folders"),
-                                  ([a, tmp_path / "none"], tmp_path / "m3", "holds no results.csv")):
-        code = main(["experiment", "fairness-merge", *map(str, folders), "--out", str(out)])
+    shifted = _folder(tmp_path / "shifted", "penalty", ["decision@0.05"], 1, base_seed=3)
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    (blank / "results.csv").write_text(",".join(fx.RESULT_COLUMNS) + "\n")
+    (blank / "config.json").write_text("{}")
+    cases = [([a, again], "seed 0 is in"), ([a, other], "under different options (warm_start)"),
+             ([a, race], "differ in sensitive"), ([a, shifted], "differ in base_seed"),
+             ([a, a], "given twice"), ([a, tmp_path / "none"], "holds no results.csv"),
+             ([a, blank], "holds no row")]
+    for n, (folders, message) in enumerate(cases):
+        code = main(["experiment", "fairness-merge", *map(str, folders), "--out", str(tmp_path / f"m{n}")])
         err = capsys.readouterr().err
-        assert code == 2 and message in err and "Traceback" not in err
-        assert not (tmp_path / "m1").exists()
+        assert code == 2 and message in err and "Traceback" not in err, (message, err)
+        assert not (tmp_path / f"m{n}").exists()
+    assert fx.merge_study([a, cold], tmp_path / "fine")["runs"].tolist() == [1, 2]  # other settings: no clash
+    for out in (a, tmp_path / "fine"):  # a study folder, or a merge, is never written over
+        code = main(["experiment", "fairness-merge", str(again), "--out", str(out)])
+        assert code == 2 and "already holds results.csv" in capsys.readouterr().err
     assert len(pd.read_csv(a / "results.csv")) == 2  # untouched
+
+
+def test_missing_values_in_a_merge_are_named_not_a_traceback(tmp_path):
+    a = _folder(tmp_path / "a", "convexnn", ["decision@0.02"], 1)
+    b = _folder(tmp_path / "b", "penalty", ["decision@0.02"], 1)
+    rows = pd.read_csv(b / "results.csv")
+    rows["train_size"] = math.nan
+    rows.to_csv(b / "results.csv", index=False)
+    with pytest.raises(ValueError, match="mix train_size values .*missing"):
+        fx.merge_results([a, b])

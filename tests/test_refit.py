@@ -267,11 +267,24 @@ def test_a_refit_no_solver_takes_is_counted_as_skipped(monkeypatch):
     real = registry.check_solver
     monkeypatch.setattr(registry, "check_solver", lambda name: (False, "absent") if name == "convexnn_conic" else real(name))
     monkeypatch.setattr(refit, "NLP_REFIT_MAX_SAMPLES", 50)
+    builds = []
+    real_init = refit.OutputLayerProblem.__init__
+    monkeypatch.setattr(refit.OutputLayerProblem, "__init__", lambda self, *a, **k: builds.append(1) or real_init(self, *a, **k))
     log = RefitLog()
     first, second = OutputLayerStep(_Infeasible(far), log=log), OutputLayerStep(_Infeasible(far), log=log)
-    for step in (first, second):
+    for step in (first, second, first):
         assert step.propose(net, far, ev, []).network is far
-    assert (log.tried, log.met, log.skipped) == (0, 0, 2) and "no solver takes" in log.summary()
-    built = log.problem
-    first.propose(net, far, ev, [])
-    assert log.problem is built  # not rebuilt
+    assert (log.tried, log.met, log.skipped) == (0, 0, 3) and "no solver takes" in log.summary()
+    assert log.problem is not None and len(builds) == 1  # built once for both proposals
+
+
+@needs_clarabel
+def test_a_quadratic_row_with_an_infinite_lower_bound_still_goes_to_clarabel():
+    """Pyomo keeps a bound of -inf: such a row is bounded above only, so it is conic."""
+    import pyomo.environ as pyo
+
+    net, X, Y = _data(seed=2)
+    model = build_output_layer_model(net, X, Y)
+    out = model.layer[net.n_layers]
+    model.ring = pyo.Constraint(expr=pyo.inequality(-float("inf"), out.w[0, 0] ** 2 + out.w[0, 1] ** 2, 100.0))
+    assert _solver(model, "auto").__class__.__name__ == "ConicSolver"

@@ -68,12 +68,12 @@ def test_stalled_rounds_never_count_towards_convergence(schedule):
 # -- the Pyomo round (PyomoRounds' stalled_iterates) ------------------------------------------------
 
 
-def _pyomo_run(max_iter: int, stalled_iterates: bool):
+def _pyomo_run(max_iter: int, stalled_iterates: bool, stalled_tol: float = 1e-6):
     from convexnn_pyomo.algorithms.round_solvers import PyomoRounds
 
     net, X, Y = _data()
     bound = cnn.OutputBounds(0.0, 1.0)
-    rounds = PyomoRounds(options={"max_iter": max_iter}, stalled_iterates=stalled_iterates)
+    rounds = PyomoRounds(options={"max_iter": max_iter}, stalled_iterates=stalled_iterates, stalled_tol=stalled_tol)
     return SequentialRelaxation(hard_constraints=bound, rounds=4, round_solver=rounds).solve(net, X, Y), bound, X, Y
 
 
@@ -87,6 +87,20 @@ def test_a_pyomo_round_at_its_iteration_limit_gives_its_point_when_it_meets_the_
     assert "4 rounds took a stalled solve's last iterate" in res.message
     off, _, _, _ = _pyomo_run(8, False)
     assert off.status == RunStatus.SOLVER_FAILED and not off.history.message.str.startswith(STALLED).any()
+    # held to 1e-14, the points that break a row by 5e-7 are refused (those exact to rounding are not)
+    strict, _, _, _ = _pyomo_run(8, True, stalled_tol=1e-14)
+    h = strict.history
+    refused = h.status == "solver_failed"
+    assert refused.any() and not h.message[refused].str.startswith(STALLED).any()
+    assert h.message[~refused].str.startswith(STALLED).all()
+
+
+def test_progressive_hedging_takes_no_stalled_point_options():
+    from convexnn_pyomo.algorithms.round_solvers import ShardedRounds
+
+    for option in ({"stalled_iterates": False}, {"stalled_tol": 1e-3}):
+        with pytest.raises(ValueError, match="stalled"):
+            ShardedRounds(**option)
 
 
 def test_a_pyomo_point_that_breaks_the_rows_is_refused_and_the_model_left_as_it_was():

@@ -62,7 +62,7 @@ def _conic_form(model) -> bool:
         return False
     for c in model.component_data_objects(pyo.Constraint, active=True):
         degree = c.body.polynomial_degree()
-        if degree not in (0, 1) and not (degree == 2 and c.lower is None):
+        if degree not in (0, 1) and not (degree == 2 and not c.has_lb()):
             return False
     return refusal(model) is None
 
@@ -147,7 +147,8 @@ class RefitLog:
             return f"no output-layer refit: no solver takes its problem at this size ({self.skipped} proposals)"
         if not self.tried:
             return ""
-        return f"output-layer refits: {self.tried} tried, {self.met} met the constraints"
+        text = f"output-layer refits: {self.tried} tried, {self.met} met the constraints"
+        return text + (f", {self.skipped} skipped (no solver)" if self.skipped else "")
 
 
 class OutputLayerStep(StepProposal):

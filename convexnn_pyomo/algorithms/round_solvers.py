@@ -121,6 +121,7 @@ class PyomoRounds(RoundSolver):
     CONFIG.declare("options", ConfigValue(default=None, domain=dict, description="options for that solver"))
     CONFIG.declare("relaxation", ConfigValue(default="parabolic", domain=_relaxation,
                                              description="relaxation of each round: 'parabolic' or 'mccormick'"))
+    _MODEL_CONFIG = CONFIG()  #: the options ShardedRounds shares (PH's subproblems take no stalled points)
     CONFIG.declare("stalled_iterates", ConfigValue(
         default=True, domain=Bool,
         description="a solve that stops at its iteration limit or on too small a step, at a point meeting "
@@ -152,7 +153,7 @@ class ShardedRounds(PyomoRounds):
     ``mpiexec``; ``ph_options`` over ``sharded.PH_DEFAULTS``."""
 
     name = "sharded"
-    CONFIG = PyomoRounds.CONFIG()
+    CONFIG = PyomoRounds._MODEL_CONFIG()
     CONFIG.declare("shards", ConfigValue(default=2, domain=PositiveInt, description="data shards (> 1)"))
     CONFIG.declare("ph_options", ConfigValue(default=None, domain=dict,
                                              description="PH options over sharded.PH_DEFAULTS, e.g. {'tol': 1e-5}"))

@@ -382,12 +382,14 @@ class PyomoRound(_ModelRound):
         with the model's values as they were (the next solve starts from them)."""
         if self.stalled_tol is None or res.termination_condition not in _STALLS or res.solution_loader is None:
             return None
-        variables = list(self.model.component_data_objects(pyo.Var, active=True, descend_into=True))
-        before = [v.value for v in variables]
         try:
-            res.solution_loader.load_vars()
+            point = res.solution_loader.get_vars()  # exactly the variables the solver returns
         except NoSolutionError:  # no point after all: the round fails as before
             return None
+        variables = list(point.keys())
+        before = [v.value for v in variables]
+        for v in variables:
+            v.set_value(point[v], skip_validation=True)
         worst = max_violation(self.model, variables)
         if worst <= self.stalled_tol:
             return worst

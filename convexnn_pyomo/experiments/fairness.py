@@ -27,6 +27,7 @@ the one driver, :func:`.sweep.run` (resume, progress, crash-safe rows, summary, 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import textwrap
 import time
@@ -511,47 +512,89 @@ def format_summary(summary: pd.DataFrame) -> str:
 # -- several study folders as one ---------------------------------------------------------------
 
 _SAME_IN_A_MERGE = ("sensitive", "train_size")
+#: options that choose which units a folder runs, not how a unit is fitted
+_UNIT_CHOICE = {"methods", "constraints", "bounds", "group_loss_bounds", "seeds"}
+#: options every merged folder shares: the rows and what a seed number means
+_SAME_DATA = ("dataset", "sensitive", "train_size", "data_path", "base_seed")
+
+
+def _read_folder(folder: Path) -> tuple[pd.DataFrame, dict]:
+    """A study folder's rows (``source``: the folder, kept when the rows are a merge's) and options."""
+    path, options = folder / "results.csv", folder / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} holds no results.csv (the output folder of convexnn experiment fairness)")
+    try:
+        rows = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    missing = sorted({"setting", "seed", "method", *_SAME_IN_A_MERGE} - set(rows.columns))
+    if missing:
+        raise ValueError(f"{path} is not a fairness study's results.csv (no column {', '.join(missing)})")
+    if not len(rows):
+        raise ValueError(f"{path} holds no row")
+    if not options.is_file():
+        raise ValueError(f"{folder} holds no config.json: without its options the merge cannot check that its "
+                         "fits match the other folders'")
+    if "source" not in rows.columns:
+        rows = rows.assign(source=str(folder.resolve()))
+    return rows.assign(_folder=str(folder.resolve())), json.loads(options.read_text())
+
+
+def _check_options(rows: pd.DataFrame, options: dict[str, dict]) -> None:
+    """The same data and seeds in every folder, and the same fitting options wherever two folders
+    hold one (setting, method): its seeds are averaged over one set of options only."""
+    for key in _SAME_DATA:
+        values = sorted({json.dumps(o.get(key)) for o in options.values()})
+        if len(values) > 1:
+            raise ValueError(f"the folders differ in {key} ({', '.join(values)}): their rows or seeds are not the "
+                             "same; merge them separately")
+    for column in _SAME_IN_A_MERGE:
+        values = sorted(rows[column].astype(object).where(rows[column].notna(), "missing").astype(str).unique())
+        if len(values) > 1:
+            raise ValueError(f"the folders' rows mix {column} values {', '.join(values)}: merge one at a time")
+    for (setting, method), g in rows.groupby(["setting", "method"], sort=False):
+        folders = list(dict.fromkeys(g["_folder"]))
+        fits = [{k: v for k, v in options[f].items() if k not in _UNIT_CHOICE} for f in folders]
+        differ = sorted(k for k in set().union(*fits) if len({json.dumps(f.get(k)) for f in fits}) > 1)
+        if differ:
+            raise ValueError(f"{method} {setting} is in {' and '.join(folders)} under different options "
+                             f"({', '.join(differ)}): leave one of the folders out")
 
 
 def merge_results(folders: Sequence[str | Path]) -> pd.DataFrame:
     """The rows of several study folders as one table, each row's folder in ``source``: a full-size
-    study run in parts (other bounds, methods or options per run).  The folders must share the
-    sensitive attribute and the training size, and hold each (setting, seed, method) once: the same
-    unit in two folders is one unit under two sets of options, and a clear error names both."""
-    frames = []
-    for folder in map(Path, folders):
-        path = folder / "results.csv"
-        if not path.is_file():
-            raise ValueError(f"{folder} holds no results.csv (the output folder of convexnn experiment fairness)")
-        rows = pd.read_csv(path)
-        missing = sorted({"setting", "seed", "method", *_SAME_IN_A_MERGE} - set(rows.columns))
-        if missing:
-            raise ValueError(f"{path} is not a fairness study's results.csv (no column {', '.join(missing)})")
-        frames.append(rows.assign(source=str(folder)))
-    if not frames:
+    study run in parts (other bounds or methods per run).  The folders must share the data and the
+    seeds (:data:`_SAME_DATA`), hold each (setting, seed, method) once (the same unit in two folders
+    is one unit fitted twice: a clear error names both), and fit a (setting, method) they share
+    with the same options (``config.json``)."""
+    paths = [Path(f) for f in folders]
+    if not paths:
         raise ValueError("no folder to merge")
-    rows = pd.concat(frames, ignore_index=True)
-    for column in _SAME_IN_A_MERGE:
-        values = rows[column].astype(str).unique()
-        if len(values) > 1:
-            raise ValueError(f"the folders mix {column} values {', '.join(sorted(values))}: merge one at a time")
+    seen = [p.resolve() for p in paths]
+    if len(set(seen)) < len(seen):
+        raise ValueError(f"a folder is given twice: {', '.join(str(p) for p in paths)}")
+    read = [_read_folder(p) for p in paths]
+    rows = pd.concat([r for r, _ in read], ignore_index=True)
+    _check_options(rows, {str(s): o for s, (_, o) in zip(seen, read)})
     clash = rows[rows.duplicated(["setting", "seed", "method"], keep=False)]
     if len(clash):
         first = clash.iloc[0]
         same = clash[(clash["setting"] == first["setting"]) & (clash["seed"] == first["seed"])
                      & (clash["method"] == first["method"])]
-        raise ValueError(f"{first['method']} {first['setting']} seed {first['seed']} is in {' and '.join(same['source'])}; "
-                         "leave one of the folders out")
-    return rows
+        raise ValueError(f"{first['method']} {first['setting']} seed {first['seed']} is in "
+                         f"{' and '.join(same['_folder'])}; leave one of the folders out")
+    return rows.drop(columns="_folder")
 
 
 def merge_study(folders: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
     """:func:`merge_results` written to ``out`` as a study of its own (``results.csv`` with the
     ``source`` column, ``summary.csv`` with each (setting, method)'s folders in ``sources``,
-    ``figure.png``); returns the summary.  ``out`` must not be one of the folders."""
+    ``figure.png``, ``sources.json``: each folder's options); returns the summary.  ``out`` must not
+    hold a study (``results.csv`` or ``config.json``): a later run there would resume from it."""
     out = Path(out)
-    if any(out.resolve() == Path(f).resolve() for f in folders):
-        raise ValueError(f"--out {out} is one of the merged folders; write the merge elsewhere")
+    taken = [name for name in ("results.csv", "config.json") if (out / name).exists()]
+    if taken:
+        raise ValueError(f"--out {out} already holds {' and '.join(taken)}; write the merge to a new folder")
     rows = merge_results(folders)
     summary = summarize(rows)
     sources = rows.groupby(["setting", "method"])["source"].agg(lambda s: ", ".join(dict.fromkeys(s)))
@@ -559,6 +602,8 @@ def merge_study(folders: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    options = {str(Path(f).resolve()): json.loads((Path(f) / "config.json").read_text()) for f in folders}
+    (out / "sources.json").write_text(json.dumps(options, indent=2) + "\n")
     _figure(rows, summary, out / "figure.png")
     return summary
 
