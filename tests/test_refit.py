@@ -70,14 +70,17 @@ def test_clarabel_and_ipopt_give_the_same_output_layer():
 @needs_clarabel
 def test_an_inactive_group_loss_bound_gives_least_squares_through_its_cone():
     """Group-loss bounds are convex quadratic rows: 'auto' takes Clarabel (second-order cones).  The
-    start breaks the bound; least squares on its hidden features meets it, so it is the optimum."""
+    start breaks the bound; least squares on its hidden features (with the refit's ridge, which these
+    ill-conditioned features feel at 1e-3) meets it, so it is the optimum."""
+    from convexnn_pyomo.algorithms.refit import REFIT_RIDGE
+
     net, X, Y = _data(seed=2)
     bound = cnn.GroupLossBounds(0, 0.2)
     model = build_output_layer_model(net, X, Y)
     bound.add_to(model)
     assert _solver(model, "auto").__class__.__name__ == "ConicSolver"
     H = _hidden(net, X)
-    free = np.linalg.lstsq(H, Y[:, 0], rcond=None)[0]
+    free = np.linalg.solve(H.T @ H + REFIT_RIDGE * len(X) * np.eye(H.shape[1]), H.T @ Y[:, 0])
     r = (H @ free - Y[:, 0]) ** 2
     assert bound.violation(net, X, Y) > 0 and max(r[X[:, 0] == 0].mean(), r[X[:, 0] == 1].mean()) < 0.2
     new = refit_output_layer(net, X, Y, [bound])
@@ -288,3 +291,22 @@ def test_a_quadratic_row_with_an_infinite_lower_bound_still_goes_to_clarabel():
     out = model.layer[net.n_layers]
     model.ring = pyo.Constraint(expr=pyo.inequality(-float("inf"), out.w[0, 0] ** 2 + out.w[0, 1] ** 2, 100.0))
     assert _solver(model, "auto").__class__.__name__ == "ConicSolver"
+
+
+@pytest.mark.parametrize("solver", [pytest.param("convexnn_conic", marks=needs_clarabel), "ipopt_casadi"])
+def test_collinear_hidden_features_give_the_least_norm_output_layer(solver):
+    """Raw inputs near 1000 saturate every hidden sigmoid the same way on every sample: all rows of
+    the hidden features equal one vector h, so every output layer with h.w + b = mean(y) is a
+    least-squares optimum.  The refit's ridge takes the one of least norm, mean(y) (h, 1) / |(h, 1)|^2
+    (without it Clarabel returned weights of order 1e10 on such data, docs/algorithm.md)."""
+    rng = np.random.default_rng(9)
+    X = 1000.0 + rng.random((60, 3))
+    Y = (rng.random((60, 1)) < 0.4).astype(float)
+    net = cnn.Network([3, 4, 1], ["sigmoid", "identity"]).init_he(9)
+    H = net.forward_pass(X).x[1].T
+    assert np.ptp(H, axis=0).max() < 1e-12  # one hidden vector for every sample
+    h1 = np.r_[H[0], 1.0]
+    expected = Y.mean() * h1 / (h1 @ h1)
+    new = refit_output_layer(net, X, Y, [cnn.OutputBounds(0.0, 1.0)], solver=solver)
+    np.testing.assert_allclose(np.r_[new.weights[-1][0], new.biases[-1]], expected, atol=1e-5)
+    assert new.loss(X, Y) == pytest.approx(float(((Y - Y.mean()) ** 2).sum()), rel=1e-7)

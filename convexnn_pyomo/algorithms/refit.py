@@ -83,17 +83,31 @@ def _solver(model, name: str):
     return require_solver(default_nlp_solver())
 
 
+#: the refit's ridge, times the number of samples: :math:`\rho\, m\, \|(w^L, b^L)\|^2` added to the
+#: summed loss makes its optimum unique when the hidden features are collinear (measured: raw,
+#: unscaled breast-cancer features saturate every hidden sigmoid, and the least-squares output
+#: layer came back with weights of 3e10, which the next Pyomo round could not start from)
+REFIT_RIDGE = 1e-8
+
+
 class OutputLayerProblem:
-    """The output layer's problem for the data ``(X, Y)`` and ``constraints``, built once (29 s of
+    r"""The output layer's problem for the data ``(X, Y)`` and ``constraints``, built once (29 s of
     Pyomo at Adult's 30,162 rows, then 4 s a refit: ``python benchmarks/adult_linear_probability.py
     --refit-timing``); :meth:`refit` sets a network's hidden layers' forward pass
-    ``x^L`` (mutable Params) and solves it, so a run pays the build once, not once per round."""
+    ``x^L`` (mutable Params) and solves it, so a run pays the build once, not once per round.  The
+    objective is the summed loss plus :data:`REFIT_RIDGE` :math:`\cdot m \|(w^L, b^L)\|^2`: on
+    collinear hidden features the least-loss output layers form a line or plane, and the ridge takes
+    the one of least norm on it; elsewhere it moves the loss by about ``1e-8`` relative."""
 
     def __init__(self, net: Network, X, Y, constraints: list, loss="squared", solver: str = "auto"):
         if not refit_applies(constraints):
             raise ValueError("refit_output_layer needs constraints convex in the output layer alone (on_output_layer)")
         self.X = X
         self.model = build_output_layer_model(net, X, Y, "sum", loss)
+        out = self.model.layer[net.n_layers]
+        ridge = REFIT_RIDGE * len(X)
+        self.model.objective.set_value(self.model.objective.expr + ridge * (
+            sum(out.w[k] ** 2 for k in out.w) + sum(out.b[i] ** 2 for i in out.b)))
         for c in constraints:  # a copy: add_to records its block, which the round's model keeps using
             copy.copy(c).add_to(self.model)
         self.opt = _solver(self.model, solver)
