@@ -164,19 +164,18 @@ def test_merged_folders_are_one_study_with_their_sources(tmp_path):
     b = _folder(tmp_path / "b", "penalty", ["decision@0.01", "decision@0.02"], 3, offset=0.5)
     summary = fx.merge_study([a, b], tmp_path / "merged")
     rows = pd.read_csv(tmp_path / "merged" / "results.csv")
-    assert len(rows) == 2 + 6 and set(rows["source"]) == {str(a.resolve()), str(b.resolve())}
+    assert len(rows) == 2 + 6 and set(rows["source"]) == {str(a), str(b)}
     expected = fx.summarize(pd.concat([pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv")]))
     pd.testing.assert_frame_equal(summary.drop(columns="sources"), expected)
     assert dict(zip(summary["method"] + " " + summary["setting"], summary["sources"])) == {
-        "convexnn decision@0.02": str(a.resolve()), "penalty decision@0.01": str(b.resolve()),
-        "penalty decision@0.02": str(b.resolve())}
+        "convexnn decision@0.02": str(a), "penalty decision@0.01": str(b), "penalty decision@0.02": str(b)}
     assert (tmp_path / "merged" / "figure.png").stat().st_size > 0
     # one (setting, method) over two folders fitted alike: its seeds are averaged together
     c = _folder(tmp_path / "c", "convexnn", ["decision@0.02"], 1, warm_start=2000)
     c_rows = pd.read_csv(c / "results.csv").assign(seed=7)
     c_rows.to_csv(c / "results.csv", index=False)
     both = fx.merge_study([a, c], tmp_path / "merged2")
-    assert both["runs"].tolist() == [3] and both["sources"].iloc[0] == f"{a.resolve()}, {c.resolve()}"
+    assert both["runs"].tolist() == [3] and both["sources"].iloc[0] == f"{a}, {c}"
 
 
 def test_a_merge_refuses_what_would_mix_fits_or_lose_a_study(tmp_path, capsys):

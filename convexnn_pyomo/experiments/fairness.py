@@ -519,7 +519,7 @@ _SAME_DATA = ("dataset", "sensitive", "train_size", "data_path", "base_seed")
 
 
 def _read_folder(folder: Path) -> tuple[pd.DataFrame, dict]:
-    """A study folder's rows (``source``: the folder, kept when the rows are a merge's) and options."""
+    """A study folder's rows (``source``: the folder as given) and options."""
     path, options = folder / "results.csv", folder / "config.json"
     if not path.is_file():
         raise ValueError(f"{folder} holds no results.csv (the output folder of convexnn experiment fairness)")
@@ -535,9 +535,7 @@ def _read_folder(folder: Path) -> tuple[pd.DataFrame, dict]:
     if not options.is_file():
         raise ValueError(f"{folder} holds no config.json: without its options the merge cannot check that its "
                          "fits match the other folders'")
-    if "source" not in rows.columns:
-        rows = rows.assign(source=str(folder.resolve()))
-    return rows.assign(_folder=str(folder.resolve())), json.loads(options.read_text())
+    return rows.assign(source=str(folder), _folder=str(folder.resolve())), json.loads(options.read_text())
 
 
 def _check_options(rows: pd.DataFrame, options: dict[str, dict]) -> None:
@@ -557,8 +555,9 @@ def _check_options(rows: pd.DataFrame, options: dict[str, dict]) -> None:
         fits = [{k: v for k, v in options[f].items() if k not in _UNIT_CHOICE} for f in folders]
         differ = sorted(k for k in set().union(*fits) if len({json.dumps(f.get(k)) for f in fits}) > 1)
         if differ:
-            raise ValueError(f"{method} {setting} is in {' and '.join(folders)} under different options "
-                             f"({', '.join(differ)}): leave one of the folders out")
+            names = " and ".join(dict.fromkeys(g["source"]))
+            raise ValueError(f"{method} {setting} is in {names} under different options ({', '.join(differ)}): "
+                             "leave one of the folders out")
 
 
 def merge_results(folders: Sequence[str | Path]) -> pd.DataFrame:
@@ -582,7 +581,7 @@ def merge_results(folders: Sequence[str | Path]) -> pd.DataFrame:
         same = clash[(clash["setting"] == first["setting"]) & (clash["seed"] == first["seed"])
                      & (clash["method"] == first["method"])]
         raise ValueError(f"{first['method']} {first['setting']} seed {first['seed']} is in "
-                         f"{' and '.join(same['_folder'])}; leave one of the folders out")
+                         f"{' and '.join(same['source'])}; leave one of the folders out")
     return rows.drop(columns="_folder")
 
 
@@ -602,7 +601,7 @@ def merge_study(folders: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
-    options = {str(Path(f).resolve()): json.loads((Path(f) / "config.json").read_text()) for f in folders}
+    options = {str(f): json.loads((Path(f) / "config.json").read_text()) for f in folders}
     (out / "sources.json").write_text(json.dumps(options, indent=2) + "\n")
     _figure(rows, summary, out / "figure.png")
     return summary
