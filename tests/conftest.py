@@ -30,18 +30,14 @@ def requires_module(*modules: str):
 
 
 def max_violation(model, constraints=None):
-    """Largest violation of the active constraints of a Pyomo model at its current values."""
+    """Largest violation of the active constraints of a Pyomo model (or of ``constraints``) at its
+    current values: the package's ``row_violation``."""
     import pyomo.environ as pyo
 
-    worst = 0.0
-    cons = constraints if constraints is not None else model.component_data_objects(pyo.Constraint, active=True)
-    for c in cons:
-        body = pyo.value(c.body)
-        if c.upper is not None:
-            worst = max(worst, body - pyo.value(c.upper))
-        if c.lower is not None:
-            worst = max(worst, pyo.value(c.lower) - body)
-    return worst
+    from convexnn_pyomo.algorithms.rounds import row_violation
+
+    return row_violation(constraints if constraints is not None
+                         else model.component_data_objects(pyo.Constraint, active=True))
 
 
 @pytest.fixture

@@ -256,7 +256,7 @@ def test_importing_the_package_loads_no_data_frame_or_numba_stack():
 
 def test_the_kernels_import_numba_without_pyomos_scipy_hook():
     """numba imports scipy; after Pyomo, Pyomo's deferred-import hook would add scipy.stats, sparse,
-    spatial and integrate (58 MB and 0.7 s, ``solvers/jit.py``).  The kernels' import leaves them
+    spatial and integrate (58 MB, ``solvers/jit.py``).  The kernels' import leaves them
     out and puts Pyomo's callbacks back as they were, so Pyomo's own deferred ``scipy`` still loads
     them when Pyomo asks for it."""
     code = ("import sys, json, convexnn_pyomo\n"

@@ -67,6 +67,15 @@ class RoundSolver:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
 
+def _stalled_iterates(stop: str, met: str) -> ConfigValue:
+    """The ``stalled_iterates`` option of a round program: how its solver stops short (``stop``) and
+    what the stalled point must meet (``met``)."""
+    return ConfigValue(default=True, domain=Bool, description=(
+        f"a solve that stalls short of its tolerances ({stop}) at a point meeting {met} gives that point as "
+        "the round's candidate (the step and the acceptance rule judge its real network; no certificate or "
+        "convergence test uses it); False: such a solve fails the round"))
+
+
 class SchurRounds(RoundSolver):
     """Structured rounds by :class:`~convexnn_pyomo.solvers.schur_ipm.SchurInteriorPoint`;
     ``options`` are its ``CONFIG`` (``tol``, ``dual_tol``, ``max_iter``, ``chunk_size``, ``threads``,
@@ -80,12 +89,8 @@ class SchurRounds(RoundSolver):
     CONFIG.get("time_limit").set_default_value(3600.0)
     CONFIG.declare("options", ConfigValue(default=None, domain=dict,
                                           description="SchurInteriorPoint options (its CONFIG)"))
-    CONFIG.declare("stalled_iterates", ConfigValue(
-        default=True, domain=Bool,
-        description="a solve that stalls short of its tolerances (no step decreases the KKT residual, or "
-                    "max_iter) at a point meeting the round's rows to acceptable_tol gives that point as the "
-                    "round's candidate (the step and the acceptance rule judge its real network; no "
-                    "certificate or convergence test uses it); False: such a solve fails the round"))
+    CONFIG.declare("stalled_iterates", _stalled_iterates(
+        "no step decreases the KKT residual, or max_iter", "the round's rows to acceptable_tol"))
 
     def __init__(self, **kwds):
         super().__init__(**kwds)
@@ -122,12 +127,9 @@ class PyomoRounds(RoundSolver):
     CONFIG.declare("relaxation", ConfigValue(default="parabolic", domain=_relaxation,
                                              description="relaxation of each round: 'parabolic' or 'mccormick'"))
     _MODEL_CONFIG = CONFIG()  #: the options ShardedRounds shares (PH's subproblems take no stalled points)
-    CONFIG.declare("stalled_iterates", ConfigValue(
-        default=True, domain=Bool,
-        description="a solve that stops at its iteration limit or on too small a step, at a point meeting "
-                    "every row and bound of the round's model to stalled_tol (absolute), gives that point as "
-                    "the round's candidate (as SchurRounds' option; one process: Progressive Hedging's "
-                    "subproblems do not use it); False: such a solve fails the round"))
+    CONFIG.declare("stalled_iterates", _stalled_iterates(
+        "its iteration limit or too small a step; Progressive Hedging's subproblems take no such point",
+        "every row and bound of the round's model to stalled_tol (absolute)"))
     CONFIG.declare("stalled_tol", ConfigValue(default=1e-6, domain=PositiveFloat,
                                               description="largest row or bound violation of a stalled point taken"))
 

@@ -48,16 +48,25 @@ _INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.local
 _STALLS = {TerminationCondition.iterationLimit, TerminationCondition.minStepLength}
 
 
-def max_violation(model, variables: list | None = None) -> float:
-    """The largest violation of a model's active rows and of its variables' bounds at their values
-    (inf when a value is missing or a row cannot be evaluated)."""
+def row_violation(constraints) -> float:
+    """The largest violation of ``constraints`` at the current values (inf when a row cannot be
+    evaluated)."""
     worst = 0.0
-    for c in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+    for c in constraints:
         body = pyo.value(c.body, exception=False)
         if body is None or not math.isfinite(body):
             return math.inf
         lo, up = pyo.value(c.lower), pyo.value(c.upper)
         worst = max(worst, (lo - body) if lo is not None else 0.0, (body - up) if up is not None else 0.0)
+    return worst
+
+
+def max_violation(model, variables: list | None = None) -> float:
+    """The largest violation of a model's active rows and of its variables' bounds at their values
+    (inf when a value is missing or a row cannot be evaluated)."""
+    worst = row_violation(model.component_data_objects(pyo.Constraint, active=True, descend_into=True))
+    if not math.isfinite(worst):
+        return worst
     for v in variables if variables is not None else model.component_data_objects(pyo.Var, descend_into=True):
         if v.value is None:
             return math.inf

@@ -548,8 +548,9 @@ class SequentialRelaxation:
                                  RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
         if st.stalled:
             message += f"; {st.stalled} round{'s' * (st.stalled > 1)} took a stalled solve's last iterate as candidate"
-        if self.refits.summary():
-            message += f"; {self.refits.summary()}"
+        refits = self.refits.summary()
+        if refits:
+            message += f"; {refits}"
         if not feasible:
             before = f" ({st.phase_one_end}, then constrained rounds)" if st.phase_one_end else ""
             message += f"; the hard constraints are still violated by {st.best_viol:.3g}{before}"

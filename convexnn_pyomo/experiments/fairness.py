@@ -561,11 +561,18 @@ def _check_options(rows: pd.DataFrame, options: dict[str, dict]) -> None:
 
 
 def merge_results(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """The rows of several study folders as one table, each row's folder in ``source``, after the
+    checks of :func:`_merged` (the same data and seeds, each unit once, one set of options per
+    setting and method)."""
+    return _merged(folders)[0]
+
+
+def _merged(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
     """The rows of several study folders as one table, each row's folder in ``source``: a full-size
     study run in parts (other bounds or methods per run).  The folders must share the data and the
     seeds (:data:`_SAME_DATA`), hold each (setting, seed, method) once (the same unit in two folders
     is one unit fitted twice: a clear error names both), and fit a (setting, method) they share
-    with the same options (``config.json``)."""
+    with the same options (``config.json``); and each folder's options by its name as given."""
     paths = [Path(f) for f in folders]
     if not paths:
         raise ValueError("no folder to merge")
@@ -582,7 +589,7 @@ def merge_results(folders: Sequence[str | Path]) -> pd.DataFrame:
                      & (clash["method"] == first["method"])]
         raise ValueError(f"{first['method']} {first['setting']} seed {first['seed']} is in "
                          f"{' and '.join(same['source'])}; leave one of the folders out")
-    return rows.drop(columns="_folder")
+    return rows.drop(columns="_folder"), {str(p): o for p, (_, o) in zip(paths, read)}
 
 
 def merge_study(folders: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
@@ -594,14 +601,13 @@ def merge_study(folders: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
     taken = [name for name in ("results.csv", "config.json") if (out / name).exists()]
     if taken:
         raise ValueError(f"--out {out} already holds {' and '.join(taken)}; write the merge to a new folder")
-    rows = merge_results(folders)
+    rows, options = _merged(folders)
     summary = summarize(rows)
     sources = rows.groupby(["setting", "method"])["source"].agg(lambda s: ", ".join(dict.fromkeys(s)))
     summary["sources"] = [sources[(s, m)] for s, m in zip(summary["setting"], summary["method"])]
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
-    options = {str(f): json.loads((Path(f) / "config.json").read_text()) for f in folders}
     (out / "sources.json").write_text(json.dumps(options, indent=2) + "\n")
     _figure(rows, summary, out / "figure.png")
     return summary

@@ -3,9 +3,9 @@
 ``import numba`` imports ``scipy`` (numba checks its version).  Once Pyomo is imported, its
 deferred-import hook (``pyomo.common.dependencies``) answers any import of ``scipy`` by also
 importing ``scipy.stats``, ``scipy.sparse``, ``scipy.spatial`` and ``scipy.integrate``, which the
-kernels never use: measured in one process the same day, ``import numba`` after ``import
-convexnn_pyomo`` added 118 MB and 0.81 s with the hook and 60 MB and 0.14 s without it (490
-scipy modules against 10; ``python benchmarks/process_memory.py``).  :func:`import_numba` imports
+kernels never use: ``import numba`` after ``import convexnn_pyomo`` added 118 MB with the hook
+and 60 MB without it (490 scipy modules against 10; ``python benchmarks/process_memory.py`` at
+this commit and the one before).  :func:`import_numba` imports
 numba with Pyomo's callbacks for ``scipy`` alone set aside (those of other modules stay); Pyomo's
 own deferred ``scipy`` still runs them when Pyomo first uses it.
 """
