@@ -343,6 +343,11 @@ def _group_labels(groups, X: np.ndarray) -> np.ndarray:
         labels = np.asarray(groups(X), dtype=float).ravel()
     elif isinstance(groups, (int, np.integer)) and 0 <= groups < X.shape[1]:
         labels = X[:, int(groups)]
+    elif isinstance(groups, (np.ndarray, list, tuple)) or hasattr(groups, "__array__"):
+        raise ValueError(f"groups must be a feature column index in [0, {X.shape[1]}) or a callable(X) -> labels, "
+                         f"got an array of shape {np.shape(groups)}: the constraint is evaluated on any rows (a "
+                         "shard, a test set), so give the attribute as a column of X or a callable "
+                         "(e.g. lambda X: X[:, j] > 0)")
     else:
         raise ValueError(f"groups must be a feature column index in [0, {X.shape[1]}) or a callable(X) -> labels, got {groups!r}")
     if labels.shape != (X.shape[0],):

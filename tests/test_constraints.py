@@ -214,6 +214,8 @@ def test_bad_constraint_arguments_are_refused():
         BalancedMisfitBounds().violation(FIRST, X, [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="feature column index"):
         GroupLossBounds(5, 0.1).violation(FIRST, X, np.zeros(3))
+    with pytest.raises(ValueError, match=r"an array of shape \(3,\).*a column of X or a callable"):
+        DemographicParity(np.array([0, 1, 1]), 0.1).violation(FIRST, X, np.zeros(3))  # fairlearn's habit
     with pytest.raises(ValueError, match="no value for group"):
         GroupLossBounds(1, {0.0: 1.0}).violation(FIRST, X_GRP, Y_GRP)
     with pytest.raises(ValueError, match="both increasing and decreasing"):

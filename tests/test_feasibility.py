@@ -49,6 +49,39 @@ def test_bounds_no_network_meets_are_certified_infeasible(round_solver):
     assert res.history.status.iloc[-1] == "infeasible" and len(res.history) <= 2  # a phase-1 round, the certificate
 
 
+def _equality_beyond_bounds(m=400, seed=0):
+    """z = 5 beside 0 <= z <= 1 (a 5-4-1 net, Gaussian inputs): the least relative violation is 0.8
+    at every point (z = 1 breaks the equality by 4 of its scale 5; z = 5 the bound by 4 of 1)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, 5))
+    Y = (X @ rng.normal(size=5) > 0).astype(float)
+    rows = [cnn.OutputBounds(0.0, 1.0), cnn.LinearOutputEquality(np.array([[1.0]]), np.array([5.0]))]
+    return cnn.Network([5, 4, 1], "sigmoid").init_he(0), X, Y, rows
+
+
+def test_a_failed_certificate_solve_is_retried_with_wider_slacks():
+    """From the first reference the Schur interior point's default start stops at minStepLength on
+    the least-violation program; the retry with CERTIFICATE_RETRIES' options finishes it, so the
+    run is certified after its first phase-1 round."""
+    net, X, Y, rows = _equality_beyond_bounds()
+    res = cnn.train(net, X, Y, hard_constraints=rows, rounds=5)
+    assert res.status == RunStatus.INFEASIBLE and list(res.history.status) == ["accepted", "infeasible"]
+    assert "the least violation the relaxation admits is 0.8 (" in res.message
+    assert "output_equality.outputs by 4" in res.message
+
+
+def test_an_unfinished_certificate_is_asked_again(monkeypatch):
+    """Without the retries the first certificate solve fails: the question stays open (None, not a
+    feasible relaxation) and the next phase-1 round asks again, which certifies."""
+    from convexnn_pyomo.algorithms.rounds import StructuredRound
+
+    monkeypatch.setattr(StructuredRound, "CERTIFICATE_RETRIES", ())
+    net, X, Y, rows = _equality_beyond_bounds()
+    res = cnn.train(net, X, Y, hard_constraints=rows, rounds=5)
+    assert res.status == RunStatus.INFEASIBLE
+    assert list(res.history.status) == ["accepted", "accepted", "infeasible"]
+
+
 def test_the_feasibility_phase_says_when_it_ran_out_of_rounds():
     net, X, Y = _data()
     net.weights[-1] *= 3.0  # farther out than one round of the violation search reaches

@@ -231,13 +231,17 @@ class _ModelRound:
 
         return violations(self.model)
 
-    def certify_infeasible(self, time_limit: float, tol: float) -> str:
+    #: solver options tried in turn when the least-violation program's solve fails or stalls
+    CERTIFICATE_RETRIES: tuple[dict, ...] = ()
+
+    def certify_infeasible(self, time_limit: float, tol: float) -> str | None:
         r"""The least violation over the relaxation (every row elastic, their sum minimised,
         ``aggregate="sum"``, :math:`\rho = 0`, no margin): when its minimum exceeds ``tol`` no point of
         the relaxation, and so no network, meets the hard constraints; returns that evidence (the
-        minimum and each constraint's violation), '' when the minimum is within ``tol`` or the solve
-        failed, or when a constraint's rows are not a relaxation of it (``relaxes = False``: a
-        linearisation proves nothing).  The model's elastic state (phase 1 or none) is the same afterwards."""
+        minimum and each constraint's violation), '' when the minimum is within ``tol`` or a
+        constraint's rows are not a relaxation of it (``relaxes = False``: a linearisation proves
+        nothing), None when no solve finished (with :attr:`CERTIFICATE_RETRIES`' options too): the
+        question stays open.  The model's elastic state (phase 1 or none) is the same afterwards."""
         from ..transformations.elastic import violations
 
         if not relax_all(self.constraints):
@@ -248,18 +252,29 @@ class _ModelRound:
             self.leave_feasibility()
         self.enter_feasibility(0.0, 0.0, aggregate="sum")
         try:
-            solve = self.solve(time_limit, {})
-            proved = solve.ok and not solve.stalled  # a stalled iterate's violation bounds the least one from above only
+            proved = self._finished_solve(time_limit)
             least = self.relaxed_objective() if proved else 0.0
             worst = violations(self.model) if proved else {}
         finally:
             self.leave_feasibility()
             if mode is not None:
                 self.enter_feasibility(*mode)
+        if not proved:
+            return None
         if least <= tol:
             return ""
         parts = ", ".join(f"{name} by {v:.4g}" for name, v in sorted(worst.items(), key=lambda kv: -kv[1]) if v > tol)
-        return f"the least violation the relaxation admits is {least:.4g} ({parts})"
+        return (f"the least violation the relaxation admits is {least:.4g} (each row's violation over "
+                f"max(1, |bound|), summed; largest per constraint: {parts})")
+
+    def _finished_solve(self, time_limit: float) -> bool:
+        """Solve until one solve finishes (not failed, not stalled: a stalled iterate's violation bounds
+        the least one from above only): the default options, then each of CERTIFICATE_RETRIES."""
+        for options in ({}, *self.CERTIFICATE_RETRIES):
+            solve = self.solve(time_limit, options)
+            if solve.ok and not solve.stalled:
+                return True
+        return False
 
     def _elastic_changed(self) -> None:
         """Hook: the model gained or lost its elastic block (the structured round re-derives)."""
@@ -275,6 +290,12 @@ class StructuredRound(_ModelRound):
     its ``CONFIG``).  Raises :class:`~convexnn_pyomo.solvers.arrow.NotSeparableError` when a hard
     constraint is not a per-sample row or a sum over samples (use a Pyomo solver then).
     """
+
+    #: the least-violation program has no curvature in the weights (rho = 0) and, from a reference far
+    #: from feasible, violations far above the starting slacks: the default start stopped at
+    #: ``minStepLength`` after 7 iterations on an output-equality example (tests/test_feasibility.py);
+    #: slacks of at least 1 (``slack_push``), or a wider centrality neighbourhood, finish it
+    CERTIFICATE_RETRIES = ({"slack_push": 1.0}, {"centrality": 1e-2})
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, constraints: list, eta: float,
                  mu: tuple[float, float, float], loss: str | Loss = "squared", options: dict | None = None,

@@ -78,7 +78,8 @@ class _RunState:
     kappa_factor: float | None = None
     phase: int = 2  #: 1 while the feasibility phase minimises the violation
     rho: float = 1.0  #: phase 1: weight of the round's objective beside the violation
-    certificate_asked: bool = False  #: phase 1: a certificate was computed after a positive relaxed violation
+    certificate_tries: int = 3  #: phase 1: least-violation solves left after a positive relaxed violation
+    #: (0 once one has finished: a feasible relaxation at one reference proves nothing later; the phase's end asks again)
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
 
@@ -364,6 +365,7 @@ class SequentialRelaxation:
         st = self.state
         t0 = time.perf_counter()
         evidence = self.problem.certify_infeasible(self._round_limits()[0], self.cfg.constraint_tol)
+        st.certificate_tries = 0 if evidence is not None else st.certificate_tries - 1
         if not evidence:
             return False
         st.k += 1
@@ -393,10 +395,8 @@ class SequentialRelaxation:
         relaxed = max(self.problem.relaxed_violations().values(), default=0.0)
         outcome = self._accept(solve, initial_loss)  # before a certificate's solve replaces the point
         # t > 0 at the round's optimum: perhaps no point of the relaxation meets the bounds (asked
-        # once; a feasible relaxation at one reference proves nothing for later ones, but the
-        # phase's end asks again)
-        if relaxed > cfg.constraint_tol and not st.certificate_asked:
-            st.certificate_asked = True
+        # until a least-violation solve finishes, at most certificate_tries times)
+        if relaxed > cfg.constraint_tol and st.certificate_tries > 0:
             if self._certified(initial_loss):
                 return True
         if st.best_viol > cfg.constraint_tol and st.rho > self._rho_floor():
