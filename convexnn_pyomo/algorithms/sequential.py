@@ -396,9 +396,8 @@ class SequentialRelaxation:
         outcome = self._accept(solve, initial_loss)  # before a certificate's solve replaces the point
         # t > 0 at the round's optimum: perhaps no point of the relaxation meets the bounds (asked
         # until a least-violation solve finishes, at most certificate_tries times)
-        if relaxed > cfg.constraint_tol and st.certificate_tries > 0:
-            if self._certified(initial_loss):
-                return True
+        if relaxed > cfg.constraint_tol and st.certificate_tries > 0 and self._certified(initial_loss):
+            return True
         if st.best_viol > cfg.constraint_tol and st.rho > self._rho_floor():
             self._steer_penalty()
         st.eta = self.schedule.next_eta(st.eta, outcome)
