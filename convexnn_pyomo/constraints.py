@@ -19,6 +19,7 @@ Algorithm 1 measures ``violation`` on the real network and accepts a round only 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
@@ -93,6 +94,22 @@ class ResidualConstraint:
     #: layers fixed, the output layer's problem under it is exact and convex
     #: (:mod:`convexnn_pyomo.algorithms.refit`: a round's step refitted to meet it)
     on_output_layer: bool = False
+    #: the inputs its own data (group labels, per-point bounds and right-hand sides) are computed
+    #: from, as a function of the training rows ``X``; None: ``X`` itself (:meth:`on_inputs`)
+    input_map: Callable | None = None
+
+    def on_inputs(self, input_map: Callable) -> ResidualConstraint:
+        """A shallow copy whose group labels, per-point bounds and right-hand sides are computed from
+        ``input_map(X)``: the estimators train on min-max scaled rows and map them back to the raw
+        features, so a constraint written on the user's features (``groups=lambda X: X[:, 0] > 40``)
+        keeps its meaning.  The rows on the outputs and weights are unchanged."""
+        out = copy.copy(self)
+        inner = self.input_map
+        out.input_map = input_map if inner is None else (lambda X: inner(input_map(X)))
+        return out
+
+    def _inputs(self, X):
+        return X if self.input_map is None else self.input_map(X)
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
         raise NotImplementedError
@@ -512,14 +529,14 @@ class GroupLossBounds(ResidualConstraint):
 
     def residuals(self, outputs, weights, X, Y):
         r = ((outputs - _like(Y, outputs)) ** 2).sum(1)
-        groups = _members(_group_labels(self.groups, X))
+        groups = _members(_group_labels(self.groups, self._inputs(X)))
         return _cat([r[idx].mean().reshape(1) - self.kappa_of(g) for g, idx in groups.items()], outputs)
 
     def group_losses(self, net: Network, X, Y, shards=None) -> dict[float, float]:
         """Every group's mean squared loss for the real network (over every rank with ``shards``)."""
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         r = ((net.predict(X) - Y) ** 2).sum(axis=1)
-        groups = _members(_group_labels(self.groups, X), shards)
+        groups = _members(_group_labels(self.groups, self._inputs(X)), shards)
         return {g: v / n for g, v, n in zip(groups, _member_sums(r, groups, shards), _sizes(groups, shards))}
 
     def violation(self, net: Network, X, Y, shards=None) -> float:
@@ -527,7 +544,7 @@ class GroupLossBounds(ResidualConstraint):
 
     def add_to(self, model) -> None:
         tp, out = get_training_problem(model), layer_blocks(model)[-1]
-        groups = _members(_group_labels(self.groups, tp.X), tp.shards)
+        groups = _members(_group_labels(self.groups, self._inputs(tp.X)), tp.shards)
         keys, members, sizes = list(groups), list(groups.values()), _sizes(groups, tp.shards)
         blk = self._block(model, "group_loss", "group loss bounds")
         blk.groups = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each group")
@@ -563,7 +580,7 @@ class DemographicParity(ResidualConstraint):
     def _pairs(self, X, shards=None) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
         """``(indices of g, indices of g', |G_g|, |G_g'|)`` for every pair of groups (sizes over every
         rank with ``shards``)."""
-        groups = _members(_group_labels(self.groups, X), shards)
+        groups = _members(_group_labels(self.groups, self._inputs(X)), shards)
         members, sizes = list(groups.values()), _sizes(groups, shards)
         return [(members[a], members[b], sizes[a], sizes[b])
                 for a in range(len(members)) for b in range(a + 1, len(members))]
@@ -739,7 +756,7 @@ class OutputBounds(ResidualConstraint):
         self.lower, self.upper = lower, upper
 
     def limits(self, X, n_out: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        lo, hi = (_per_point(b, X, n_out, "an output bound") for b in (self.lower, self.upper))
+        lo, hi = (_per_point(b, self._inputs(X), n_out, "an output bound") for b in (self.lower, self.upper))
         if lo is not None and hi is not None and np.any(lo > hi):
             raise ValueError("OutputBounds: a lower bound exceeds its upper bound")
         return lo, hi
@@ -807,7 +824,7 @@ class LinearOutputEquality(ResidualConstraint):
         """:math:`c_j` for every point, shape ``(m, r)``."""
         if self.A.shape[1] != n_out:
             raise ValueError(f"A has {self.A.shape[1]} columns but the network has {n_out} outputs")
-        return _per_point(self.rhs, X, self.A.shape[0], "rhs")
+        return _per_point(self.rhs, self._inputs(X), self.A.shape[0], "rhs")
 
     def residuals(self, outputs, weights, X, Y):
         c = self.targets(X, outputs.shape[1])

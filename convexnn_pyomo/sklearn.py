@@ -6,8 +6,16 @@ the result as ``network_``, a :class:`~convexnn_pyomo.network.Network` on the *r
 ``scale=True`` the inputs are min-max scaled to [0, 1] for training (the regressor also standardises
 its targets) and the scaling is folded into the first and last layers afterwards
 (:func:`_fold_scaling`), so ``network_.predict(X)`` is the estimator's output and ``network_.to_onnx``
-exports what the estimator predicts.  ``hard_constraints`` act on the training problem, that is on
-the scaled data.
+exports what the estimator predicts.
+
+Hard constraints keep the meaning they have on the data the estimator is given.  Their group
+labels, per-point bounds and right-hand sides are computed from the raw features (each
+:class:`~convexnn_pyomo.constraints.ResidualConstraint` is trained as a copy with
+:meth:`~convexnn_pyomo.constraints.ResidualConstraint.on_inputs` mapping the scaled rows back), and
+with hard constraints the regressor does not standardise its targets, so bounds on outputs and
+group losses are in the targets' units.  Rows on the weights (:class:`WeightNormBounds`, a
+Lipschitz bound) constrain the network on the scaled inputs: its first layer is ``w / scale`` on
+the raw ones; sign constraints (:class:`MonotoneInputs`) mean the same on both.
 
 Losses.  The regressor trains the squared loss.  The classifier trains, on the network's outputs
 :math:`z`:
@@ -38,6 +46,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import get_activation
 from .algorithms import RoundSolver, RunStatus, SequentialRelaxation
+from .constraints import DecisionParity, ResidualConstraint, as_hard_constraints
 from .network import Network
 
 __all__ = ["ConvexNNClassifier", "ConvexNNRegressor"]
@@ -72,6 +81,35 @@ def _scaling(A: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         shift, scale = A.mean(axis=0), A.std(axis=0)
     return shift, np.where(scale > 0, scale, 1.0)
+
+
+def _no_scaling(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(A.shape[1]), np.ones(A.shape[1])
+
+
+def _on_raw_inputs(constraints, shift: np.ndarray, scale: np.ndarray) -> list:
+    """Every :class:`ResidualConstraint` as a copy whose data come from the raw rows ``Z scale + shift``
+    of the scaled rows ``Z`` it is trained on; other hard constraints (a user's Pyomo rows) as given."""
+    def raw(Z):
+        return Z * scale + shift
+
+    return [c.on_inputs(raw) if isinstance(c, ResidualConstraint) else c for c in as_hard_constraints(constraints)]
+
+
+#: where the classifier's decision thresholds its output, per loss (the logit at 0; 0/1 targets at 1/2)
+_DECISION_THRESHOLD = {"logistic": 0.0, "squared": 0.5}
+
+
+def _check_decision_thresholds(constraints, loss: str) -> None:
+    """Warn when a :class:`DecisionParity` smooths decisions at another threshold than the classifier's
+    own (``DecisionParity``'s default 0.5 on a logistic classifier's logit bounds the rates of
+    ``P(y = 1) > 0.62``, and met it trivially at rates 0 on a synthetic census: accuracy 0.41)."""
+    decide = _DECISION_THRESHOLD.get(loss)
+    for c in as_hard_constraints(constraints):
+        if isinstance(c, DecisionParity) and decide is not None and c.threshold != decide:
+            warnings.warn(f"{c!r} smooths decisions at output {c.threshold:g}, but this classifier (loss={loss!r}) "
+                          f"decides at {decide:g}: its bound is not on the estimator's predictions; pass "
+                          f"threshold={decide:g}", UserWarning, stacklevel=3)
 
 
 def _fold_scaling(net: Network, x_shift, x_scale, y_shift, y_scale) -> Network:
@@ -112,7 +150,8 @@ class _ConvexNNBase(BaseEstimator):
     rounds: maximum number of convex rounds of Algorithm 1 (``train(rounds=...)``).
     schedule: ``"adaptive"``, ``"paper"`` or a configured schedule, e.g. ``AdaptiveSchedule(eta=4)``
         (``train(schedule=...)``; eta, mu and the stop rule are the schedule's).
-    hard_constraints: passed to ``train``; they see the scaled training data.
+    hard_constraints: passed to ``train``; their data are computed from the raw features (module
+        docstring), and with them the regressor keeps its targets' units.
     solver: a Pyomo NLP solver name: the rounds are then the Pyomo model on every sample solved by it
         (``round_solver=solver``); ``None`` (default): as ``round_solver`` says.
     round_solver: ``"auto"`` (default: the structured round by the Schur interior point), ``"schur"``,
@@ -205,7 +244,7 @@ class _ConvexNNBase(BaseEstimator):
     # -- training --------------------------------------------------------------------------------
     def _target_scaling(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(shift, scale)`` of the training targets; none by default."""
-        return np.zeros(T.shape[1]), np.ones(T.shape[1])
+        return _no_scaling(T)
 
     def _fit_network(self, X: np.ndarray, T: np.ndarray, loss: str) -> None:
         """Train on ``(X, T)`` (``T`` is ``(m, n_outputs)``) and set the fitted attributes."""
@@ -214,7 +253,8 @@ class _ConvexNNBase(BaseEstimator):
         kwargs = self._train_kwargs(loss)
         if self.scale:
             x_shift, x_scale = _scaling(X, "minmax")
-            t_shift, t_scale = self._target_scaling(T)
+            t_shift, t_scale = self._target_scaling(T) if not kwargs["hard_constraints"] else _no_scaling(T)
+            kwargs["hard_constraints"] = _on_raw_inputs(kwargs["hard_constraints"], x_shift, x_scale)
         else:
             x_shift, x_scale, t_shift, t_scale = np.zeros(X.shape[1]), np.ones(X.shape[1]), np.zeros(T.shape[1]), np.ones(T.shape[1])
         net = Network([X.shape[1], *hidden, T.shape[1]], [act] * len(hidden) + ["identity"]).init_he(_seed(self.random_state))
@@ -318,6 +358,7 @@ class ConvexNNClassifier(ClassifierMixin, _ConvexNNBase):
         if len(self.classes_) < 2:
             raise ValueError(f"ConvexNNClassifier needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
         loss = self._resolve_loss(len(self.classes_))
+        _check_decision_thresholds(self.hard_constraints, loss)
         T = np.eye(len(self.classes_))[labels] if loss == "softmax" else labels[:, None].astype(float)
         self._fit_network(X, T, loss)
         self.calibration_slope_ = 1.0

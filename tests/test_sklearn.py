@@ -222,3 +222,52 @@ def test_readme_section_runs(tmp_path, monkeypatch):
     clf, X, y = namespace["clf"], namespace["X"][200:, :8], namespace["y"][200:]
     assert clf.score(X, y) > 0.8
     assert (tmp_path / "classifier.onnx").stat().st_size > 0 and len(namespace["module"]) == 3
+
+
+# -- hard constraints keep their meaning on the estimator's raw data -----------------------------
+
+
+def _census(m=300, seed=0):
+    """Raw, unscaled features (age in years, hours a week) and a label that depends on both."""
+    rng = np.random.default_rng(seed)
+    age, hours = rng.uniform(17, 90, m), rng.uniform(1, 99, m)
+    y = ((age - 40) / 20 + (hours - 40) / 20 + rng.normal(size=m) > 0).astype(int)
+    return np.c_[age, hours], y
+
+
+def test_classifier_constraints_see_the_raw_features():
+    """Groups written on the raw age (over 40) are the groups trained on: the fitted estimator's
+    network meets the user's own constraint on the raw data (the estimator trains on scaled rows,
+    where ``X[:, 0] > 40`` would hold for no row)."""
+    import convexnn_pyomo as cnn
+
+    X, y = _census()
+    parity = cnn.DemographicParity(groups=lambda Z: Z[:, 0] > 40, epsilon=0.05)
+    raw = parity.violation(ConvexNNClassifier(hidden_layer_sizes=(3,), rounds=3, random_state=0).fit(X, y).network_, X, y)
+    clf = ConvexNNClassifier(hidden_layer_sizes=(3,), rounds=4, hard_constraints=parity, random_state=0).fit(X, y)
+    assert raw > 0.1  # the bound bites: unconstrained, the mean logits differ by more
+    assert parity.violation(clf.network_, X, y) <= 1e-6
+    assert parity.input_map is None  # the estimator trained a copy: its parameter is unchanged
+
+
+def test_regressor_output_bounds_are_in_the_targets_units():
+    """With hard constraints the regressor keeps its targets' units: an upper bound of 150 on targets
+    in [100, 200] holds for the fitted network's raw predictions."""
+    import convexnn_pyomo as cnn
+
+    X, _ = _census(m=200)
+    y = 100.0 + (X[:, 0] - 17) / 73 * 100.0
+    reg = ConvexNNRegressor(hidden_layer_sizes=(3,), rounds=4, hard_constraints=cnn.OutputBounds(upper=150.0),
+                            random_state=0).fit(X, y)
+    pred = reg.predict(X)
+    assert pred.max() <= 150.0 + 1e-5 and pred.max() > 140.0  # bounded, not flattened
+    assert reg.train_result_.feasible
+
+
+def test_decision_parity_at_another_threshold_than_the_classifier_warns():
+    import convexnn_pyomo as cnn
+
+    X, y = _census(m=60)
+    kwargs = {"hidden_layer_sizes": (2,), "rounds": 1, "random_state": 0}
+    with pytest.warns(UserWarning, match="decides at 0: its bound is not on the estimator's predictions"):
+        ConvexNNClassifier(hard_constraints=cnn.DecisionParity(lambda Z: Z[:, 0] > 40, 0.1), **kwargs).fit(X, y)
