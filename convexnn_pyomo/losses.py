@@ -75,6 +75,12 @@ class Loss:
     def check_targets(self, Y: np.ndarray) -> None:
         """Raise a ``ValueError`` naming the fix when ``Y (m, n_L)`` does not suit the loss."""
 
+    def constant_output(self, mean_y: np.ndarray) -> np.ndarray | None:
+        """The output ``(n_L,)`` that ignores the inputs with the least loss, from the targets' column
+        means (the adaptive schedule's scale for its relative stop); None when the loss has no such
+        formula."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -113,6 +119,9 @@ class SquaredLoss(Loss):
     def pyomo_expr(self, z_col, y_col):
         return sum((zi - yi) ** 2 for zi, yi in zip(z_col, y_col))
 
+    def constant_output(self, mean_y):
+        return np.asarray(mean_y, dtype=float)  # the mean minimises the summed squares
+
 
 class LogisticLoss(Loss):
     r""":math:`\ell = \sum_i \log(1 + e^{z_i}) - y_i z_i`, binary cross-entropy on the logits, one
@@ -138,6 +147,10 @@ class LogisticLoss(Loss):
 
     def predict(self, z, axis=0):
         return _sigmoid(np.asarray(z, dtype=float))
+
+    def constant_output(self, mean_y):
+        p = np.clip(np.asarray(mean_y, dtype=float), 1e-12, 1.0 - 1e-12)
+        return np.log(p) - np.log1p(-p)  # the logit of each label's rate
 
     def check_targets(self, Y):
         Y = np.asarray(Y, dtype=float)
@@ -187,6 +200,9 @@ class SoftmaxLoss(Loss):
 
     def predict(self, z, axis=0):
         return self._softmax(np.asarray(z, dtype=float), axis)
+
+    def constant_output(self, mean_y):
+        return np.log(np.clip(np.asarray(mean_y, dtype=float), 1e-12, None))  # softmax gives the class frequencies
 
     def check_targets(self, Y):
         Y = np.asarray(Y, dtype=float)

@@ -283,24 +283,42 @@ def test_exact_rounds_report_a_relaxed_objective_not_below_their_true_loss(small
 def test_adaptive_schedule_stops_once_the_data_are_interpolated(small_problem):
     """The README's `convexnn train` example ran 300 rounds after interpolating its data (loss 2e-6
     by round 10): the adaptive schedule stops when the loss falls below loss_fraction (1e-5) of
-    the initial loss, with status converged, long before the round limit."""
+    the smaller of the initial loss and the best constant output's, with status converged, long
+    before the round limit."""
     net, X, Y = small_problem  # 103 weights, 20 samples: interpolation is reachable
     res = train(net, X, Y, rounds=60, round_solver=SOLVER)
+    reference = min(res.initial_loss, float(((Y - Y.mean()) ** 2).sum()))
     assert res.status == "converged", res.history
-    assert res.final_loss <= 1e-5 * res.initial_loss
+    assert res.final_loss <= 1e-5 * reference
     assert res.rounds < 60 and "below" in res.message
     # one round less would not have stopped: the rule fired at the first round below the fraction
     before = res.history[res.history.status == "accepted"].true_loss.iloc[:-1]
-    assert (before > 1e-5 * res.initial_loss).all()
+    assert (before > 1e-5 * reference).all()
+
+
+def test_an_absurd_start_does_not_make_the_relative_stop_fire():
+    """Output biases at 1e4 (as raw, unscaled data give): 1e-5 of the initial loss is a loss any
+    round reaches, and the run stopped as converged two rounds in, far above the best constant
+    output's loss.  The stop's scale is the smaller of the two."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(60, 3))
+    Y = X[:, :1] + 0.3 * rng.normal(size=(60, 1))  # noisy: no interpolation
+    net = cnn.Network([3, 4, 1], "sigmoid").init_he(0)
+    net.biases[-1] += 1e4
+    res = train(net, X, Y, rounds=6)
+    constant = float(((Y - Y.mean()) ** 2).sum())
+    assert res.final_loss < constant  # trained past the constant output ...
+    assert res.final_loss < 1e-5 * res.initial_loss  # where the old rule stopped the run
+    assert res.rounds == 6 and "below" not in res.message  # the new one goes on: the data are not interpolated
 
 
 def test_adaptive_stop_rule_counts_exact_small_improvements_in_a_row():
     from convexnn_pyomo.algorithms.schedules import RoundOutcome
 
     s = AdaptiveSchedule(rel_tol=1e-3, patience=2, loss_fraction=1e-9)
-    small_exact = RoundOutcome(accepted=True, exact=True, improvement=1e-4, loss=1.0, initial_loss=10.0)
-    small_inexact = RoundOutcome(accepted=True, exact=False, improvement=1e-4, loss=1.0, initial_loss=10.0)
-    big = RoundOutcome(accepted=True, exact=True, improvement=0.1, loss=1.0, initial_loss=10.0)
+    small_exact = RoundOutcome(accepted=True, exact=True, improvement=1e-4, loss=1.0, reference_loss=10.0)
+    small_inexact = RoundOutcome(accepted=True, exact=False, improvement=1e-4, loss=1.0, reference_loss=10.0)
+    big = RoundOutcome(accepted=True, exact=True, improvement=0.1, loss=1.0, reference_loss=10.0)
     assert s.converged(small_exact) is None
     assert s.converged(small_inexact) is None  # an inexact round resets the count
     assert s.converged(small_exact) is None
@@ -369,9 +387,9 @@ def test_the_adaptive_schedules_eta_floor():
     rejected one."""
     from convexnn_pyomo.algorithms.schedules import RoundOutcome
 
-    exact = RoundOutcome(accepted=True, exact=True, improvement=1.0, loss=1.0, initial_loss=2.0)
-    inexact = RoundOutcome(accepted=True, exact=False, improvement=1.0, loss=1.0, initial_loss=2.0)
-    rejected = RoundOutcome(accepted=False, exact=True, improvement=0.0, loss=1.0, initial_loss=2.0)
+    exact = RoundOutcome(accepted=True, exact=True, improvement=1.0, loss=1.0, reference_loss=2.0)
+    inexact = RoundOutcome(accepted=True, exact=False, improvement=1.0, loss=1.0, reference_loss=2.0)
+    rejected = RoundOutcome(accepted=False, exact=True, improvement=0.0, loss=1.0, reference_loss=2.0)
     default, low = AdaptiveSchedule(), AdaptiveSchedule(eta=0.5, eta_floor=0.1)
     assert default.eta_floor == 1.0 and default.next_eta(1.2, exact) == 1.0
     assert AdaptiveSchedule(mu=(1.0, 1.0, 1.0), eta=5.0).eta_floor == 5.0  # fixed mu: eta is not a factor

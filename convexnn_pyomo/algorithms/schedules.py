@@ -16,7 +16,8 @@ has converged.  :class:`~.sequential.SequentialRelaxation` runs any of them.
     so that ``eta`` is a safety factor around 1 (start 2, doubled after an inexact round, divided
     by 1.5 after an exact one, never below the floor ``eta_floor``, default 1); the step searched on the true loss
     (:class:`~.steps.SubspaceSearch`, or :class:`~.steps.LineSearch` with hard constraints); stop
-    when the loss falls below ``loss_fraction`` (1e-5) of the initial loss, or when ``patience`` exact
+    when the loss falls below ``loss_fraction`` (1e-5) of the smaller of the initial loss and the
+    best constant output's (the data interpolated), or when ``patience`` exact
     accepted rounds in a row each improve it by less than ``rel_tol`` (relative).
 """
 
@@ -38,7 +39,10 @@ class RoundOutcome:
     exact: bool
     improvement: float  # best loss before minus after (0 when rejected)
     loss: float  # best loss after the round
-    initial_loss: float
+    #: the scale of the relative stop: the smaller of the initial network's loss and the best
+    #: constant output's (Evaluator.constant_loss), so that an absurd start (raw, unscaled data) does
+    #: not make "1e-5 of it" a loss any fit reaches
+    reference_loss: float
     stalled: bool = False  # the round's solver stalled: its point is a candidate, not the round's optimum
 
 
@@ -166,8 +170,9 @@ class AdaptiveSchedule(Schedule):
         return eta * 2.0 if not outcome.exact else max(eta / 1.5, self.eta_floor)
 
     def converged(self, outcome):
-        if outcome.loss <= self.loss_fraction * outcome.initial_loss:
-            return f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of the initial loss"
+        if outcome.loss <= self.loss_fraction * outcome.reference_loss:
+            return (f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of {outcome.reference_loss:.3g}, the "
+                    "smaller of the initial network's loss and the best constant output's")
         # only exact rounds count: an inexact relaxation's step can be useless while a larger eta
         # would still make progress (nor does a stalled solve's point, which is not the round's optimum)
         small = 0 <= outcome.improvement < self.rel_tol * max(outcome.loss, 1e-300)

@@ -82,6 +82,7 @@ class _RunState:
     #: (0 once one has finished: a feasible relaxation at one reference proves nothing later; the phase's end asks again)
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
+    reference_loss: float | None = None  #: the relative stop's scale (RoundOutcome.reference_loss)
 
 
 class SequentialRelaxation:
@@ -514,7 +515,14 @@ class SequentialRelaxation:
                                violation=prop.violation))
         exact = max(bil, act) <= self.cfg.exact_tol
         st.stalled += solve.stalled
-        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss, solve.stalled)
+        return RoundOutcome(accepted, exact, improvement, st.best_loss, self._reference_loss(initial_loss), solve.stalled)
+
+    def _reference_loss(self, initial_loss: float) -> float:
+        """The relative stop's scale (RoundOutcome.reference_loss), computed once."""
+        if self.state.reference_loss is None:
+            constant = self.ev.constant_loss()
+            self.state.reference_loss = initial_loss if constant is None else min(initial_loss, constant)
+        return self.state.reference_loss
 
     def _overshoots(self, prop) -> bool:
         """Phase 1 above rho's floor: a proposal that multiplies the loss by more than

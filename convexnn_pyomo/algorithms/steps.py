@@ -51,6 +51,17 @@ class Evaluator:
     def loss(self, net: Network) -> float:
         return self._sum(net.loss(self.X, self.Y, reduction="sum", loss=self.loss_function))
 
+    def constant_loss(self) -> float | None:
+        """The least summed loss of an output that ignores the inputs (the targets' mean for the
+        squared loss, their rates' logits for the logistic one), over every rank; None when the loss
+        has no :meth:`~convexnn_pyomo.losses.Loss.constant_output`."""
+        m = self._sum(float(self.Y.shape[0]))
+        z = self.loss_function.constant_output(self._sum(self.Y.sum(axis=0)) / max(m, 1.0))
+        if z is None:
+            return None
+        Z = np.repeat(np.asarray(z, dtype=float).reshape(-1, 1), self.Y.shape[0], axis=1)
+        return float(self._sum(float(self.loss_function.value(Z, self.Y).sum())))
+
     def loss_and_gradient(self, net: Network) -> tuple[float, np.ndarray]:
         """Summed loss and its gradient in :meth:`Network.get_flat` order."""
         f, g = net.loss_and_gradient(self.X, self.Y, loss=self.loss_function)
