@@ -9,6 +9,8 @@
 * raw, unscaled data, an infeasible round, a time limit.
 """
 
+import warnings
+
 import numpy as np
 import pyomo.environ as pyo
 import pytest
@@ -206,7 +208,11 @@ def test_raw_unscaled_data_trains_with_the_defaults(scaled):
     Y = teacher.predict(X) + 0.01 * rng.normal(size=(400, 1))
     X, Y = (X * 1e4, Y) if scaled == "features" else (X, Y * 1e4)
     net = cnn.Network([4, 5, 1], ["sigmoid", "identity"]).init_he(0)
-    result = cnn.train(net, X, Y, rounds=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = cnn.train(net, X, Y, rounds=3)
+    unscaled = [w for w in caught if "on unscaled features the rounds are ill-conditioned" in str(w.message)]
+    assert len(unscaled) == (scaled == "features")  # the features reach 1e4; targets are the user's units
     assert (result.history.status != "solver_failed").all(), result.history.termination.tolist()
     assert result.final_loss < result.initial_loss
 

@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 from pyomo.common.config import Bool, ConfigDict, ConfigValue, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..constraints import as_hard_constraints, relax_all
@@ -57,6 +58,24 @@ def _progress(v):
     if callable(v):
         return v
     raise ValueError(f"progress must be True, False or a callable(row, network), got {v!r}")
+
+
+#: inputs larger than this in magnitude count as unscaled (He weights assume features of order 1)
+UNSCALED_INPUT = 100.0
+
+
+def _warn_if_unscaled(X: np.ndarray) -> None:
+    """Warn when a feature reaches :data:`UNSCALED_INPUT`: the rounds then start from saturated or
+    huge pre-activations and their proximal terms weigh the first layer's weights on the wrong scale."""
+    if X.size == 0:
+        return
+    big = np.max(np.abs(X), axis=0)
+    j = int(np.argmax(big))
+    if big[j] > UNSCALED_INPUT:
+        warnings.warn(f"input column {j} reaches {big[j]:.3g}: on unscaled features the rounds are ill-conditioned "
+                      "(a 4-5-2 ReLU network on features of scale 1,000 made no progress after its first round); "
+                      "scale the inputs to about [0, 1] (the estimators of convexnn_pyomo.sklearn do, and fold the "
+                      "scaling into network_)", UserWarning, stacklevel=4)
 
 
 @dataclass
@@ -195,6 +214,7 @@ class SequentialRelaxation:
             raise ValueError("the network has no initial weights: call net.init_he(seed) first")
         self.X, self.Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         config.loss.check_targets(self.Y)
+        _warn_if_unscaled(self.X)
         self.cfg = config
         self.rounds, self.shards = self._split(config)
         if self.shards is not None and self.shards.rank > 0 and isinstance(config.progress, RoundPrinter):
