@@ -23,6 +23,10 @@ schedule's :class:`~convexnn_pyomo.algorithms.steps.SubspaceSearch`: 50 L-BFGS-B
 the round's step and the last four steps): more iterations, and the true loss's steepest-descent
 direction as one more column of the subspace.  They test whether the search, not the rounds,
 limits the progress (docs/results.md, "Time to quality").
+
+``--warm-start N`` starts Algorithm 1 from N steps of the same Adam (the baseline's learning rate),
+timed as part of Algorithm 1's seconds: a hybrid, reported in its own column ``warm_start``, not
+Algorithm 1 from the He start.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from convexnn_pyomo.algorithms.schedules import AdaptiveSchedule
 from convexnn_pyomo.algorithms.steps import SubspaceSearch
 
 COLUMNS = ["m", "adam_steps", "adam_seconds", "adam_loss", "convexnn_rounds", "convexnn_seconds", "convexnn_loss",
-           "convexnn_status", "time_ratio", "reached", "eta", "eta_floor", "search"]
+           "convexnn_status", "time_ratio", "reached", "eta", "eta_floor", "search", "warm_start"]
 
 
 class GradientSubspace(SubspaceSearch):
@@ -75,7 +79,8 @@ ROUND_COLUMNS = ["m", "eta", "eta_floor", "round", "mean_loss", "round_eta", "st
 
 
 def measure(m: int, steps: int, rounds: int, eta: float = 2.0, eta_floor: float = 1.0,
-            rounds_csv: Path | None = None, search_maxiter: int | None = None, search_gradient: bool = False) -> dict:
+            rounds_csv: Path | None = None, search_maxiter: int | None = None, search_gradient: bool = False,
+            warm_start: int = 0) -> dict:
     """Adam's ``steps`` steps, then Algorithm 1 until its loss reaches Adam's (or ``rounds``)."""
     X, Y, _ = teacher_data(m, [6, 6], 0.1)
     net = cnn.Network([8, 6, 6, 1], "sigmoid").init_he(0)
@@ -90,7 +95,8 @@ def measure(m: int, steps: int, rounds: int, eta: float = 2.0, eta_floor: float 
     else:
         schedule = AdaptiveSchedule(eta=eta, eta_floor=eta_floor)
     t0 = time.perf_counter()
-    res = cnn.train(net, X, Y, rounds=rounds, target_loss=target, schedule=schedule, progress=True)
+    start = baselines.train_adam(net, X, Y, steps=warm_start).network if warm_start else net
+    res = cnn.train(start, X, Y, rounds=rounds, target_loss=target, schedule=schedule, progress=True)
     seconds = time.perf_counter() - t0
     loss = res.network.loss(X, Y)
     if rounds_csv is not None:
@@ -102,7 +108,8 @@ def measure(m: int, steps: int, rounds: int, eta: float = 2.0, eta_floor: float 
     return {"m": m, "adam_steps": steps, "adam_seconds": round(adam.seconds, 2), "adam_loss": target / m,
             "convexnn_rounds": res.rounds, "convexnn_seconds": round(seconds, 2), "convexnn_loss": loss / m,
             "convexnn_status": str(res.status.value), "time_ratio": round(seconds / adam.seconds, 2),
-            "reached": bool(loss <= target), "eta": eta, "eta_floor": eta_floor, "search": search}
+            "reached": bool(loss <= target), "eta": eta, "eta_floor": eta_floor, "search": search,
+            "warm_start": warm_start}
 
 
 def main() -> None:
@@ -115,6 +122,8 @@ def main() -> None:
     ap.add_argument("--rounds-csv", default=None, help="append each round's loss, eta and step to this CSV")
     ap.add_argument("--search-maxiter", type=int, default=None, help="L-BFGS-B iterations of the step search (default 50)")
     ap.add_argument("--search-gradient", action="store_true", help="the true loss's gradient as one more search direction")
+    ap.add_argument("--warm-start", type=int, default=0, help="Adam steps (the baseline's) before round 1, timed "
+                    "with Algorithm 1 (a hybrid; default 0: from the He start)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args()
     out = Path(args.out)
@@ -122,7 +131,8 @@ def main() -> None:
     path = out / "time_to_quality.csv"
     for m in (int(v) for v in args.sizes.split(",")):
         row = measure(m, args.adam_steps, args.rounds, args.eta, args.eta_floor,
-                      Path(args.rounds_csv) if args.rounds_csv else None, args.search_maxiter, args.search_gradient)
+                      Path(args.rounds_csv) if args.rounds_csv else None, args.search_maxiter, args.search_gradient,
+                      args.warm_start)
         print(row, flush=True)
         append_row(path, row, COLUMNS)
 
