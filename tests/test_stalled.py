@@ -60,7 +60,7 @@ def test_a_stalled_solve_certifies_nothing(monkeypatch):
 
 @pytest.mark.parametrize("schedule", [AdaptiveSchedule(), PaperSchedule()])
 def test_stalled_rounds_never_count_towards_convergence(schedule):
-    small = {"accepted": True, "exact": True, "improvement": 0.0, "loss": 1.0, "reference_loss": 2.0}
+    small = {"accepted": True, "exact": True, "improvement": 0.0, "loss": 1.0, "initial_loss": 2.0}
     assert all(schedule.converged(RoundOutcome(**small, stalled=True)) is None for _ in range(5))
     assert any(schedule.converged(RoundOutcome(**small)) is not None for _ in range(5))
 

@@ -312,13 +312,40 @@ def test_an_absurd_start_does_not_make_the_relative_stop_fire():
     assert res.rounds == 6 and "below" not in res.message  # the new one goes on: the data are not interpolated
 
 
+def test_the_stop_scale_is_the_smaller_of_the_initial_and_the_constant_loss():
+    from convexnn_pyomo.algorithms.schedules import RoundOutcome
+
+    s = AdaptiveSchedule()  # loss_fraction 1e-5
+
+    def scale(constant):
+        return s.reference_loss(RoundOutcome(True, True, 0.0, 1.0, 10.0, constant_loss=constant))
+
+    assert scale(None) == 10.0 and scale(20.0) == 10.0 and scale(1.0) == 1.0
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_constant_targets_still_stop_as_converged(loss):
+    """A constant fits constant targets (one class): no constant scale (Evaluator.constant_loss None),
+    so the run stops once 1e-5 of the initial loss is reached; with the constant's loss, ~0, as the
+    scale it ran every round."""
+    from convexnn_pyomo.algorithms.steps import Evaluator
+    from convexnn_pyomo.losses import get_loss
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(40, 3))
+    Y = np.full((40, 1), 0.3 if loss == "squared" else 1.0)
+    assert Evaluator(X, Y, loss_function=get_loss(loss)).constant_loss() is None
+    res = train(cnn.Network([3, 4, 1], "sigmoid").init_he(0), X, Y, loss=loss, rounds=15)
+    assert res.status == "converged" and res.rounds < 15 and "below" in res.message
+
+
 def test_adaptive_stop_rule_counts_exact_small_improvements_in_a_row():
     from convexnn_pyomo.algorithms.schedules import RoundOutcome
 
     s = AdaptiveSchedule(rel_tol=1e-3, patience=2, loss_fraction=1e-9)
-    small_exact = RoundOutcome(accepted=True, exact=True, improvement=1e-4, loss=1.0, reference_loss=10.0)
-    small_inexact = RoundOutcome(accepted=True, exact=False, improvement=1e-4, loss=1.0, reference_loss=10.0)
-    big = RoundOutcome(accepted=True, exact=True, improvement=0.1, loss=1.0, reference_loss=10.0)
+    small_exact = RoundOutcome(accepted=True, exact=True, improvement=1e-4, loss=1.0, initial_loss=10.0)
+    small_inexact = RoundOutcome(accepted=True, exact=False, improvement=1e-4, loss=1.0, initial_loss=10.0)
+    big = RoundOutcome(accepted=True, exact=True, improvement=0.1, loss=1.0, initial_loss=10.0)
     assert s.converged(small_exact) is None
     assert s.converged(small_inexact) is None  # an inexact round resets the count
     assert s.converged(small_exact) is None
@@ -387,9 +414,9 @@ def test_the_adaptive_schedules_eta_floor():
     rejected one."""
     from convexnn_pyomo.algorithms.schedules import RoundOutcome
 
-    exact = RoundOutcome(accepted=True, exact=True, improvement=1.0, loss=1.0, reference_loss=2.0)
-    inexact = RoundOutcome(accepted=True, exact=False, improvement=1.0, loss=1.0, reference_loss=2.0)
-    rejected = RoundOutcome(accepted=False, exact=True, improvement=0.0, loss=1.0, reference_loss=2.0)
+    exact = RoundOutcome(accepted=True, exact=True, improvement=1.0, loss=1.0, initial_loss=2.0)
+    inexact = RoundOutcome(accepted=True, exact=False, improvement=1.0, loss=1.0, initial_loss=2.0)
+    rejected = RoundOutcome(accepted=False, exact=True, improvement=0.0, loss=1.0, initial_loss=2.0)
     default, low = AdaptiveSchedule(), AdaptiveSchedule(eta=0.5, eta_floor=0.1)
     assert default.eta_floor == 1.0 and default.next_eta(1.2, exact) == 1.0
     assert AdaptiveSchedule(mu=(1.0, 1.0, 1.0), eta=5.0).eta_floor == 5.0  # fixed mu: eta is not a factor

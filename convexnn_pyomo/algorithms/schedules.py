@@ -39,11 +39,11 @@ class RoundOutcome:
     exact: bool
     improvement: float  # best loss before minus after (0 when rejected)
     loss: float  # best loss after the round
-    #: the scale of the relative stop: the smaller of the initial network's loss and the best
-    #: constant output's (Evaluator.constant_loss), so that an absurd start (raw, unscaled data) does
-    #: not make "1e-5 of it" a loss any fit reaches
-    reference_loss: float
+    initial_loss: float
     stalled: bool = False  # the round's solver stalled: its point is a candidate, not the round's optimum
+    #: the best constant output's loss (Evaluator.constant_loss; None: unknown, or a constant fits
+    #: the targets), the adaptive stop's scale beside the initial loss (AdaptiveSchedule.reference_loss)
+    constant_loss: float | None = None
 
 
 def _mu_triple(v):
@@ -169,9 +169,18 @@ class AdaptiveSchedule(Schedule):
         # creep back towards them (longer steps), never below the floor
         return eta * 2.0 if not outcome.exact else max(eta / 1.5, self.eta_floor)
 
+    def reference_loss(self, outcome: RoundOutcome) -> float:
+        """The relative stop's scale: the smaller of the initial loss and the best constant output's
+        (an absurd start, such as raw unscaled features, does not make 1e-5 of it a loss any fit
+        reaches); the initial loss when the constant's is unknown or a constant fits the targets
+        (``constant_loss`` None: 1e-5 of ~0 would never be reached)."""
+        c = outcome.constant_loss
+        return outcome.initial_loss if c is None else min(outcome.initial_loss, c)
+
     def converged(self, outcome):
-        if outcome.loss <= self.loss_fraction * outcome.reference_loss:
-            return (f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of {outcome.reference_loss:.3g}, the "
+        reference = self.reference_loss(outcome)
+        if outcome.loss <= self.loss_fraction * reference:
+            return (f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of {reference:.3g}, the "
                     "smaller of the initial network's loss and the best constant output's")
         # only exact rounds count: an inexact relaxation's step can be useless while a larger eta
         # would still make progress (nor does a stalled solve's point, which is not the round's optimum)

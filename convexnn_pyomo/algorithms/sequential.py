@@ -72,8 +72,7 @@ def _warn_if_unscaled(X: np.ndarray) -> None:
     big = np.max(np.abs(X), axis=0)
     j = int(np.argmax(big))
     if big[j] > UNSCALED_INPUT:
-        warnings.warn(f"input column {j} reaches {big[j]:.3g}: on unscaled features the rounds are ill-conditioned "
-                      "(a 4-5-2 ReLU network on features of scale 1,000 made no progress after its first round); "
+        warnings.warn(f"input column {j} reaches {big[j]:.3g}: on unscaled features the rounds are ill-conditioned; "
                       "scale the inputs to about [0, 1] (the estimators of convexnn_pyomo.sklearn do, and fold the "
                       "scaling into network_)", UserWarning, stacklevel=4)
 
@@ -101,7 +100,8 @@ class _RunState:
     #: (0 once one has finished: a feasible relaxation at one reference proves nothing later; the phase's end asks again)
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
-    reference_loss: float | None = None  #: the relative stop's scale (RoundOutcome.reference_loss)
+    constant_loss: float | None = None  #: the best constant output's loss (RoundOutcome.constant_loss)
+    constant_known: bool = False
 
 
 class SequentialRelaxation:
@@ -535,14 +535,14 @@ class SequentialRelaxation:
                                violation=prop.violation))
         exact = max(bil, act) <= self.cfg.exact_tol
         st.stalled += solve.stalled
-        return RoundOutcome(accepted, exact, improvement, st.best_loss, self._reference_loss(initial_loss), solve.stalled)
+        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss, solve.stalled, self._constant_loss())
 
-    def _reference_loss(self, initial_loss: float) -> float:
-        """The relative stop's scale (RoundOutcome.reference_loss), computed once."""
-        if self.state.reference_loss is None:
-            constant = self.ev.constant_loss()
-            self.state.reference_loss = initial_loss if constant is None else min(initial_loss, constant)
-        return self.state.reference_loss
+    def _constant_loss(self) -> float | None:
+        """The best constant output's loss (the adaptive stop's scale beside the initial loss), computed once."""
+        st = self.state
+        if not st.constant_known:
+            st.constant_loss, st.constant_known = self.ev.constant_loss(), True
+        return st.constant_loss
 
     def _overshoots(self, prop) -> bool:
         """Phase 1 above rho's floor: a proposal that multiplies the loss by more than
