@@ -82,6 +82,40 @@ def test_an_unfinished_certificate_is_asked_again(monkeypatch):
     assert list(res.history.status) == ["accepted", "accepted", "infeasible"]
 
 
+def test_certificate_retries_share_one_time_limit_and_stop_at_it():
+    from types import SimpleNamespace
+
+    from convexnn_pyomo.algorithms.rounds import RoundSolve, _ModelRound
+
+    calls = []
+
+    def solve(limit, options, hit=False):
+        calls.append((limit, options))
+        return RoundSolve(False, "maxTimeLimit" if hit else "minStepLength", False, hit, 5, 0.1)
+
+    fake = SimpleNamespace(CERTIFICATE_RETRIES=({"slack_push": 1.0}, {"centrality": 1e-2}), solve=solve)
+    assert _ModelRound._finished_solve(fake, 30.0) is False
+    assert [o for _, o in calls] == [{}, {"slack_push": 1.0}, {"centrality": 1e-2}]
+    assert calls[0][0] == 30.0 and all(limit <= 30.0 for limit, _ in calls)  # one budget for all three
+    calls.clear()
+    fake.solve = lambda limit, options: solve(limit, options, hit=True)
+    assert _ModelRound._finished_solve(fake, 30.0) is False and len(calls) == 1  # no retry after the time limit
+
+
+def test_an_unfinished_certificate_is_named_as_unknown(monkeypatch):
+    """When no least-violation solve finishes the run does not claim the relaxation is feasible."""
+    from convexnn_pyomo.algorithms.rounds import _ModelRound
+
+    monkeypatch.setattr(_ModelRound, "_finished_solve", lambda self, time_limit: False)
+    net, X, Y = _data()
+    net.weights[-1] *= 3.0
+    net.biases[-1] += 15.0
+    res = SequentialRelaxation(hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=1, refit_output_layer=False).solve(net, X, Y)
+    assert not res.feasible and res.status != RunStatus.INFEASIBLE
+    assert "no least-violation solve finished" in res.message and "is unknown" in res.message
+    assert "; the relaxation admits a feasible point" not in res.message
+
+
 def test_the_feasibility_phase_says_when_it_ran_out_of_rounds():
     net, X, Y = _data()
     net.weights[-1] *= 3.0  # farther out than one round of the violation search reaches

@@ -264,16 +264,24 @@ class _ModelRound:
         if least <= tol:
             return ""
         parts = ", ".join(f"{name} by {v:.4g}" for name, v in sorted(worst.items(), key=lambda kv: -kv[1]) if v > tol)
-        return (f"the least violation the relaxation admits is {least:.4g} (each row's violation over "
-                f"max(1, |bound|), summed; largest per constraint: {parts})")
+        return (f"the least violation the relaxation admits is {least:.4g} (each constraint's violations over "
+                f"its max(1, |bound|), per-sample rows averaged over the samples, the others summed; largest "
+                f"raw violation per constraint: {parts})")
 
     def _finished_solve(self, time_limit: float) -> bool:
         """Solve until one solve finishes (not failed, not stalled: a stalled iterate's violation bounds
-        the least one from above only): the default options, then each of CERTIFICATE_RETRIES."""
-        for options in ({}, *self.CERTIFICATE_RETRIES):
-            solve = self.solve(time_limit, options)
+        the least one from above only): the default options, then each of CERTIFICATE_RETRIES, all
+        within ``time_limit`` seconds together; none after a solve stopped by its time limit."""
+        deadline = time.perf_counter() + time_limit
+        for k, options in enumerate(({}, *self.CERTIFICATE_RETRIES)):
+            left = time_limit if k == 0 else deadline - time.perf_counter()
+            if left < 1.0:
+                return False
+            solve = self.solve(left, options)
             if solve.ok and not solve.stalled:
                 return True
+            if solve.time_limit:
+                return False
         return False
 
     def _elastic_changed(self) -> None:

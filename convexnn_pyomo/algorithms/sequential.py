@@ -97,6 +97,8 @@ class _RunState:
     phase: int = 2  #: 1 while the feasibility phase minimises the violation
     rho: float = 1.0  #: phase 1: weight of the round's objective beside the violation
     certificate_tries: int = 3  #: phase 1: least-violation solves left after a positive relaxed violation
+    certificate_open: bool = False  #: the last certificate's solve did not finish (certify_infeasible None)
+    certificates_unfinished: int = 0
     #: (0 once one has finished: a feasible relaxation at one reference proves nothing later; the phase's end asks again)
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
@@ -387,6 +389,8 @@ class SequentialRelaxation:
         t0 = time.perf_counter()
         evidence = self.problem.certify_infeasible(self._round_limits()[0], self.cfg.constraint_tol)
         st.certificate_tries = 0 if evidence is not None else st.certificate_tries - 1
+        st.certificate_open = evidence is None
+        st.certificates_unfinished += evidence is None
         if not evidence:
             return False
         st.k += 1
@@ -453,8 +457,14 @@ class SequentialRelaxation:
         the constrained rounds go on (False), ``why`` kept for the run's message."""
         if self._certified(initial_loss):
             return True
-        found = ("the relaxation admits a feasible point" if relax_all(self.ev.constraints)
-                 else "a linearised constraint (relaxes = False) admits no certificate")
+        st = self.state
+        if not relax_all(self.ev.constraints):
+            found = "a linearised constraint (relaxes = False) admits no certificate"
+        elif st.certificate_open:
+            found = (f"no least-violation solve finished ({st.certificates_unfinished} tried): whether the relaxation "
+                     "admits a feasible point is unknown")
+        else:
+            found = "the relaxation admits a feasible point"
         self.state.phase_one_end = f"{why}; {found} (not certified infeasible)"
         return False
 
