@@ -9,7 +9,7 @@ are age over 40 (written on the raw age).  A 3-4-1 sigmoid network, logistic los
 the decision parity of the estimator's predictions, the constraint's own (smoothed) violation on the
 raw data, and each group's positive rate::
 
-    python benchmarks/estimator_decision_parity.py        # four settings, about 40 s
+    python benchmarks/estimator_decision_parity.py        # four settings, about 35 s
 """
 
 from __future__ import annotations

@@ -108,7 +108,10 @@ class ResidualConstraint:
         out.input_map = input_map if inner is None else (lambda X: inner(input_map(X)))
         return out
 
-    def _inputs(self, X):
+    def inputs(self, X):
+        """The rows its own data are computed from: ``input_map(X)``, or ``X`` without a map.  A
+        subclass computes its group labels, per-point bounds and right-hand sides from ``inputs(X)``,
+        so that the estimators' scaling keeps their meaning."""
         return X if self.input_map is None else self.input_map(X)
 
     def residuals(self, outputs, weights, X: np.ndarray, Y: np.ndarray):
@@ -358,7 +361,10 @@ def _group_labels(groups, X: np.ndarray) -> np.ndarray:
     """Group label of every row of ``X``: ``groups`` is a feature column index or a callable ``X -> labels``."""
     if callable(groups):
         labels = np.asarray(groups(X), dtype=float).ravel()
-    elif isinstance(groups, (int, np.integer)) and 0 <= groups < X.shape[1]:
+    elif isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
+        if not 0 <= groups < X.shape[1]:
+            raise ValueError(f"groups must be a feature column index in [0, {X.shape[1]}) or a callable(X) -> labels, "
+                             f"got column {int(groups)}")
         labels = X[:, int(groups)]
     elif isinstance(groups, (np.ndarray, list, tuple)) or hasattr(groups, "__array__"):
         raise ValueError(f"groups must be a feature column index in [0, {X.shape[1]}) or a callable(X) -> labels, "
@@ -529,14 +535,14 @@ class GroupLossBounds(ResidualConstraint):
 
     def residuals(self, outputs, weights, X, Y):
         r = ((outputs - _like(Y, outputs)) ** 2).sum(1)
-        groups = _members(_group_labels(self.groups, self._inputs(X)))
+        groups = _members(_group_labels(self.groups, self.inputs(X)))
         return _cat([r[idx].mean().reshape(1) - self.kappa_of(g) for g, idx in groups.items()], outputs)
 
     def group_losses(self, net: Network, X, Y, shards=None) -> dict[float, float]:
         """Every group's mean squared loss for the real network (over every rank with ``shards``)."""
         X, Y = check_data(X, Y, net.sizes[0], net.sizes[-1])
         r = ((net.predict(X) - Y) ** 2).sum(axis=1)
-        groups = _members(_group_labels(self.groups, self._inputs(X)), shards)
+        groups = _members(_group_labels(self.groups, self.inputs(X)), shards)
         return {g: v / n for g, v, n in zip(groups, _member_sums(r, groups, shards), _sizes(groups, shards))}
 
     def violation(self, net: Network, X, Y, shards=None) -> float:
@@ -544,7 +550,7 @@ class GroupLossBounds(ResidualConstraint):
 
     def add_to(self, model) -> None:
         tp, out = get_training_problem(model), layer_blocks(model)[-1]
-        groups = _members(_group_labels(self.groups, self._inputs(tp.X)), tp.shards)
+        groups = _members(_group_labels(self.groups, self.inputs(tp.X)), tp.shards)
         keys, members, sizes = list(groups), list(groups.values()), _sizes(groups, tp.shards)
         blk = self._block(model, "group_loss", "group loss bounds")
         blk.groups = pyo.Set(initialize=range(len(keys)), ordered=True, doc="position of each group")
@@ -580,7 +586,7 @@ class DemographicParity(ResidualConstraint):
     def _pairs(self, X, shards=None) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
         """``(indices of g, indices of g', |G_g|, |G_g'|)`` for every pair of groups (sizes over every
         rank with ``shards``)."""
-        groups = _members(_group_labels(self.groups, self._inputs(X)), shards)
+        groups = _members(_group_labels(self.groups, self.inputs(X)), shards)
         members, sizes = list(groups.values()), _sizes(groups, shards)
         return [(members[a], members[b], sizes[a], sizes[b])
                 for a in range(len(members)) for b in range(a + 1, len(members))]
@@ -756,7 +762,7 @@ class OutputBounds(ResidualConstraint):
         self.lower, self.upper = lower, upper
 
     def limits(self, X, n_out: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        lo, hi = (_per_point(b, self._inputs(X), n_out, "an output bound") for b in (self.lower, self.upper))
+        lo, hi = (_per_point(b, self.inputs(X) if callable(b) else X, n_out, "an output bound") for b in (self.lower, self.upper))
         if lo is not None and hi is not None and np.any(lo > hi):
             raise ValueError("OutputBounds: a lower bound exceeds its upper bound")
         return lo, hi
@@ -824,7 +830,7 @@ class LinearOutputEquality(ResidualConstraint):
         """:math:`c_j` for every point, shape ``(m, r)``."""
         if self.A.shape[1] != n_out:
             raise ValueError(f"A has {self.A.shape[1]} columns but the network has {n_out} outputs")
-        return _per_point(self.rhs, self._inputs(X), self.A.shape[0], "rhs")
+        return _per_point(self.rhs, self.inputs(X) if callable(self.rhs) else X, self.A.shape[0], "rhs")
 
     def residuals(self, outputs, weights, X, Y):
         c = self.targets(X, outputs.shape[1])

@@ -158,8 +158,8 @@ class _ConvexNNBase(BaseEstimator):
         ``"pyomo"`` (the Pyomo model, solved by :func:`~convexnn_pyomo.solvers.default_nlp_solver`) or
         a configured :class:`~convexnn_pyomo.algorithms.RoundSolver` (``train(round_solver=...)``).
     time_limit: seconds for the whole training run (``None``: no limit).
-    scale: min-max scale the inputs (and standardise regression targets) for training, folded
-        into ``network_`` afterwards.
+    scale: min-max scale the inputs (and standardise regression targets, unless there are hard
+        constraints) for training, folded into ``network_`` afterwards.
     train_options: further options of :class:`~convexnn_pyomo.algorithms.SequentialRelaxation`
         (``target_loss``, ``shards``, ``warm_start``, ``max_failures``, ``constraint_tol``,
         ``exact_tol``), not those given by the parameters above.

@@ -216,6 +216,9 @@ def test_bad_constraint_arguments_are_refused():
         GroupLossBounds(5, 0.1).violation(FIRST, X, np.zeros(3))
     with pytest.raises(ValueError, match=r"an array of shape \(3,\).*a column of X or a callable"):
         DemographicParity(np.array([0, 1, 1]), 0.1).violation(FIRST, X, np.zeros(3))  # fairlearn's habit
+    with pytest.raises(ValueError, match="got column 5"):
+        GroupLossBounds(np.int64(5), 0.1).violation(FIRST, X, np.zeros(3))
+
     with pytest.raises(ValueError, match="no value for group"):
         GroupLossBounds(1, {0.0: 1.0}).violation(FIRST, X_GRP, Y_GRP)
     with pytest.raises(ValueError, match="both increasing and decreasing"):
@@ -235,7 +238,17 @@ def test_bad_constraint_arguments_are_refused():
         WeightNormBounds([1.0]).violation(_two_layer(np.eye(2), [[1.0, 1.0]]), X, np.zeros(3))
 
 
+def test_an_input_map_reaches_callable_data_only():
+    """on_inputs maps the rows a callable bound or a group label is computed from; constant bounds
+    stay as given (the last layer's projection passes rows with no columns)."""
+    mapped = OutputBounds(0.0, lambda Z: Z[:, :1]).on_inputs(lambda Z: Z * 10.0 + 1.0)
+    lo, hi = mapped.limits(np.array([[0.5, 0.0]]), 1)
+    assert lo.ravel().tolist() == [0.0] and hi.ravel().tolist() == [6.0]
+    assert OutputBounds(0.0, 1.0).on_inputs(lambda Z: Z[:, 3:]).limits(np.zeros((1, 0)), 1)[1].ravel().tolist() == [1.0]
+
+
 # -- training with each constraint ------------------------------------------------------------
+
 
 
 def _data(m=40, seed=0):

@@ -3,7 +3,8 @@
 :class:`Translator` walks Pyomo expressions into CasADi symbolic expressions, collecting the
 model's unfixed Vars as decision variables and its mutable Params and fixed Vars as CasADi
 *parameters* (so that a compiled model can be re-solved with new values).  Named Expressions are
-translated once per walk.
+translated once per translator; any other sub-expression reached along several paths of one
+expression, once per walk (the SX graph shares it as the Pyomo one does).
 """
 
 from __future__ import annotations
