@@ -108,6 +108,13 @@ class ResidualConstraint:
         out.input_map = input_map if inner is None else (lambda X: inner(input_map(X)))
         return out
 
+    def on_outputs(self, shift: np.ndarray, scale: np.ndarray) -> ResidualConstraint | None:
+        r"""The constraint on outputs standardised as :math:`(f - t)/\rho` (``shift`` :math:`t`,
+        ``scale`` :math:`\rho > 0`, one per output) that means what this one means on the raw
+        outputs :math:`f`, as a copy; None when it has no such form here (the regressor then trains on
+        raw targets)."""
+        return None
+
     def inputs(self, X):
         """The rows its own data are computed from: ``input_map(X)``, or ``X`` without a map.  A
         subclass computes its group labels, per-point bounds and right-hand sides from ``inputs(X)``,
@@ -378,6 +385,16 @@ def _group_labels(groups, X: np.ndarray) -> np.ndarray:
     return labels
 
 
+def _standardised(spec, shift: np.ndarray, scale: np.ndarray):
+    """A bound given per output (a number, one per output, or a callable ``X -> array``) in the
+    units of ``(f - shift) / scale``; None stays None."""
+    if spec is None:
+        return None
+    if callable(spec):
+        return lambda X: (np.asarray(spec(X), dtype=float) - shift) / scale
+    return (np.asarray(spec, dtype=float) - shift) / scale
+
+
 def _positive(value, what: str) -> float:
     value = float(value)
     if not (np.isfinite(value) and value >= 0):
@@ -559,6 +576,17 @@ class GroupLossBounds(ResidualConstraint):
         blk.bound = pyo.Constraint(blk.groups, rule=lambda b, c: sum(b.member[c, j] * sum(
             (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes) for j in model.samples) <= b.kappa[c] * sizes[c])
 
+    def on_outputs(self, shift, scale):
+        """The groups' squared losses scale by :math:`\rho^2` when every output has the same
+        :math:`\rho` (one output); otherwise the loss is a weighted one: None."""
+        scale = np.atleast_1d(np.asarray(scale, dtype=float))
+        if not np.allclose(scale, scale[0]):
+            return None
+        out = copy.copy(self)
+        rho2 = float(scale[0]) ** 2
+        out.kappa = {g: v / rho2 for g, v in self.kappa.items()} if isinstance(self.kappa, dict) else self.kappa / rho2
+        return out
+
     def __repr__(self):
         return f"GroupLossBounds(groups={self.groups!r}, kappa={self.kappa})"
 
@@ -643,6 +671,12 @@ class DemographicParity(ResidualConstraint):
         """The constant term of every pair's gap (none here)."""
         return {p: 0.0 for p in blk.pairs}
 
+    def on_outputs(self, shift, scale):
+        """Differences of group means scale by the output's :math:`\rho`."""
+        out = copy.copy(self)
+        out.epsilon = self.epsilon / float(np.atleast_1d(scale)[self.output])
+        return out
+
     def __repr__(self):
         return f"DemographicParity(groups={self.groups!r}, epsilon={self.epsilon}, output={self.output})"
 
@@ -683,6 +717,14 @@ class DecisionParity(DemographicParity):
         super().__init__(groups, epsilon, output)
         self.threshold = float(threshold)
         self.temperature = _positive(temperature, "temperature")
+
+    def on_outputs(self, shift, scale):
+        """The smoothed rates are unitless (``epsilon`` unchanged); the threshold and the width move
+        with the output: :math:`(\theta - t)/\rho` and :math:`\tau/\rho`."""
+        out = copy.copy(self)
+        t, rho = float(np.atleast_1d(shift)[self.output]), float(np.atleast_1d(scale)[self.output])
+        out.threshold, out.temperature = (self.threshold - t) / rho, self.temperature / rho
+        return out
 
     def values(self, f):
         r"""Every sample's smoothed decision :math:`\sigma((f - \theta)/\tau)` (numpy or PyTorch)."""
@@ -761,6 +803,11 @@ class OutputBounds(ResidualConstraint):
             raise ValueError("OutputBounds needs a lower or an upper bound")
         self.lower, self.upper = lower, upper
 
+    def on_outputs(self, shift, scale):
+        out = copy.copy(self)
+        out.lower, out.upper = _standardised(self.lower, shift, scale), _standardised(self.upper, shift, scale)
+        return out
+
     def limits(self, X, n_out: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         lo, hi = (_per_point(b, self.inputs(X) if callable(b) else X, n_out, "an output bound") for b in (self.lower, self.upper))
         if lo is not None and hi is not None and np.any(lo > hi):
@@ -825,6 +872,16 @@ class LinearOutputEquality(ResidualConstraint):
         self.every_input = bool(every_input)
         if every_input and callable(rhs):
             raise ValueError("every_input=True needs a constant right-hand side (one value per row of A)")
+
+    def on_outputs(self, shift, scale):
+        r""":math:`A(\rho \circ f_s + t) = c` is :math:`(A\,\mathrm{diag}\,\rho) f_s = c - A t`."""
+        out = copy.copy(self)
+        shift, scale = np.asarray(shift, dtype=float), np.asarray(scale, dtype=float)
+        out.A = self.A * scale[None, :]
+        offset = self.A @ shift
+        rhs = self.rhs
+        out.rhs = (lambda X: np.asarray(rhs(X), dtype=float) - offset) if callable(rhs) else np.asarray(rhs, dtype=float) - offset
+        return out
 
     def targets(self, X, n_out: int) -> np.ndarray:
         """:math:`c_j` for every point, shape ``(m, r)``."""
@@ -905,6 +962,11 @@ class MonotoneInputs(ResidualConstraint):
             raise ValueError("MonotoneInputs needs at least one increasing or decreasing input")
         if set(self.increasing) & set(self.decreasing):
             raise ValueError(f"inputs {sorted(set(self.increasing) & set(self.decreasing))} cannot be both increasing and decreasing")
+
+    def on_outputs(self, shift, scale):
+        """Signs of the weights: the same under a positive output scale (the last layer becomes
+        :math:`\rho w^L`)."""
+        return copy.copy(self)
 
     def _check_network(self, activations) -> None:
         for act in activations:

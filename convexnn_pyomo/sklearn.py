@@ -9,13 +9,15 @@ its targets) and the scaling is folded into the first and last layers afterwards
 exports what the estimator predicts.
 
 Hard constraints keep the meaning they have on the data the estimator is given.  Their group
-labels, per-point bounds and right-hand sides are computed from the raw features (each
+labels, callable per-point bounds and right-hand sides are computed from the raw features (each
 :class:`~convexnn_pyomo.constraints.ResidualConstraint` is trained as a copy with
-:meth:`~convexnn_pyomo.constraints.ResidualConstraint.on_inputs` mapping the scaled rows back), and
-with hard constraints the regressor does not standardise its targets, so bounds on outputs and
-group losses are in the targets' units.  Rows on the weights (:class:`WeightNormBounds`, a
-Lipschitz bound) constrain the network on the scaled inputs: its first layer is ``w / scale`` on
-the raw ones; sign constraints (:class:`MonotoneInputs`) mean the same on both.
+:meth:`~convexnn_pyomo.constraints.ResidualConstraint.on_inputs` mapping the scaled rows back).  The
+regressor standardises its targets and trains each constraint in their units
+(:meth:`~convexnn_pyomo.constraints.ResidualConstraint.on_outputs`: output bounds, parities, linear
+equalities, one-output group losses, monotone signs); when one has no such form (weight norms, a
+user's Pyomo rows, group losses over outputs of different scales) it trains on the raw targets, so
+bounds stay in the targets' units.  Rows on the weights (:class:`WeightNormBounds`, a Lipschitz
+bound) constrain the network on the scaled inputs: its first layer is ``w / scale`` on the raw ones.
 
 Losses.  The regressor trains the squared loss.  The classifier trains, on the network's outputs
 :math:`z`:
@@ -112,6 +114,16 @@ def _check_decision_thresholds(constraints, loss: str) -> None:
                           f"threshold={decide:g}", UserWarning, stacklevel=3)
 
 
+def _on_scaled_outputs(constraints, shift: np.ndarray, scale: np.ndarray) -> list | None:
+    """Every hard constraint in the units of the standardised targets (``on_outputs``), or None when
+    one has no such form (a user's Pyomo rows, weight norms, misfit bounds); as given without scaling."""
+    out = as_hard_constraints(constraints)
+    if np.all(shift == 0.0) and np.all(scale == 1.0):
+        return out
+    mapped = [c.on_outputs(shift, scale) if isinstance(c, ResidualConstraint) else None for c in out]
+    return None if any(c is None for c in mapped) else mapped
+
+
 def _fold_scaling(net: Network, x_shift, x_scale, y_shift, y_scale) -> Network:
     r"""``net``, trained on :math:`\tilde x = (x - s) / r` and :math:`\tilde y = (y - t) / \rho`, as a
     network on the raw data:
@@ -150,16 +162,16 @@ class _ConvexNNBase(BaseEstimator):
     rounds: maximum number of convex rounds of Algorithm 1 (``train(rounds=...)``).
     schedule: ``"adaptive"``, ``"paper"`` or a configured schedule, e.g. ``AdaptiveSchedule(eta=4)``
         (``train(schedule=...)``; eta, mu and the stop rule are the schedule's).
-    hard_constraints: passed to ``train``; their data are computed from the raw features (module
-        docstring), and with them the regressor keeps its targets' units.
+    hard_constraints: passed to ``train``; they mean on the raw features and targets what they
+        mean on the data given to ``fit`` (module docstring).
     solver: a Pyomo NLP solver name: the rounds are then the Pyomo model on every sample solved by it
         (``round_solver=solver``); ``None`` (default): as ``round_solver`` says.
     round_solver: ``"auto"`` (default: the structured round by the Schur interior point), ``"schur"``,
         ``"pyomo"`` (the Pyomo model, solved by :func:`~convexnn_pyomo.solvers.default_nlp_solver`) or
         a configured :class:`~convexnn_pyomo.algorithms.RoundSolver` (``train(round_solver=...)``).
     time_limit: seconds for the whole training run (``None``: no limit).
-    scale: min-max scale the inputs (and standardise regression targets, unless there are hard
-        constraints) for training, folded into ``network_`` afterwards.
+    scale: min-max scale the inputs (and standardise regression targets, unless a hard constraint
+        has no form in their units) for training, folded into ``network_`` afterwards.
     train_options: further options of :class:`~convexnn_pyomo.algorithms.SequentialRelaxation`
         (``target_loss``, ``shards``, ``warm_start``, ``max_failures``, ``constraint_tol``,
         ``exact_tol``), not those given by the parameters above.
@@ -253,8 +265,12 @@ class _ConvexNNBase(BaseEstimator):
         kwargs = self._train_kwargs(loss)
         if self.scale:
             x_shift, x_scale = _scaling(X, "minmax")
-            t_shift, t_scale = self._target_scaling(T) if not kwargs["hard_constraints"] else _no_scaling(T)
-            kwargs["hard_constraints"] = _on_raw_inputs(kwargs["hard_constraints"], x_shift, x_scale)
+            t_shift, t_scale = self._target_scaling(T)
+            constraints = _on_scaled_outputs(kwargs["hard_constraints"], t_shift, t_scale)
+            if constraints is None:  # one has no standardised form: raw targets keep its units
+                t_shift, t_scale = _no_scaling(T)
+                constraints = as_hard_constraints(kwargs["hard_constraints"])
+            kwargs["hard_constraints"] = _on_raw_inputs(constraints, x_shift, x_scale)
         else:
             x_shift, x_scale, t_shift, t_scale = np.zeros(X.shape[1]), np.ones(X.shape[1]), np.zeros(T.shape[1]), np.ones(T.shape[1])
         net = Network([X.shape[1], *hidden, T.shape[1]], [act] * len(hidden) + ["identity"]).init_he(_seed(self.random_state))

@@ -247,6 +247,35 @@ def test_an_input_map_reaches_callable_data_only():
     assert OutputBounds(0.0, 1.0).on_inputs(lambda Z: Z[:, 3:]).limits(np.zeros((1, 0)), 1)[1].ravel().tolist() == [1.0]
 
 
+
+@pytest.mark.parametrize("make, power", [
+    (lambda: OutputBounds(lower=[90.0, -1.0], upper=lambda X: 150.0 + X[:, :2]), 1),
+    (lambda: DemographicParity(0, 3.0, output=1), 1),
+    (lambda: DecisionParity(0, 0.05, threshold=120.0, temperature=5.0), 0),
+    (lambda: LinearOutputEquality([[1.0, 2.0]], lambda X: 300.0 + X[:, :1]), 0),
+    (lambda: GroupLossBounds(0, {0.0: 40.0, 1.0: 60.0}), 2),
+])
+def test_constraints_on_standardised_outputs_mean_the_same(make, power):
+    """on_outputs(t, rho): the mapped constraint's residuals on the standardised outputs (f - t)/rho
+    and targets are the original's on the raw ones, times rho^-power (rho = 4 for every output;
+    power 0 for unitless rates and equalities mapped row by row)."""
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 2, 30), rng.normal(size=(30, 2))]
+    f = 120.0 + 30.0 * rng.normal(size=(30, 2))
+    Y = 120.0 + 30.0 * rng.normal(size=(30, 2))
+    t, rho = np.array([120.0, 100.0]), np.array([4.0, 4.0])
+    c = make()
+    if isinstance(c, (DecisionParity, GroupLossBounds)):
+        f, Y, t, rho = f[:, :1], Y[:, :1], t[:1], rho[:1]
+    raw = np.asarray(c.residuals(f, [], X, Y), dtype=float)
+    mapped = np.asarray(c.on_outputs(t, rho).residuals((f - t) / rho, [], X, (Y - t) / rho), dtype=float)
+    np.testing.assert_allclose(mapped * rho[0] ** power, raw, rtol=1e-12, atol=1e-9)
+
+
+def test_a_group_loss_on_outputs_of_unequal_scales_has_no_standardised_form():
+    assert GroupLossBounds(0, 1.0).on_outputs(np.zeros(2), np.array([1.0, 2.0])) is None
+    assert WeightNormBounds([1.0, 1.0]).on_outputs(np.zeros(1), np.ones(1)) is None
+
 # -- training with each constraint ------------------------------------------------------------
 
 

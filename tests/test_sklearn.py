@@ -251,8 +251,9 @@ def test_classifier_constraints_see_the_raw_features():
 
 
 def test_regressor_output_bounds_are_in_the_targets_units():
-    """With hard constraints the regressor keeps its targets' units: an upper bound of 150 on targets
-    in [100, 200] holds for the fitted network's raw predictions."""
+    """An upper bound of 150 on targets in [100, 200] holds for the fitted network's raw predictions:
+    the regressor trains on standardised targets with the bound mapped to their units
+    (OutputBounds.on_outputs); a weight-norm bound has no such form, and the targets stay raw."""
     import convexnn_pyomo as cnn
 
     X, _ = _census(m=200)
@@ -261,7 +262,10 @@ def test_regressor_output_bounds_are_in_the_targets_units():
                             random_state=0).fit(X, y)
     pred = reg.predict(X)
     assert pred.max() <= 150.0 + 1e-5 and pred.max() > 140.0  # bounded, not flattened
-    assert reg.train_result_.feasible
+    assert reg.train_result_.feasible and reg.train_result_.initial_loss < 1e4  # standardised: O(1) per sample
+    norms = ConvexNNRegressor(hidden_layer_sizes=(3,), rounds=1, random_state=0,
+                              hard_constraints=cnn.WeightNormBounds([10.0, 1e3])).fit(X, y)
+    assert norms.train_result_.initial_loss > 1e5  # raw targets, about 150^2 per sample
 
 
 def test_decision_parity_at_another_threshold_than_the_classifier_warns():
