@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import get_activation
 from .algorithms import RoundSolver, RunStatus, SequentialRelaxation
-from .constraints import DecisionParity, ResidualConstraint, as_hard_constraints
+from .constraints import DecisionParity, GroupLossBounds, ResidualConstraint, as_hard_constraints
 from .network import Network
 
 __all__ = ["ConvexNNClassifier", "ConvexNNRegressor"]
@@ -104,7 +104,7 @@ _DECISION_THRESHOLD = {"logistic": 0.0, "squared": 0.5}
 
 def _check_decision_thresholds(constraints, loss: str) -> None:
     """Warn when a :class:`DecisionParity` smooths decisions at another threshold than the classifier's
-    own (``DecisionParity``'s default 0.5 on a logistic classifier's logit bounds the rates of
+    own, or a :class:`GroupLossBounds` bounds squared errors of logits (``DecisionParity``'s default 0.5 on a logistic classifier's logit bounds the rates of
     ``P(y = 1) > 0.62``, and met it trivially at rates 0 on a synthetic census: accuracy 0.41)."""
     decide = _DECISION_THRESHOLD.get(loss)
     for c in as_hard_constraints(constraints):
@@ -112,6 +112,10 @@ def _check_decision_thresholds(constraints, loss: str) -> None:
             warnings.warn(f"{c!r} smooths decisions at output {c.threshold:g}, but this classifier (loss={loss!r}) "
                           f"decides at {decide:g}: its bound is not on the estimator's predictions; pass "
                           f"threshold={decide:g}", UserWarning, stacklevel=3)
+        if isinstance(c, GroupLossBounds) and loss != "squared":
+            warnings.warn(f"{c!r} bounds each group's mean squared error of the outputs, which are logits with "
+                          f"loss={loss!r}, not probabilities: its kappa is in squared logits; use loss='squared' "
+                          "for a bound on the groups' squared errors of 0/1 predictions", UserWarning, stacklevel=3)
 
 
 def _on_scaled_outputs(constraints, shift: np.ndarray, scale: np.ndarray) -> list | None:

@@ -268,10 +268,12 @@ def test_regressor_output_bounds_are_in_the_targets_units():
     assert norms.train_result_.initial_loss > 1e5  # raw targets, about 150^2 per sample
 
 
-def test_decision_parity_at_another_threshold_than_the_classifier_warns():
+def test_constraints_in_another_unit_than_the_classifier_decides_in_warn():
     import convexnn_pyomo as cnn
 
     X, y = _census(m=60)
     kwargs = {"hidden_layer_sizes": (2,), "rounds": 1, "random_state": 0}
     with pytest.warns(UserWarning, match="decides at 0: its bound is not on the estimator's predictions"):
         ConvexNNClassifier(hard_constraints=cnn.DecisionParity(lambda Z: Z[:, 0] > 40, 0.1), **kwargs).fit(X, y)
+    with pytest.warns(UserWarning, match="its kappa is in squared logits"):
+        ConvexNNClassifier(hard_constraints=cnn.GroupLossBounds(lambda Z: Z[:, 0] > 40, 0.5), **kwargs).fit(X, y)
