@@ -391,8 +391,21 @@ def _standardised(spec, shift: np.ndarray, scale: np.ndarray):
     if spec is None:
         return None
     if callable(spec):
-        return lambda X: (np.asarray(spec(X), dtype=float) - shift) / scale
+        return lambda X: (_per_output(spec(X)) - shift) / scale
     return (np.asarray(spec, dtype=float) - shift) / scale
+
+
+def _per_output(values) -> np.ndarray:
+    """A callable's per-point values as ``(m, columns)``: ``(m,)`` is one value per point for every column."""
+    v = np.asarray(values, dtype=float)
+    return v[:, None] if v.ndim == 1 else v
+
+
+def _output_of(values, output: int) -> float:
+    values = np.atleast_1d(np.asarray(values, dtype=float))
+    if not 0 <= output < values.size:
+        raise ValueError(f"output {output} does not exist: the network has {values.size} outputs")
+    return float(values[output])
 
 
 def _positive(value, what: str) -> float:
@@ -577,10 +590,10 @@ class GroupLossBounds(ResidualConstraint):
             (out.z[i, j] - model.y[i, j]) ** 2 for i in out.nodes) for j in model.samples) <= b.kappa[c] * sizes[c])
 
     def on_outputs(self, shift, scale):
-        """The groups' squared losses scale by :math:`\rho^2` when every output has the same
+        r"""The groups' squared losses scale by :math:`\rho^2` when every output has the same
         :math:`\rho` (one output); otherwise the loss is a weighted one: None."""
         scale = np.atleast_1d(np.asarray(scale, dtype=float))
-        if not np.allclose(scale, scale[0]):
+        if not np.allclose(scale, scale[0], rtol=1e-12, atol=0.0):
             return None
         out = copy.copy(self)
         rho2 = float(scale[0]) ** 2
@@ -672,9 +685,9 @@ class DemographicParity(ResidualConstraint):
         return {p: 0.0 for p in blk.pairs}
 
     def on_outputs(self, shift, scale):
-        """Differences of group means scale by the output's :math:`\rho`."""
+        r"""Differences of group means scale by the output's :math:`\rho`."""
         out = copy.copy(self)
-        out.epsilon = self.epsilon / float(np.atleast_1d(scale)[self.output])
+        out.epsilon = self.epsilon / _output_of(scale, self.output)
         return out
 
     def __repr__(self):
@@ -719,10 +732,10 @@ class DecisionParity(DemographicParity):
         self.temperature = _positive(temperature, "temperature")
 
     def on_outputs(self, shift, scale):
-        """The smoothed rates are unitless (``epsilon`` unchanged); the threshold and the width move
+        r"""The smoothed rates are unitless (``epsilon`` unchanged); the threshold and the width move
         with the output: :math:`(\theta - t)/\rho` and :math:`\tau/\rho`."""
         out = copy.copy(self)
-        t, rho = float(np.atleast_1d(shift)[self.output]), float(np.atleast_1d(scale)[self.output])
+        t, rho = _output_of(shift, self.output), _output_of(scale, self.output)
         out.threshold, out.temperature = (self.threshold - t) / rho, self.temperature / rho
         return out
 
@@ -875,12 +888,14 @@ class LinearOutputEquality(ResidualConstraint):
 
     def on_outputs(self, shift, scale):
         r""":math:`A(\rho \circ f_s + t) = c` is :math:`(A\,\mathrm{diag}\,\rho) f_s = c - A t`."""
-        out = copy.copy(self)
         shift, scale = np.asarray(shift, dtype=float), np.asarray(scale, dtype=float)
+        if self.A.shape[1] != scale.size:
+            raise ValueError(f"A has {self.A.shape[1]} columns but the network has {scale.size} outputs")
+        out = copy.copy(self)
         out.A = self.A * scale[None, :]
         offset = self.A @ shift
         rhs = self.rhs
-        out.rhs = (lambda X: np.asarray(rhs(X), dtype=float) - offset) if callable(rhs) else np.asarray(rhs, dtype=float) - offset
+        out.rhs = (lambda X: _per_output(rhs(X)) - offset) if callable(rhs) else np.asarray(rhs, dtype=float) - offset
         return out
 
     def targets(self, X, n_out: int) -> np.ndarray:
@@ -964,7 +979,7 @@ class MonotoneInputs(ResidualConstraint):
             raise ValueError(f"inputs {sorted(set(self.increasing) & set(self.decreasing))} cannot be both increasing and decreasing")
 
     def on_outputs(self, shift, scale):
-        """Signs of the weights: the same under a positive output scale (the last layer becomes
+        r"""Signs of the weights: the same under a positive output scale (the last layer becomes
         :math:`\rho w^L`)."""
         return copy.copy(self)
 

@@ -272,6 +272,22 @@ def test_constraints_on_standardised_outputs_mean_the_same(make, power):
     np.testing.assert_allclose(mapped * rho[0] ** power, raw, rtol=1e-12, atol=1e-9)
 
 
+def test_standardised_constraints_use_each_outputs_own_scale():
+    """rho = (4, 8): a parity on output 1 divides by 8; per-point bounds from a callable giving one
+    value per point map per output; an every-input equality's rows map as A diag(rho), c - A t."""
+    t, rho = np.array([100.0, 10.0]), np.array([4.0, 8.0])
+    assert DemographicParity(0, 2.0, output=1).on_outputs(t, rho).epsilon == 0.25
+    with pytest.raises(ValueError, match="output 2 does not exist"):
+        DemographicParity(0, 2.0, output=2).on_outputs(t, rho)
+    X = np.zeros((3, 2))
+    _, hi = OutputBounds(upper=lambda Z: np.full(len(Z), 116.0)).on_outputs(t, rho).limits(X, 2)
+    np.testing.assert_allclose(hi, [[4.0, 13.25]] * 3)
+    eq = LinearOutputEquality([[1.0, 2.0]], [140.0], every_input=True).on_outputs(t, rho)
+    np.testing.assert_allclose(eq.A, [[4.0, 16.0]])
+    np.testing.assert_allclose(eq.rhs, [20.0])
+    assert eq.every_input and MonotoneInputs([0]).on_outputs(t, rho).increasing == MonotoneInputs([0]).increasing
+
+
 def test_a_group_loss_on_outputs_of_unequal_scales_has_no_standardised_form():
     assert GroupLossBounds(0, 1.0).on_outputs(np.zeros(2), np.array([1.0, 2.0])) is None
     assert WeightNormBounds([1.0, 1.0]).on_outputs(np.zeros(1), np.ones(1)) is None

@@ -100,6 +100,10 @@ def test_certificate_retries_share_one_time_limit_and_stop_at_it():
     calls.clear()
     fake.solve = lambda limit, options: solve(limit, options, hit=True)
     assert _ModelRound._finished_solve(fake, 30.0) is False and len(calls) == 1  # no retry after the time limit
+    assert fake.certificate_timed_out
+    calls.clear()
+    fake.solve = solve
+    assert _ModelRound._finished_solve(fake, 0.5) is False and calls == [(0.5, {})]  # the first runs, no retry fits
 
 
 def test_an_unfinished_certificate_is_named_as_unknown(monkeypatch):
@@ -112,7 +116,7 @@ def test_an_unfinished_certificate_is_named_as_unknown(monkeypatch):
     net.biases[-1] += 15.0
     res = SequentialRelaxation(hard_constraints=cnn.OutputBounds(0.0, 1.0), rounds=1, refit_output_layer=False).solve(net, X, Y)
     assert not res.feasible and res.status != RunStatus.INFEASIBLE
-    assert "no least-violation solve finished" in res.message and "is unknown" in res.message
+    assert "least-violation solve did not finish" in res.message and "is unknown" in res.message
     assert "; the relaxation admits a feasible point" not in res.message
 
 

@@ -263,9 +263,22 @@ def test_regressor_output_bounds_are_in_the_targets_units():
     pred = reg.predict(X)
     assert pred.max() <= 150.0 + 1e-5 and pred.max() > 140.0  # bounded, not flattened
     assert reg.train_result_.feasible and reg.train_result_.initial_loss < 1e4  # standardised: O(1) per sample
-    norms = ConvexNNRegressor(hidden_layer_sizes=(3,), rounds=1, random_state=0,
-                              hard_constraints=cnn.WeightNormBounds([10.0, 1e3])).fit(X, y)
-    assert norms.train_result_.initial_loss > 1e5  # raw targets, about 150^2 per sample
+    mixed = ConvexNNRegressor(hidden_layer_sizes=(3,), rounds=1, random_state=0,
+                              hard_constraints=[cnn.OutputBounds(upper=150.0), cnn.WeightNormBounds([10.0, 1e3])]).fit(X, y)
+    assert mixed.train_result_.initial_loss > 1e5  # one without a standardised form: raw targets, ~150^2 a sample
+    assert mixed.predict(X).max() <= 150.0 + 1e-5
+
+
+def test_regressor_bound_per_point_on_two_outputs():
+    """A callable bound with one value per point applies to every output (two targets, different
+    scales); it crashed the mapping before it read (m,) as (m, 1)."""
+    import convexnn_pyomo as cnn
+
+    X, _ = _census(m=80)
+    Y = np.c_[100.0 + (X[:, 0] - 17) / 73 * 100.0, 120.0 + X[:, 1] / 5.0]
+    bound = cnn.OutputBounds(upper=lambda Z: np.full(len(Z), 150.0))
+    reg = ConvexNNRegressor(hidden_layer_sizes=(3,), rounds=3, hard_constraints=bound, random_state=0).fit(X, Y)
+    assert reg.predict(X).max() <= 150.0 + 1e-4 and bound.violation(reg.network_, X, Y) <= 1e-4
 
 
 def test_constraints_in_another_unit_than_the_classifier_decides_in_warn():

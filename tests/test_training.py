@@ -339,6 +339,20 @@ def test_constant_targets_still_stop_as_converged(loss):
     assert res.status == "converged" and res.rounds < 15 and "below" in res.message
 
 
+def test_targets_with_a_large_offset_keep_the_constant_scale():
+    """Northings near 5.3e6 varying by 100: the best constant's loss is tiny beside the zero output's,
+    yet a constant does not fit them; the scale stays the constant's (the review's case stopped as
+    converged after one round, above the constant's loss)."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(60, 3))
+    Y = 5.3e6 + 100.0 * np.sin(3.0 * X[:, :1]) + rng.normal(size=(60, 1))
+    from convexnn_pyomo.algorithms.steps import Evaluator
+
+    assert Evaluator(X, Y).constant_loss() == pytest.approx(float(((Y - Y.mean()) ** 2).sum()))
+    res = train(cnn.Network([3, 4, 1], "sigmoid").init_he(0), X, Y, rounds=3)
+    assert "below" not in res.message and res.rounds == 3
+
+
 def test_adaptive_stop_rule_counts_exact_small_improvements_in_a_row():
     from convexnn_pyomo.algorithms.schedules import RoundOutcome
 

@@ -233,6 +233,8 @@ class _ModelRound:
 
     #: solver options tried in turn when the least-violation program's solve fails or stalls
     CERTIFICATE_RETRIES: tuple[dict, ...] = ()
+    #: the last certificate's solve stopped at its time limit (the run then stops asking)
+    certificate_timed_out: bool = False
 
     def certify_infeasible(self, time_limit: float, tol: float) -> str | None:
         r"""The least violation over the relaxation (every row elastic, their sum minimised,
@@ -273,14 +275,16 @@ class _ModelRound:
         the least one from above only): the default options, then each of CERTIFICATE_RETRIES, all
         within ``time_limit`` seconds together; none after a solve stopped by its time limit."""
         deadline = time.perf_counter() + time_limit
+        self.certificate_timed_out = False
         for k, options in enumerate(({}, *self.CERTIFICATE_RETRIES)):
             left = time_limit if k == 0 else deadline - time.perf_counter()
-            if left < 1.0:
+            if k and left < 1.0:
                 return False
             solve = self.solve(left, options)
             if solve.ok and not solve.stalled:
                 return True
             if solve.time_limit:
+                self.certificate_timed_out = True  # a longer limit, not other options, would be needed
                 return False
         return False
 

@@ -172,16 +172,18 @@ class AdaptiveSchedule(Schedule):
     def reference_loss(self, outcome: RoundOutcome) -> float:
         """The relative stop's scale: the smaller of the initial loss and the best constant output's
         (an absurd start, such as raw unscaled features, does not make 1e-5 of it a loss any fit
-        reaches); the initial loss when the constant's is unknown or a constant fits the targets
-        (``constant_loss`` None: 1e-5 of ~0 would never be reached)."""
+        reaches); the initial loss when the constant's is unknown or the targets are constant
+        (``constant_loss`` None: 1e-5 of ~0 would never be reached).  Constant soft labels of the
+        logistic loss (all 0.3) keep their entropy as the floor: the rule never fires there."""
         c = outcome.constant_loss
         return outcome.initial_loss if c is None else min(outcome.initial_loss, c)
 
     def converged(self, outcome):
         reference = self.reference_loss(outcome)
         if outcome.loss <= self.loss_fraction * reference:
-            return (f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of {reference:.3g}, the "
-                    "smaller of the initial network's loss and the best constant output's")
+            which = ("the initial network's loss" if reference == outcome.initial_loss
+                     else "the best constant output's loss, below the initial network's")
+            return f"the loss {outcome.loss:.3g} is below {self.loss_fraction:g} of {reference:.3g}, {which}"
         # only exact rounds count: an inexact relaxation's step can be useless while a larger eta
         # would still make progress (nor does a stalled solve's point, which is not the round's optimum)
         small = 0 <= outcome.improvement < self.rel_tol * max(outcome.loss, 1e-300)

@@ -96,10 +96,13 @@ class _RunState:
     kappa_factor: float | None = None
     phase: int = 2  #: 1 while the feasibility phase minimises the violation
     rho: float = 1.0  #: phase 1: weight of the round's objective beside the violation
-    certificate_tries: int = 3  #: phase 1: least-violation solves left after a positive relaxed violation
+    #: phase 1: certificates left to ask after a positive relaxed violation (0 once one has finished,
+    #: since a feasible relaxation at one reference proves nothing later and the phase's end asks
+    #: again, or once one stopped at its time limit)
+    certificate_tries: int = 3
     certificate_open: bool = False  #: the last certificate's solve did not finish (certify_infeasible None)
     certificates_unfinished: int = 0
-    #: (0 once one has finished: a feasible relaxation at one reference proves nothing later; the phase's end asks again)
+    certificates_asked: int = 0
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
     constant_loss: float | None = None  #: the best constant output's loss (RoundOutcome.constant_loss)
@@ -388,9 +391,11 @@ class SequentialRelaxation:
         st = self.state
         t0 = time.perf_counter()
         evidence = self.problem.certify_infeasible(self._round_limits()[0], self.cfg.constraint_tol)
-        st.certificate_tries = 0 if evidence is not None else st.certificate_tries - 1
+        timed_out = getattr(self.problem, "certificate_timed_out", False)
+        st.certificate_tries = 0 if evidence is not None or timed_out else st.certificate_tries - 1
         st.certificate_open = evidence is None
         st.certificates_unfinished += evidence is None
+        st.certificates_asked += 1
         if not evidence:
             return False
         st.k += 1
@@ -461,8 +466,9 @@ class SequentialRelaxation:
         if not relax_all(self.ev.constraints):
             found = "a linearised constraint (relaxes = False) admits no certificate"
         elif st.certificate_open:
-            found = (f"no least-violation solve finished ({st.certificates_unfinished} tried): whether the relaxation "
-                     "admits a feasible point is unknown")
+            found = (f"the last certificate's least-violation solve did not finish ({st.certificates_unfinished} of "
+                     f"{st.certificates_asked} certificates unfinished): whether the relaxation admits a feasible "
+                     "point is unknown")
         else:
             found = "the relaxation admits a feasible point"
         self.state.phase_one_end = f"{why}; {found} (not certified infeasible)"

@@ -51,22 +51,26 @@ class Evaluator:
     def loss(self, net: Network) -> float:
         return self._sum(net.loss(self.X, self.Y, reduction="sum", loss=self.loss_function))
 
-    #: a constant output fits the targets when its loss is at most this fraction of the zero output's
-    CONSTANT_FITS = 1e-9
-
     def constant_loss(self) -> float | None:
         """The least summed loss of an output that ignores the inputs (the targets' mean for the
         squared loss, their rates' logits for the logistic one), over every rank; None when the loss
-        has no :meth:`~convexnn_pyomo.losses.Loss.constant_output`, or when a constant fits the
-        targets (constant targets, one class: its loss within CONSTANT_FITS of the zero output's)."""
+        has no :meth:`~convexnn_pyomo.losses.Loss.constant_output`, or when every target column takes
+        one value (constant targets, one class: a constant fits them)."""
         m = self._sum(float(self.Y.shape[0]))
         z = self.loss_function.constant_output(self._sum(self.Y.sum(axis=0)) / max(m, 1.0))
-        if z is None:
+        if z is None or self._targets_constant():
             return None
         Z = np.repeat(np.asarray(z, dtype=float).reshape(-1, 1), self.Y.shape[0], axis=1)
-        constant = float(self._sum(float(self.loss_function.value(Z, self.Y).sum())))
-        zero = float(self._sum(float(self.loss_function.value(np.zeros_like(Z), self.Y).sum())))
-        return None if constant <= self.CONSTANT_FITS * zero else constant
+        return float(self._sum(float(self.loss_function.value(Z, self.Y).sum())))
+
+    def _targets_constant(self) -> bool:
+        """Every target column takes one value over every rank (a rank without rows has none)."""
+        n = self.Y.shape[1]
+        hi = self.Y.max(axis=0) if self.Y.shape[0] else np.full(n, -np.inf)
+        lo = self.Y.min(axis=0) if self.Y.shape[0] else np.full(n, np.inf)
+        if self.shards is not None:
+            hi, lo = self.shards.max(hi), self.shards.min(lo)
+        return bool(np.all(hi == lo))
 
     def loss_and_gradient(self, net: Network) -> tuple[float, np.ndarray]:
         """Summed loss and its gradient in :meth:`Network.get_flat` order."""
