@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import convexnn_pyomo as cnn
 from convexnn_pyomo.data import load_adult
+from convexnn_pyomo.fairness import parity_difference as parity
 from convexnn_pyomo.sklearn import ConvexNNClassifier
-
-
-def parity(pred: np.ndarray, groups: np.ndarray) -> float:
-    return float(abs(pred[groups == 1].mean() - pred[groups == 0].mean()))
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 import convexnn_pyomo as cnn
+from convexnn_pyomo.fairness import parity_difference
 from convexnn_pyomo.sklearn import ConvexNNClassifier
 
 SETTINGS = [(0.5, 0.05, 0), (0.0, 0.05, 0), (0.0, 1.0, 0), (0.0, 1.0, 500)]  # threshold, temperature, Adam steps
@@ -51,7 +52,7 @@ def main() -> None:
         p = clf.predict(X)
         rates = [p[g == k].mean() for k in (0, 1)]
         print(f"threshold {threshold:g}, temperature {temperature:g}, Adam steps {warm}: accuracy {(p == y).mean():.3f}, "
-              f"decision parity {abs(rates[1] - rates[0]):.3f}, smoothed violation {cons.violation(clf.network_, X, y):.2g}, "
+              f"decision parity {parity_difference(p, g):.3f}, smoothed violation {cons.violation(clf.network_, X, y):.2g}, "
               f"positive rates {rates[0]:.3f} / {rates[1]:.3f} ({time.perf_counter() - t0:.1f} s)", flush=True)
 
 

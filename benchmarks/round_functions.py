@@ -22,19 +22,18 @@ import argparse
 import time
 
 import numpy as np
+from multiclass import dataset
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.algorithms import SchurRounds
 from convexnn_pyomo.algorithms.rounds import StructuredRound
-from convexnn_pyomo.data import load_yeast
 
 
 def yeast(m: int) -> tuple[np.ndarray, np.ndarray]:
-    df = load_yeast()
-    features = [c for c in df.columns if c not in ("name", "cls")]
-    classes = sorted(df.cls.unique())
-    labels = df.cls.map({c: i for i, c in enumerate(classes)}).to_numpy()
-    return df[features].to_numpy(float)[:m], np.eye(len(classes))[labels][:m]
+    """The first ``m`` rows of Yeast (``multiclass.dataset``), labels one-hot in sorted class order."""
+    X, labels = dataset("yeast")
+    _, index = np.unique(labels, return_inverse=True)
+    return X[:m], np.eye(index.max() + 1)[index][:m]
 
 
 def main() -> None:

@@ -396,7 +396,8 @@ def _standardised(spec, shift: np.ndarray, scale: np.ndarray):
 
 
 def _per_output(values) -> np.ndarray:
-    """A callable's per-point values as ``(m, columns)``: ``(m,)`` is one value per point for every column."""
+    """A callable's per-point values as ``(m, columns)``: ``(m,)`` is one value per point for every
+    column (:func:`_per_point`'s rule, also before a standardised bound subtracts its shift)."""
     v = np.asarray(values, dtype=float)
     return v[:, None] if v.ndim == 1 else v
 
@@ -783,14 +784,13 @@ class DecisionParity(DemographicParity):
                 f"temperature={self.temperature}, output={self.output})")
 
 
-def _per_point(spec, X: np.ndarray, n_cols: int, what: str) -> np.ndarray | None:
+def _per_point(spec, X: np.ndarray, n_cols: int, what: str, inputs: Callable | None = None) -> np.ndarray | None:
     """``spec`` as an ``(m, n_cols)`` array: a number, one value per column (``(n_cols,)``), or a
-    callable ``X -> (m, n_cols)`` or ``(m,)`` array (one value per point)."""
+    callable ``X -> (m, n_cols)`` or ``(m,)`` array (one value per point), called on ``inputs(X)``
+    (the constraint's :meth:`~ResidualConstraint.inputs`) when given."""
     if spec is None:
         return None
-    values = np.asarray(spec(X) if callable(spec) else spec, dtype=float)
-    if callable(spec) and values.ndim == 1:
-        values = values[:, None]
+    values = _per_output(spec(X if inputs is None else inputs(X))) if callable(spec) else np.asarray(spec, dtype=float)
     try:
         return np.broadcast_to(values, (X.shape[0], n_cols)).copy()
     except ValueError:
@@ -822,7 +822,7 @@ class OutputBounds(ResidualConstraint):
         return out
 
     def limits(self, X, n_out: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        lo, hi = (_per_point(b, self.inputs(X) if callable(b) else X, n_out, "an output bound") for b in (self.lower, self.upper))
+        lo, hi = (_per_point(b, X, n_out, "an output bound", self.inputs) for b in (self.lower, self.upper))
         if lo is not None and hi is not None and np.any(lo > hi):
             raise ValueError("OutputBounds: a lower bound exceeds its upper bound")
         return lo, hi
@@ -902,7 +902,7 @@ class LinearOutputEquality(ResidualConstraint):
         """:math:`c_j` for every point, shape ``(m, r)``."""
         if self.A.shape[1] != n_out:
             raise ValueError(f"A has {self.A.shape[1]} columns but the network has {n_out} outputs")
-        return _per_point(self.rhs, self.inputs(X) if callable(self.rhs) else X, self.A.shape[0], "rhs")
+        return _per_point(self.rhs, X, self.A.shape[0], "rhs", self.inputs)
 
     def residuals(self, outputs, weights, X, Y):
         c = self.targets(X, outputs.shape[1])

@@ -102,10 +102,11 @@ def _on_raw_inputs(constraints, shift: np.ndarray, scale: np.ndarray) -> list:
 _DECISION_THRESHOLD = {"logistic": 0.0, "squared": 0.5}
 
 
-def _check_decision_thresholds(constraints, loss: str) -> None:
-    """Warn when a :class:`DecisionParity` smooths decisions at another threshold than the classifier's
-    own, or a :class:`GroupLossBounds` bounds squared errors of logits (``DecisionParity``'s default 0.5 on a logistic classifier's logit bounds the rates of
-    ``P(y = 1) > 0.62``, and met it trivially at rates 0 on a synthetic census: accuracy 0.41)."""
+def _check_constraint_units(constraints, loss: str) -> None:
+    """Warn when a constraint's units are not the classifier's: a :class:`DecisionParity` smoothing
+    decisions at another threshold than the classifier decides at (its default 0.5 on a logistic
+    classifier's logit bounds the rates of ``P(y = 1) > 0.62``: met trivially at rates 0, accuracy
+    0.41, ``benchmarks/estimator_decision_parity.py``), a :class:`GroupLossBounds` on logits."""
     decide = _DECISION_THRESHOLD.get(loss)
     for c in as_hard_constraints(constraints):
         if isinstance(c, DecisionParity) and decide is not None and c.threshold != decide:
@@ -276,7 +277,7 @@ class _ConvexNNBase(BaseEstimator):
                 constraints = as_hard_constraints(kwargs["hard_constraints"])
             kwargs["hard_constraints"] = _on_raw_inputs(constraints, x_shift, x_scale)
         else:
-            x_shift, x_scale, t_shift, t_scale = np.zeros(X.shape[1]), np.ones(X.shape[1]), np.zeros(T.shape[1]), np.ones(T.shape[1])
+            (x_shift, x_scale), (t_shift, t_scale) = _no_scaling(X), _no_scaling(T)
         net = Network([X.shape[1], *hidden, T.shape[1]], [act] * len(hidden) + ["identity"]).init_he(_seed(self.random_state))
         result = SequentialRelaxation(**kwargs).solve(net, (X - x_shift) / x_scale, (T - t_shift) / t_scale)
         self.network_ = _fold_scaling(result.network, x_shift, x_scale, t_shift, t_scale)
@@ -378,7 +379,7 @@ class ConvexNNClassifier(ClassifierMixin, _ConvexNNBase):
         if len(self.classes_) < 2:
             raise ValueError(f"ConvexNNClassifier needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
         loss = self._resolve_loss(len(self.classes_))
-        _check_decision_thresholds(self.hard_constraints, loss)
+        _check_constraint_units(self.hard_constraints, loss)
         T = np.eye(len(self.classes_))[labels] if loss == "softmax" else labels[:, None].astype(float)
         self._fit_network(X, T, loss)
         self.calibration_slope_ = 1.0

@@ -101,12 +101,9 @@ class _RunState:
     #: again, or once one stopped at its time limit)
     certificate_tries: int = 3
     certificate_open: bool = False  #: the last certificate's solve did not finish (certify_infeasible None)
-    certificates_unfinished: int = 0
-    certificates_asked: int = 0
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
     constant_loss: float | None = None  #: the best constant output's loss (RoundOutcome.constant_loss)
-    constant_known: bool = False
 
 
 class SequentialRelaxation:
@@ -239,7 +236,8 @@ class SequentialRelaxation:
         initial_loss = self.ev.loss(net)
         net, rows = self._warm_start(net, t_start)
         self.problem = self._make_problem(net, config)
-        self.state = _RunState(net.copy(), self.ev.loss(net), self.ev.violation(net), self.schedule.eta, t_start, rows=rows)
+        self.state = _RunState(net.copy(), self.ev.loss(net), self.ev.violation(net), self.schedule.eta, t_start, rows=rows,
+                               constant_loss=self.ev.constant_loss())
         self._recentre(net)
         self._run(initial_loss)
         return self._result(initial_loss)
@@ -394,8 +392,6 @@ class SequentialRelaxation:
         timed_out = getattr(self.problem, "certificate_timed_out", False)
         st.certificate_tries = 0 if evidence is not None or timed_out else st.certificate_tries - 1
         st.certificate_open = evidence is None
-        st.certificates_unfinished += evidence is None
-        st.certificates_asked += 1
         if not evidence:
             return False
         st.k += 1
@@ -466,9 +462,8 @@ class SequentialRelaxation:
         if not relax_all(self.ev.constraints):
             found = "a linearised constraint (relaxes = False) admits no certificate"
         elif st.certificate_open:
-            found = (f"the last certificate's least-violation solve did not finish ({st.certificates_unfinished} of "
-                     f"{st.certificates_asked} certificates unfinished): whether the relaxation admits a feasible "
-                     "point is unknown")
+            found = ("the last certificate's least-violation solve did not finish: whether the relaxation admits a "
+                     "feasible point is unknown")
         else:
             found = "the relaxation admits a feasible point"
         self.state.phase_one_end = f"{why}; {found} (not certified infeasible)"
@@ -551,14 +546,7 @@ class SequentialRelaxation:
                                violation=prop.violation))
         exact = max(bil, act) <= self.cfg.exact_tol
         st.stalled += solve.stalled
-        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss, solve.stalled, self._constant_loss())
-
-    def _constant_loss(self) -> float | None:
-        """The best constant output's loss (the adaptive stop's scale beside the initial loss), computed once."""
-        st = self.state
-        if not st.constant_known:
-            st.constant_loss, st.constant_known = self.ev.constant_loss(), True
-        return st.constant_loss
+        return RoundOutcome(accepted, exact, improvement, st.best_loss, initial_loss, solve.stalled, st.constant_loss)
 
     def _overshoots(self, prop) -> bool:
         """Phase 1 above rho's floor: a proposal that multiplies the loss by more than
