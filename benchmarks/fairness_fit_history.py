@@ -2,6 +2,7 @@
 
     python benchmarks/fairness_fit_history.py --sensitive race --bound 0.015 --seed 3 [--rounds 10]
         [--warm-start 2000] [--constraint decision] [--feasibility-rho 1e-3] [--no-output-layer-refit]
+        [--search default|line|boundary]
 
 The fit is the study's own (``convexnn experiment fairness``: the same data and split of the seed,
 the same initial network, warm start, rounds and feasibility rounds); after every round it prints
@@ -17,7 +18,21 @@ import argparse
 
 import numpy as np
 
+from convexnn_pyomo.algorithms import AdaptiveSchedule, FeasibleSubspaceSearch, LineSearch
 from convexnn_pyomo.experiments import fairness as fx
+
+
+def _schedule(search: str) -> AdaptiveSchedule | None:
+    """The default schedule with the constrained rounds' step ``search`` (None: the default)."""
+    if search == "default":
+        return None
+    step = LineSearch() if search == "line" else FeasibleSubspaceSearch(boundary=True)
+
+    class Searched(AdaptiveSchedule):
+        def step_proposal(self, has_constraints):
+            return step if has_constraints else super().step_proposal(has_constraints)
+
+    return Searched()
 
 
 def main() -> None:
@@ -31,6 +46,9 @@ def main() -> None:
     p.add_argument("--feasibility-rho", type=float, default=1e-3, help="phase 1's first rho (docs/algorithm.md)")
     p.add_argument("--no-output-layer-refit", dest="refit", action="store_false",
                    help="without the exact output-layer refit (docs/algorithm.md)")
+    p.add_argument("--search", default="default", choices=["default", "line", "boundary"],
+                   help="the constrained rounds' step: the default FeasibleSubspaceSearch, the line search "
+                        "(before session 15), or FeasibleSubspaceSearch(boundary=True) (docs/algorithm.md)")
     args = p.parse_args()
     cfg = fx.FairnessConfig(sensitive=args.sensitive, methods=("convexnn",), constraints=(args.constraint,),
                             bounds=(args.bound,), rounds=args.rounds, warm_start=args.warm_start,
@@ -44,7 +62,7 @@ def main() -> None:
               f"violation {row['violation']:9.3g}  eta {row['eta']:8.4g}  step {row['step']:8.4g}  "
               f"best accuracy {accuracy:.4f}", flush=True)
 
-    res = fx.convexnn_fit(cfg, args.constraint, args.bound, data, args.seed, on_round)
+    res = fx.convexnn_fit(cfg, args.constraint, args.bound, data, args.seed, on_round, schedule=_schedule(args.search))
     print(res.status.value, "-", res.message)
     print(res.history[["round", "phase", "true_loss", "violation", "eta", "step", "status", "iterations"]].to_string())
 

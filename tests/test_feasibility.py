@@ -217,6 +217,160 @@ def test_the_violation_search_stops_at_the_feasible_boundary_of_the_step():
         assert p.loss <= boundary_loss + 1e-12 and p.loss < ev.loss(far)
 
 
+def _trained_start(m=120, seed=0):
+    """A 3-4-1 network after three unconstrained rounds on ``_data`` (outputs inside the targets'
+    range [0, 1]), with its data."""
+    net, X, Y = _data(m, seed)
+    net.weights[-1] /= 6.0
+    return cnn.train(net, X, Y, rounds=3).network, X, Y
+
+
+def _binding_start():
+    """The trained network with its output layer shrunk so that every output is below 0.88, and the
+    bound ``z <= 0.9``, which binds: the targets reach 1 and the unconstrained fit goes above 1."""
+    net, X, Y = _trained_start()
+    z = net.predict(X)
+    assert z.max() > 1.0 and Y.max() == 1.0
+    net.weights[-1] *= 0.5
+    net.biases[-1] = net.biases[-1] - (net.predict(X).max() - 0.88)
+    return net, X, Y, cnn.OutputBounds(upper=0.9)
+
+
+def _random_steps(net, scale, seed, n=6):
+    rng = np.random.default_rng(seed)
+    theta = net.get_flat()
+    previous = [0.05 * rng.normal(size=theta.size) for _ in range(2)]
+    return previous, [net.with_flat(theta + scale * rng.normal(size=theta.size)) for _ in range(n)]
+
+
+def test_the_feasible_subspace_search_is_the_subspace_search_when_nothing_binds():
+    """Bounds far from every output: the proposal is the subspace search's point, with no
+    ``unconstrained`` point, and its loss is at most the line search's."""
+    from convexnn_pyomo.algorithms import Evaluator, FeasibleSubspaceSearch, LineSearch, SubspaceSearch
+
+    net, X, Y = _trained_start()
+    ev = Evaluator(X, Y, [cnn.OutputBounds(-100.0, 100.0)])
+    previous, candidates = _random_steps(net, 0.2, 1, n=3)
+    for candidate in candidates:
+        sub = SubspaceSearch().propose(net, candidate, ev, previous)
+        new = FeasibleSubspaceSearch().propose(net, candidate, ev, previous)
+        line = LineSearch().propose(net, candidate, ev, previous)
+        assert new.network is not None and new.violation == 0.0 and new.unconstrained is None
+        np.testing.assert_array_equal(new.network.get_flat(), sub.network.get_flat())
+        assert line.network is None or new.loss <= line.loss
+
+
+def test_the_feasible_subspace_search_keeps_a_binding_bound():
+    """A bound that binds (``_binding_start``): every proposal meets it (checked on the network itself), none has more loss than a feasible
+    line-search point, a proposal whose subspace point broke the bound carries that point, and the
+    segment towards it gives a lower loss than the line search's point (or than the start, where
+    the line search finds nothing) at least once."""
+    from convexnn_pyomo.algorithms import Evaluator, FeasibleSubspaceSearch, LineSearch, SubspaceSearch
+
+    net, X, Y, bound = _binding_start()
+    ev = Evaluator(X, Y, [bound])
+    assert ev.violation(net) == 0.0
+    loss0 = ev.loss(net)
+    previous, candidates = _random_steps(net, 0.1, 2)
+    binding = lower = 0
+    for candidate in candidates:
+        sub = SubspaceSearch().propose(net, candidate, ev, previous)
+        line = LineSearch().propose(net, candidate, ev, previous)
+        new = FeasibleSubspaceSearch().propose(net, candidate, ev, previous)
+        broke = sub.network is not None and bound.violation(sub.network, X, Y) > 1e-6
+        assert (new.unconstrained is not None) == broke
+        if new.network is None:
+            assert line.network is None and broke
+            continue
+        assert bound.violation(new.network, X, Y) <= 1e-6 and new.violation == bound.violation(new.network, X, Y)
+        assert new.loss == pytest.approx(ev.loss(new.network))
+        line_feasible = line.network is not None and line.violation <= 1e-6
+        assert not line_feasible or new.loss <= line.loss
+        binding += broke
+        lower += broke and new.loss < (line.loss if line_feasible else loss0)
+    assert binding >= 1 and lower >= 1
+
+
+def test_no_boundary_point_towards_a_linearised_constraint():
+    """Bisection towards the subspace point only when every constraint's rows relax it: not with a
+    ``DecisionParity`` (its rows are a linearisation); without it a proposal whose subspace point
+    broke the bound is the line search's step, which still carries that point."""
+    from convexnn_pyomo.algorithms import Evaluator, FeasibleSubspaceSearch, LineSearch
+
+    net, X, Y, bound = _binding_start()
+    decision = cnn.DecisionParity(lambda X: X[:, 0] > 0.5, 0.5)
+    search = FeasibleSubspaceSearch()
+    assert search._bisects(Evaluator(X, Y, [bound]))
+    assert not search._bisects(Evaluator(X, Y, [bound, decision]))
+    assert FeasibleSubspaceSearch(boundary=True)._bisects(Evaluator(X, Y, [decision]))
+    ev = Evaluator(X, Y, [bound])
+    previous, candidates = _random_steps(net, 0.1, 2)
+    broke = 0
+    for candidate in candidates:
+        line = LineSearch().propose(net, candidate, ev, previous)
+        new = FeasibleSubspaceSearch(boundary=False).propose(net, candidate, ev, previous)
+        if new.unconstrained is None:
+            continue
+        broke += 1
+        assert (new.network is None) == (line.network is None) and new.loss == line.loss
+        if new.network is not None:
+            np.testing.assert_array_equal(new.network.get_flat(), line.network.get_flat())
+    assert broke >= 1
+
+
+def test_a_binding_search_point_is_refitted_and_the_better_point_kept():
+    """Wrapped in the output layer's refit: where the subspace point broke the bound, the refit at
+    its hidden layers runs (counted) and the proposal is the better feasible one of the two."""
+    from convexnn_pyomo.algorithms import Evaluator, FeasibleSubspaceSearch
+    from convexnn_pyomo.algorithms.refit import OutputLayerStep
+
+    net, X, Y, bound = _binding_start()
+    ev = Evaluator(X, Y, [bound])
+    previous, candidates = _random_steps(net, 0.1, 2, n=3)
+    step = OutputLayerStep(FeasibleSubspaceSearch(), solver="auto")
+    for candidate in candidates:
+        inner = FeasibleSubspaceSearch().propose(net, candidate, ev, previous)
+        tried = step.log.tried
+        new = step.propose(net, candidate, ev, previous)
+        assert step.log.tried == tried + (inner.unconstrained is not None)
+        assert new.network is not None and bound.violation(new.network, X, Y) <= 1e-6
+        assert inner.network is None or new.loss <= inner.loss
+    assert step.log.met >= 1
+
+
+def test_constrained_runs_train_with_the_feasible_subspace_search():
+    """Bounds that never bind: the default schedule's constrained run is not slower than the same run
+    with the line search (its final loss after 6 rounds is lower on this start)."""
+    from convexnn_pyomo.algorithms import AdaptiveSchedule, FeasibleSubspaceSearch, LineSearch
+
+    class LineOnly(AdaptiveSchedule):
+        def step_proposal(self, has_constraints):
+            return LineSearch()
+
+    assert isinstance(AdaptiveSchedule().step_proposal(True), FeasibleSubspaceSearch)
+    net, X, Y = _data(m=200)
+    net.weights[-1] /= 6.0
+    bound = cnn.OutputBounds(-100.0, 100.0)
+    runs = [SequentialRelaxation(hard_constraints=bound, rounds=6, schedule=s).solve(net, X, Y)
+            for s in (AdaptiveSchedule(), LineOnly())]
+    assert all(r.feasible for r in runs)
+    assert runs[0].final_loss < runs[1].final_loss
+
+
+def test_from_an_infeasible_network_the_feasible_subspace_search_is_the_line_search():
+    from convexnn_pyomo.algorithms import Evaluator, FeasibleSubspaceSearch, LineSearch
+
+    net, X, Y = _data()
+    ev = Evaluator(X, Y, [cnn.OutputBounds(0.0, 1.0)])
+    assert ev.violation(net) > 0.5
+    candidate = net.with_flat(net.get_flat() * 0.5)
+    line = LineSearch().propose(net, candidate, ev, [])
+    new = FeasibleSubspaceSearch().propose(net, candidate, ev, [])
+    assert line.network is not None and new.unconstrained is None
+    assert (new.step, new.loss, new.violation) == (line.step, line.loss, line.violation)
+    np.testing.assert_array_equal(new.network.get_flat(), line.network.get_flat())
+
+
 def test_phase_one_uses_the_schedules_feasibility_proposal():
     """A schedule whose phase-1 proposal is the plain line search: the run still ends feasible, and
     the default (the violation search) needs no more phase-1 rounds on this start."""

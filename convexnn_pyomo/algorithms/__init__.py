@@ -5,7 +5,16 @@ from .round_solvers import ROUND_SOLVERS, PyomoRounds, RoundSolver, SchurRounds,
 from .rounds import IPOPT_DEFAULTS, RoundProblem
 from .schedules import SCHEDULES, AdaptiveSchedule, PaperSchedule, Schedule, get_schedule
 from .sequential import SequentialRelaxation
-from .steps import Evaluator, IdentityStep, LineSearch, Proposal, StepProposal, SubspaceSearch, ViolationSearch
+from .steps import (
+                    Evaluator,
+                    FeasibleSubspaceSearch,
+                    IdentityStep,
+                    LineSearch,
+                    Proposal,
+                    StepProposal,
+                    SubspaceSearch,
+                    ViolationSearch,
+)
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -13,6 +22,7 @@ __all__ = [
     "AdaptiveSchedule",
     "Evaluator",
     "IdentityStep",
+    "FeasibleSubspaceSearch",
     "LineSearch",
     "PaperSchedule",
     "PyomoRounds",

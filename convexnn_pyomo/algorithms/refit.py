@@ -169,7 +169,9 @@ class OutputLayerStep(StepProposal):
     """A step proposal followed, when it proposes no network or one that violates the hard
     constraints, by the output layer's exact problem at its network (or at the round's solution
     when it proposes none): the refitted network, which keeps those hidden layers, replaces the
-    proposal when it meets the constraints (the run's acceptance rule still decides).
+    proposal when it meets the constraints (the run's acceptance rule still decides).  When the
+    search's own point broke them (``Proposal.unconstrained``: a bound binds), the refit is at that
+    point's hidden layers and replaces a feasible proposal only with less loss.
     ``time_left`` (the run's clock): seconds the run has left, or None without a limit; a refit
     gets that long, and none is tried when nothing is left.  ``log``: a :class:`RefitLog` to share
     (the problem is then built once for all the proposals that share it)."""
@@ -186,9 +188,10 @@ class OutputLayerStep(StepProposal):
     def propose(self, current: Network, candidate: Network, ev: Evaluator, previous_steps: list) -> Proposal:
         prop = self.inner.propose(current, candidate, ev, previous_steps)
         left = self.time_left() if self.time_left is not None else None
-        if (prop.network is not None and prop.violation <= ev.constraint_tol) or (left is not None and left <= 0):
+        feasible = prop.network is not None and ev.meets(prop.violation)
+        if (feasible and prop.unconstrained is None) or (left is not None and left <= 0):
             return prop
-        base = prop.network if prop.network is not None else candidate
+        base = next(n for n in (prop.unconstrained, prop.network, candidate) if n is not None)
         log = self.log
         if log.problem is None or log.problem[0] is not ev:  # built once per run (per evaluator)
             log.problem = (ev, OutputLayerProblem(base, ev.X, ev.Y, ev.constraints, ev.loss_function, self.solver))
@@ -199,7 +202,10 @@ class OutputLayerStep(StepProposal):
         log.tried += 1
         new = problem.refit(base, time_limit=left)
         viol = ev.violation(new) if new is not None else math.inf
-        if viol > ev.constraint_tol:
+        if not ev.meets(viol):
             return prop
         log.met += 1
-        return Proposal(prop.step if prop.network is not None else 1.0, new, ev.loss(new), viol)
+        loss = ev.loss(new)
+        if feasible and not loss < prop.loss:  # the search's feasible point is better
+            return prop
+        return Proposal(prop.step if prop.network is not None else 1.0, new, loss, viol)

@@ -15,7 +15,8 @@ has converged.  :class:`~.sequential.SequentialRelaxation` runs any of them.
     the first-order exactness thresholds (:func:`~convexnn_pyomo.transformations.exactness_weights`),
     so that ``eta`` is a safety factor around 1 (start 2, doubled after an inexact round, divided
     by 1.5 after an exact one, never below the floor ``eta_floor``, default 1); the step searched on the true loss
-    (:class:`~.steps.SubspaceSearch`, or :class:`~.steps.LineSearch` with hard constraints); stop
+    (:class:`~.steps.SubspaceSearch`, or :class:`~.steps.FeasibleSubspaceSearch` with hard
+    constraints: the same search kept to points that meet them); stop
     when the loss falls below ``loss_fraction`` (1e-5) of the smaller of the initial loss and the
     best constant output's (the data interpolated), or when ``patience`` exact
     accepted rounds in a row each improve it by less than ``rel_tol`` (relative).
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .steps import IdentityStep, LineSearch, StepProposal, SubspaceSearch, ViolationSearch
+from .steps import FeasibleSubspaceSearch, IdentityStep, StepProposal, SubspaceSearch, ViolationSearch
 
 __all__ = ["Schedule", "PaperSchedule", "AdaptiveSchedule", "SCHEDULES", "get_schedule"]
 
@@ -160,7 +161,7 @@ class AdaptiveSchedule(Schedule):
         return problem.exactness_weights(reference, fp) if self.mu is None else {}
 
     def step_proposal(self, has_constraints):
-        return LineSearch() if has_constraints else SubspaceSearch()
+        return FeasibleSubspaceSearch() if has_constraints else SubspaceSearch()
 
     def next_eta(self, eta, outcome):
         if not outcome.accepted:

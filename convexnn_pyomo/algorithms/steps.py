@@ -10,6 +10,9 @@ proposal returns a point on or near the step :math:`d = \theta^* - \theta_k`, me
 * :class:`SubspaceSearch` -- :math:`\theta_k + \sum_l a_l d_l + \sum_i c_i s_i` over one
   coefficient per layer's part of ``d`` and the last accepted steps ``s_i`` (momentum), by
   L-BFGS-B inside a trust region;
+* :class:`FeasibleSubspaceSearch` -- with hard constraints: the subspace search's point when it
+  meets them, else a feasible point on the segment towards it, or the line search's step when
+  that has less loss;
 * :class:`ViolationSearch` -- the feasibility phase's proposal: a feasible point on the round's
   step (bisection), else the least hard-constraint violation over the same subspace (Powell's
   derivative-free method); from a feasible point, the least loss among the feasible points.
@@ -17,7 +20,7 @@ proposal returns a point on or near the step :math:`d = \theta^* - \theta_k`, me
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,7 +29,8 @@ from ..distributed import SampleShards
 from ..losses import Loss, SquaredLoss
 from ..network import Network
 
-__all__ = ["Evaluator", "Proposal", "StepProposal", "IdentityStep", "LineSearch", "SubspaceSearch", "ViolationSearch"]
+__all__ = ["Evaluator", "Proposal", "StepProposal", "IdentityStep", "LineSearch", "SubspaceSearch",
+           "FeasibleSubspaceSearch", "ViolationSearch"]
 
 
 @dataclass
@@ -82,6 +86,10 @@ class Evaluator:
             return max([c.violation(net, self.X, self.Y, shards=self.shards) for c in self.constraints], default=0.0)
         return max([c.violation(net, self.X, self.Y) for c in self.constraints], default=0.0)
 
+    def meets(self, violation: float) -> bool:
+        """A violation within ``constraint_tol`` (NaN and infinity never are)."""
+        return bool(np.isfinite(violation) and violation <= self.constraint_tol)
+
     def better(self, loss_new: float, viol_new: float, loss_cur: float, viol_cur: float) -> bool:
         """Feasibility first (a smaller violation, or within tolerance), then a loss no larger."""
         if viol_cur > self.constraint_tol:
@@ -91,12 +99,15 @@ class Evaluator:
 
 @dataclass
 class Proposal:
-    """A candidate next network with its step length (``t`` on ``d``), loss and violation."""
+    """A candidate next network with its step length (``t`` on ``d``), loss and violation;
+    ``unconstrained``: the search's own point when it broke the hard constraints (the proposal is
+    then a feasible point short of it: a bound binds)."""
 
     step: float
     network: Network | None
     loss: float
     violation: float
+    unconstrained: Network | None = None
 
 
 class StepProposal:
@@ -219,6 +230,88 @@ class SubspaceSearch(StepProposal):
         return Proposal(step, new, ev.loss(new), 0.0)
 
 
+class FeasibleSubspaceSearch(StepProposal):
+    r"""Phase 2's search with hard constraints: :class:`SubspaceSearch`'s point when it meets them;
+    else a feasible point on the segment towards it; the feasible point of least true loss among
+    that and :class:`LineSearch`'s step.
+
+    The subspace search minimises the loss alone, so its point is checked: with a bound that does
+    not bind it is feasible and the constrained run trains as fast as an unconstrained one (the
+    line search along :math:`d` alone gave up the momentum and the per-layer coefficients).  When
+    it breaks the bound, bisection on the segment :math:`\theta_0 + s(\theta_{sub} - \theta_0)`,
+    :math:`s \in [0, 1]`, from the line search's step when that is feasible (else from the current
+    network), keeps the last feasible ``s`` seen (a boundary point within ``2**-bisections`` of an
+    infeasible one), if its loss is lower than the segment's start.  The proposal then carries the
+    subspace point as ``unconstrained``: the bound binds, and
+    :class:`~.refit.OutputLayerStep` refits the output layer at those hidden layers and keeps the
+    better of the two.  From an infeasible network (the feasibility phase ended without meeting the
+    constraints) it is the line search, which compares violations first.
+
+    No bisection when a constraint's rows only linearise it (``relaxes = False``:
+    :class:`~convexnn_pyomo.constraints.DecisionParity`): from a point on the boundary of such a
+    constraint the next round's step, feasible for the tangent rows, breaks the curved constraint
+    at once.  Measured on Adult (decision parity 0.02, seed 1, full data, 10 rounds after 2,000 Adam
+    steps): with the boundary points the later rounds' steps shrank to 1/4 and 1/8, and the fit ended
+    at summed loss 4,249 and training accuracy 0.7995, against 3,747 and 0.8167 with the line search.
+    """
+
+    name = "feasible_subspace"
+
+    def __init__(self, memory: int = 4, maxiter: int = 50, bisections: int = 12, boundary: bool | None = None):
+        self.memory = memory
+        self.maxiter = maxiter
+        self.bisections = bisections
+        self.boundary = boundary  # None: when every hard constraint's rows relax it (relaxes)
+        self._line = LineSearch()
+        self._subspace = SubspaceSearch(memory=memory, maxiter=maxiter)
+
+    def propose(self, current, candidate, ev, previous_steps):
+        line = self._line.propose(current, candidate, ev, previous_steps)
+        v0 = ev.violation(current)
+        if not ev.meets(v0):
+            return line
+        sub = self._subspace.propose(current, candidate, ev, previous_steps)
+        if sub.network is None or not np.isfinite(sub.loss):
+            return line
+        sub = replace(sub, violation=ev.violation(sub.network))
+        line_feasible = line.network is not None and ev.meets(line.violation)
+        if ev.meets(sub.violation):
+            return line if line_feasible and not sub.loss < line.loss else sub
+        edge = None
+        if self._bisects(ev):
+            start = line if line_feasible else Proposal(0.0, current, ev.loss(current), v0)
+            edge = self._boundary(start, sub, ev)
+        best = edge if edge is not None and not (line_feasible and line.loss <= edge.loss) else line
+        return replace(best, unconstrained=sub.network)
+
+    def _bisects(self, ev: Evaluator) -> bool:
+        """Whether to look for a boundary point towards the subspace point (``boundary``; by default
+        when every constraint's rows relax it, not when they linearise it, as ``DecisionParity``)."""
+        if self.boundary is not None:
+            return bool(self.boundary)
+        return all(getattr(c, "relaxes", True) for c in ev.constraints)
+
+    def _boundary(self, start: Proposal, sub: Proposal, ev: Evaluator) -> Proposal | None:
+        """The last feasible point bisection sees on the segment from ``start`` (feasible) towards
+        ``sub`` (not); None when it sees none, or none with less loss than ``start``."""
+        a, b = start.network.get_flat(), sub.network.get_flat()
+        lo, hi, best = 0.0, 1.0, None
+        for _ in range(self.bisections):
+            mid = 0.5 * (lo + hi)
+            n = start.network.with_flat(a + mid * (b - a))
+            v = ev.violation(n)
+            if ev.meets(v):
+                lo, best = mid, (n, v)
+            else:
+                hi = mid
+        if best is None:
+            return None
+        loss = ev.loss(best[0])
+        if not loss < start.loss:
+            return None
+        return Proposal(start.step + lo * (sub.step - start.step), best[0], loss, best[1])
+
+
 class ViolationSearch(StepProposal):
     r"""The feasibility phase's proposal: the first feasible network the round's step reaches, at
     the least loss the search finds; else the least true violation over the round's subspace.
@@ -260,7 +353,7 @@ class ViolationSearch(StepProposal):
         self._subspace = SubspaceSearch(memory=memory)
 
     def propose(self, current, candidate, ev, previous_steps):
-        if self._feasible(ev, current):  # nothing to restore: the loss decides (as in phase 2)
+        if self._feasible(ev, current):  # nothing to restore: the loss decides
             return self._line.propose(current, candidate, ev, previous_steps)
         theta0 = current.get_flat()
         d = candidate.get_flat() - theta0
@@ -312,8 +405,7 @@ class ViolationSearch(StepProposal):
 
     @staticmethod
     def _feasible(ev, net) -> bool:
-        v = ev.violation(net)
-        return bool(np.isfinite(v) and v <= ev.constraint_tol)
+        return ev.meets(ev.violation(net))
 
     def _boundary(self, current, theta0, d, ev) -> float | None:
         """A feasible ``t`` on ``theta0 + t d`` within a relative ``2**-bisections`` of an infeasible
