@@ -22,10 +22,10 @@ from convexnn_pyomo.algorithms import AdaptiveSchedule, FeasibleSubspaceSearch, 
 from convexnn_pyomo.experiments import fairness as fx
 
 
-def _schedule(search: str) -> AdaptiveSchedule | None:
-    """The default schedule with the constrained rounds' step ``search`` (None: the default)."""
+def _schedule(search: str) -> AdaptiveSchedule:
+    """The default schedule with the constrained rounds' step ``search``."""
     if search == "default":
-        return None
+        return AdaptiveSchedule()
     step = LineSearch() if search == "line" else FeasibleSubspaceSearch(boundary=True)
 
     class Searched(AdaptiveSchedule):

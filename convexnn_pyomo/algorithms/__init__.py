@@ -6,14 +6,14 @@ from .rounds import IPOPT_DEFAULTS, RoundProblem
 from .schedules import SCHEDULES, AdaptiveSchedule, PaperSchedule, Schedule, get_schedule
 from .sequential import SequentialRelaxation
 from .steps import (
-                    Evaluator,
-                    FeasibleSubspaceSearch,
-                    IdentityStep,
-                    LineSearch,
-                    Proposal,
-                    StepProposal,
-                    SubspaceSearch,
-                    ViolationSearch,
+    Evaluator,
+    FeasibleSubspaceSearch,
+    IdentityStep,
+    LineSearch,
+    Proposal,
+    StepProposal,
+    SubspaceSearch,
+    ViolationSearch,
 )
 
 __all__ = [
@@ -21,8 +21,8 @@ __all__ = [
     "IPOPT_DEFAULTS",
     "AdaptiveSchedule",
     "Evaluator",
-    "IdentityStep",
     "FeasibleSubspaceSearch",
+    "IdentityStep",
     "LineSearch",
     "PaperSchedule",
     "PyomoRounds",

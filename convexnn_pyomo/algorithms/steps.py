@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..constraints import HardConstraint, check_splits_over_ranks
+from ..constraints import HardConstraint, check_splits_over_ranks, relax_all
 from ..distributed import SampleShards
 from ..losses import Loss, SquaredLoss
 from ..network import Network
@@ -287,9 +287,7 @@ class FeasibleSubspaceSearch(StepProposal):
     def _bisects(self, ev: Evaluator) -> bool:
         """Whether to look for a boundary point towards the subspace point (``boundary``; by default
         when every constraint's rows relax it, not when they linearise it, as ``DecisionParity``)."""
-        if self.boundary is not None:
-            return bool(self.boundary)
-        return all(getattr(c, "relaxes", True) for c in ev.constraints)
+        return relax_all(ev.constraints) if self.boundary is None else bool(self.boundary)
 
     def _boundary(self, start: Proposal, sub: Proposal, ev: Evaluator) -> Proposal | None:
         """The last feasible point bisection sees on the segment from ``start`` (feasible) towards

@@ -248,14 +248,13 @@ def _tuned(cfg: FairnessConfig, fit: Callable, grid: Sequence[float], make: Call
 
 
 def convexnn_fit(cfg: FairnessConfig, kind: str, bound: float, data, seed: int,
-                 on_round: Callable[[dict, Network], None] | None = None, schedule=None):
+                 on_round: Callable[[dict, Network], None] | None = None, schedule="adaptive"):
     """The study's Convex-NN fit of a (setting, seed) on ``data`` (:func:`dataset`): its
     :class:`~convexnn_pyomo.algorithms.results.TrainResult`; ``on_round(row, best)`` after each round;
-    ``schedule``: another schedule than the default (benchmarks comparing step searches)."""
+    ``schedule``: the run's schedule (benchmarks comparing step searches pass another)."""
     from ..algorithms.sequential import SequentialRelaxation
 
-    extra = {} if schedule is None else {"schedule": schedule}
-    return SequentialRelaxation(**extra, hard_constraints=make_constraints(kind, bound, data.sensitive_index),
+    return SequentialRelaxation(schedule=schedule, hard_constraints=make_constraints(kind, bound, data.sensitive_index),
                                 rounds=cfg.rounds, round_solver=cfg.round_solver,
                                 feasibility_rounds=cfg.feasibility_rounds, feasibility_rho=cfg.feasibility_rho,
                                 refit_output_layer=cfg.refit_output_layer, time_limit=cfg.time_limit,
