@@ -2,7 +2,7 @@
 
     python benchmarks/fairness_fit_history.py --sensitive race --bound 0.015 --seed 3 [--rounds 10]
         [--warm-start 2000] [--constraint decision] [--feasibility-rho 1e-3] [--no-output-layer-refit]
-        [--search default|line|boundary]
+        [--search default|line|boundary] [--feasibility-rounds N]
 
 The fit is the study's own (``convexnn experiment fairness``: the same data and split of the seed,
 the same initial network, warm start, rounds and feasibility rounds); after every round it prints
@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--warm-start", type=int, default=2000)
     p.add_argument("--feasibility-rho", type=float, default=1e-3, help="phase 1's first rho (docs/algorithm.md)")
+    p.add_argument("--feasibility-rounds", type=int, default=None,
+                   help="phase 1's own round budget (default: the study's, 20)")
     p.add_argument("--no-output-layer-refit", dest="refit", action="store_false",
                    help="without the exact output-layer refit (docs/algorithm.md)")
     p.add_argument("--search", default="default", choices=["default", "line", "boundary"],
@@ -52,7 +54,8 @@ def main() -> None:
     args = p.parse_args()
     cfg = fx.FairnessConfig(sensitive=args.sensitive, methods=("convexnn",), constraints=(args.constraint,),
                             bounds=(args.bound,), rounds=args.rounds, warm_start=args.warm_start,
-                            feasibility_rho=args.feasibility_rho, refit_output_layer=args.refit)
+                            feasibility_rho=args.feasibility_rho, refit_output_layer=args.refit,
+                            **({} if args.feasibility_rounds is None else {"feasibility_rounds": args.feasibility_rounds}))
     data = fx.dataset(cfg, args.seed)
     X, y = data.X_train, data.y_train.astype(float)
 
@@ -65,6 +68,8 @@ def main() -> None:
     res = fx.convexnn_fit(cfg, args.constraint, args.bound, data, args.seed, on_round, schedule=_schedule(args.search))
     print(res.status.value, "-", res.message)
     print(res.history[["round", "phase", "true_loss", "violation", "eta", "step", "status", "iterations"]].to_string())
+    for _, row in res.history[res.history.message.astype(bool)].iterrows():
+        print(f"round {row['round']}: {row['message']}")
 
 
 if __name__ == "__main__":

@@ -93,16 +93,17 @@ def test_certificate_retries_share_one_time_limit_and_stop_at_it():
         calls.append((limit, options))
         return RoundSolve(False, "maxTimeLimit" if hit else "minStepLength", False, hit, 5, 0.1)
 
-    fake = SimpleNamespace(CERTIFICATE_RETRIES=({"slack_push": 1.0}, {"centrality": 1e-2}), solve=solve)
+    fake = SimpleNamespace(CERTIFICATE_RETRIES=({"slack_push": 1.0}, {"centrality": 1e-2}), _certificate_solve=solve,
+                           _agree=bool)
     assert _ModelRound._finished_solve(fake, 30.0) is False
     assert [o for _, o in calls] == [{}, {"slack_push": 1.0}, {"centrality": 1e-2}]
     assert calls[0][0] == 30.0 and all(limit <= 30.0 for limit, _ in calls)  # one budget for all three
     calls.clear()
-    fake.solve = lambda limit, options: solve(limit, options, hit=True)
+    fake._certificate_solve = lambda limit, options: solve(limit, options, hit=True)
     assert _ModelRound._finished_solve(fake, 30.0) is False and len(calls) == 1  # no retry after the time limit
     assert fake.certificate_timed_out
     calls.clear()
-    fake.solve = solve
+    fake._certificate_solve = solve
     assert _ModelRound._finished_solve(fake, 0.5) is False and calls == [(0.5, {})]  # the first runs, no retry fits
 
 

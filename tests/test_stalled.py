@@ -55,8 +55,8 @@ def test_a_stalled_solve_certifies_nothing(monkeypatch):
     monkeypatch.setattr(rnd, "relaxed_objective", lambda: 0.3)
     monkeypatch.setattr(elastic, "violations", lambda model: {"OutputBounds": 0.3})
     for stalled, certified in ((True, False), (False, True)):
-        monkeypatch.setattr(rnd, "solve", lambda *a, s=stalled: RoundSolve(True, "optimal", False, False, 5, 0.1,
-                                                                           stalled=s))
+        monkeypatch.setattr(rnd, "_certificate_solve",
+                            lambda *a, s=stalled: RoundSolve(True, "optimal", False, False, 5, 0.1, stalled=s))
         assert bool(rnd.certify_infeasible(60.0, 1e-6)) is certified
 
 

@@ -316,3 +316,24 @@ def test_chunks_do_not_change_the_iterates():
     # the last steps (Sigma ~ 1e9 on the active rows) amplify to the solver's tolerance (1e-8)
     np.testing.assert_allclose(one.s, many.s, atol=1e-7)
     assert one.objective == pytest.approx(many.objective, rel=1e-9)
+
+
+def test_a_failed_round_is_retried_with_a_wider_centrality_neighbourhood():
+    """The feasibility phase's elastic round of a group-loss bound, teacher data, m = 4,000: the
+    default neighbourhood (centrality 1e-3) stops at minStepLength after 22 iterations (checked with
+    ``StructuredRound.ROUND_RETRIES = ()``: solver_failed, the violation unchanged); the retry with
+    1e-2 solves it, and the round's network lowers the violation."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (4000, 8))
+    teacher = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(7)
+    y = teacher.predict(X).ravel() + 0.1 * rng.standard_normal(4000)
+    net = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(0)
+    in_group = X[:, 0] > 0.7
+    start = [np.mean((net.predict(X).ravel() - y)[in_group == g] ** 2) for g in (False, True)]
+    bound = cnn.constraints.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, 0.5 * min(start))
+    solver = SchurRounds(options={"chunk_size": 1000})  # options of one's own keep the retry
+    res = cnn.train(net, X, y, hard_constraints=[bound], rounds=1, round_solver=solver)
+    row = res.history.iloc[0]
+    assert row.phase == 1 and row.status == "accepted", row.to_dict()
+    assert "retried with {'centrality': 0.01}" in row.message and "1 solve retried" in res.message
+    assert bound.violation(res.network, X, y.reshape(-1, 1)) < 0.2 * bound.violation(net, X, y.reshape(-1, 1))

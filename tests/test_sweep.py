@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+import convexnn_pyomo
 from convexnn_pyomo.experiments.sweep import Study, run
 
 COLUMNS = ["group", "seed", "error", "seconds"]
@@ -97,3 +98,24 @@ def test_a_folder_written_with_fewer_columns_resumes_with_the_new_column_empty(t
     rows = pd.read_csv(out / "results.csv")
     assert calls == UNITS[1:] and list(rows.columns) == COLUMNS and len(rows) == 4
     assert pd.isna(rows.seconds.iloc[0]) and (rows.seconds.iloc[1:] >= 0).all()
+
+
+def test_each_run_appends_the_code_that_ran_and_its_units_to_provenance(tmp_path):
+    out = tmp_path / "toy"
+    calls = []
+
+    def failing(unit, progress):
+        calls.append(unit)
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return toy_unit(unit, progress)
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(toy_study(failing), out, progress=False)
+    run(toy_study(), out, progress=False)
+    lines = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
+    assert [line["units"] for line in lines] == [[list(u) for u in UNITS], [list(u) for u in UNITS[1:]]]
+    for line in lines:
+        assert line["convexnn_pyomo"] == convexnn_pyomo.__version__ and line["numpy"] and line["python"]
+        if line["commit"] is not None:  # a git checkout: the commit of the code that ran
+            assert len(line["commit"]) == 40 and isinstance(line["modified"], bool)

@@ -34,8 +34,17 @@ from ..transformations import RELAXATIONS, exactness_weights, set_lifted_values,
 from ..transformations.regularize import get_regularization_block
 from .diagnosis import smallest_kappa_factor
 
-__all__ = ["IPOPT_DEFAULTS", "STALLED", "RoundProblem", "RoundSolve", "PyomoRound", "StructuredRound", "TRAINABLE_RELAXATIONS",
-           "build_round_model"]
+__all__ = [
+    "IPOPT_DEFAULTS",
+    "STALLED",
+    "TRAINABLE_RELAXATIONS",
+    "ElasticRoundProblem",
+    "PyomoRound",
+    "RoundProblem",
+    "RoundSolve",
+    "StructuredRound",
+    "build_round_model",
+]
 
 # mu_strategy/METIS: 1.03 s -> 0.49 s per round (m = 100, same optimum; benchmarks/round_options.py);
 # max_iter: a few rounds (large eta after rejections) otherwise ran thousands of iterations;
@@ -97,6 +106,9 @@ class RoundSolve:
     #: ``ok`` only as a candidate: the solver stalled short of its tolerances at a point that meets
     #: the round's rows (``message`` says where); the step and the acceptance rule judge its network
     stalled: bool = False
+    #: how a solve got its result when it took more than one try (e.g. a retry's options), shown in
+    #: the history's ``message`` column whatever the outcome
+    note: str = ""
 
 
 @runtime_checkable
@@ -121,6 +133,25 @@ class RoundProblem(Protocol):
     def relaxed_objective(self) -> float: ...
 
     def smallest_kappa_factor(self) -> float | None: ...
+
+
+@runtime_checkable
+class ElasticRoundProblem(RoundProblem, Protocol):
+    """A round problem whose hard constraints can be made elastic: what the feasibility phase needs
+    (:class:`_ModelRound`'s subclasses; the PH rounds of :mod:`.sharded` are not)."""
+
+    #: the last :meth:`certify_infeasible` stopped at its time limit (a longer one would be needed)
+    certificate_timed_out: bool
+
+    def enter_feasibility(self, regularization: float, margin: float, aggregate: str = "max") -> None: ...
+
+    def set_feasibility_weight(self, regularization: float) -> None: ...
+
+    def leave_feasibility(self) -> None: ...
+
+    def relaxed_violations(self) -> dict[str, float]: ...
+
+    def certify_infeasible(self, time_limit: float, tol: float) -> str | None: ...
 
 
 def relax(model, name: str) -> None:
@@ -278,9 +309,9 @@ class _ModelRound:
         self.certificate_timed_out = False
         for k, options in enumerate(({}, *self.CERTIFICATE_RETRIES)):
             left = time_limit if k == 0 else deadline - time.perf_counter()
-            if k and left < 1.0:
+            if k and self._agree(left < 1.0):
                 return False
-            solve = self.solve(left, options)
+            solve = self._certificate_solve(left, options)
             if solve.ok and not solve.stalled:
                 return True
             if solve.time_limit:
@@ -290,6 +321,14 @@ class _ModelRound:
 
     def _elastic_changed(self) -> None:
         """Hook: the model gained or lost its elastic block (the structured round re-derives)."""
+
+    def _certificate_solve(self, time_limit: float, options: dict) -> RoundSolve:
+        """One solve of the least-violation program (hook: the structured round's has no retries of its own)."""
+        return self.solve(time_limit, options)
+
+    def _agree(self, flag: bool) -> bool:
+        """``flag`` as every process decides it (hook: the structured round's MPI ranks take it alike)."""
+        return flag
 
 
 class StructuredRound(_ModelRound):
@@ -308,6 +347,12 @@ class StructuredRound(_ModelRound):
     #: ``minStepLength`` after 7 iterations on an output-equality example (tests/test_feasibility.py);
     #: slacks of at least 1 (``slack_push``), or a wider centrality neighbourhood, finish it
     CERTIFICATE_RETRIES = ({"slack_push": 1.0}, {"centrality": 1e-2})
+
+    #: tried in turn when a round's solve fails: the elastic round of a group-loss bound at m = 2 x 10^4
+    #: (teacher data, 8-6-6-1) stopped at ``minStepLength`` after 6 iterations, its steps 0.002 and
+    #: shorter (the centrality neighbourhood 1e-3 of the 10^5 complementarity pairs); with 1e-2 it solved in
+    #: 27 iterations (``tests/test_structured.py``)
+    ROUND_RETRIES = ({"centrality": 1e-2},)
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, constraints: list, eta: float,
                  mu: tuple[float, float, float], loss: str | Loss = "squared", options: dict | None = None,
@@ -341,11 +386,54 @@ class StructuredRound(_ModelRound):
             (self.arrow, self.ipm), self._saved = self._saved, None
 
     def solve(self, time_limit: float, options: dict) -> RoundSolve:
-        """One round by the interior point; ``options`` (its ``CONFIG`` keys) for this solve only."""
+        """One round by the interior point; ``options`` (its ``CONFIG`` keys) for this solve only.  A
+        solve that fails (not at a stalled point of the round's rows, not at the time limit, no
+        infeasibility detected) is retried in the time left with each of :attr:`ROUND_RETRIES` over
+        ``options`` (one the first solve already used is skipped)."""
         unknown = sorted(set(options or {}) - set(self.ipm.CONFIG))
         if unknown:
             raise ValueError(f"options {unknown} are not options of the Schur interior point; it takes "
                              f"{sorted(self.ipm.CONFIG)}")
+        return self._solve_with_retries(time_limit, dict(options or {}), self.ROUND_RETRIES)
+
+    def _certificate_solve(self, time_limit: float, options: dict) -> RoundSolve:
+        """The certificate's solve: its own :attr:`CERTIFICATE_RETRIES` stand for the round's."""
+        return self._solve_with_retries(time_limit, dict(options or {}), ())
+
+    def _agree(self, flag: bool) -> bool:
+        return self.shards.any(flag)
+
+    def _solve_with_retries(self, time_limit: float, options: dict, retries: tuple[dict, ...]) -> RoundSolve:
+        """:meth:`solve`'s work with ``retries`` (options over ``options``) after a failed solve."""
+        deadline = time.perf_counter() + time_limit
+        res, stalled = self._solve_once(time_limit, options)
+        iterations, seconds, note = res.iterations, res.seconds, ""
+        for retry in retries:
+            merged = {**options, **retry}
+            if all(options.get(k, self.ipm.config[k]) == v for k, v in retry.items()):
+                continue  # the first solve ran with these values
+            left = deadline - time.perf_counter()
+            if (res.ok or stalled or res.infeasible or res.status == "Maximum_WallTime_Exceeded"
+                    or self.shards.any(left < 1.0)):  # every MPI rank decides alike
+                break
+            first = res.message or res.status
+            res, stalled = self._solve_once(left, merged)
+            iterations, seconds = iterations + res.iterations, seconds + res.seconds
+            note = f"retried with {retry} after: {first}"
+        if stalled:
+            return RoundSolve(True, _condition(res.status), False, False, iterations, seconds,
+                              f"{STALLED} {res.message}", stalled=True, note=note)
+        if not res.ok and self.constraints and not self.elastic and res.status != "Maximum_WallTime_Exceeded":
+            evidence = self._phase_one(time_limit)
+            if evidence:
+                return RoundSolve(False, _condition("Infeasible_Problem_Detected"), True, False, iterations,
+                                  seconds, evidence, note=note)
+        return RoundSolve(res.ok, _condition(res.status), res.infeasible, res.status == "Maximum_WallTime_Exceeded",
+                          iterations, seconds, res.message or res.status, note=note)
+
+    def _solve_once(self, time_limit: float, options: dict):
+        """The interior point from the round's lifted start with ``options`` for this solve; loads a
+        solution (or a stalled point of the round's rows); returns the result and whether it stalled."""
         saved = self.ipm.config()
         self.ipm.config.set_value(options or {})
         try:
@@ -358,16 +446,7 @@ class StructuredRound(_ModelRound):
         if res.ok or stalled:
             self.arrow.load(res.s, res.V)
             self._objective = res.objective
-        if stalled:
-            return RoundSolve(True, _condition(res.status), False, False, res.iterations, res.seconds,
-                              f"{STALLED} {res.message}", stalled=True)
-        if not res.ok and self.constraints and not self.elastic and res.status != "Maximum_WallTime_Exceeded":
-            evidence = self._phase_one(time_limit)
-            if evidence:
-                return RoundSolve(False, _condition("Infeasible_Problem_Detected"), True, False, res.iterations,
-                                  res.seconds, evidence)
-        return RoundSolve(res.ok, _condition(res.status), res.infeasible, res.status == "Maximum_WallTime_Exceeded",
-                          res.iterations, res.seconds, res.message or res.status)
+        return res, stalled
 
     def _phase_one(self, time_limit: float, tol: float = 1e-6) -> str:
         r"""After a failed solve: the least violation of the hard constraints over the relaxation

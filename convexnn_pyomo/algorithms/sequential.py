@@ -26,7 +26,7 @@ from .progress import RoundPrinter
 from .refit import OutputLayerStep, RefitLog, refit_applies
 from ..solvers.arrow import NotSeparableError
 from .round_solvers import PyomoRounds, get_round_solver
-from .rounds import IPOPT_DEFAULTS, RoundProblem, RoundSolve
+from .rounds import IPOPT_DEFAULTS, ElasticRoundProblem, RoundProblem, RoundSolve
 from .results import HISTORY_COLUMNS, RoundStatus, RunStatus, TrainResult
 from .schedules import RoundOutcome, get_schedule
 from .steps import Evaluator
@@ -103,6 +103,7 @@ class _RunState:
     certificate_open: bool = False  #: the last certificate's solve did not finish (certify_infeasible None)
     phase_one_end: str = ""  #: why phase 1 handed over to the constrained rounds without a feasible network
     stalled: int = 0  #: rounds whose candidate is a stalled solve's last iterate (RoundSolve.stalled)
+    retried: int = 0  #: round solves retried with other options (RoundSolve.note)
     constant_loss: float | None = None  #: the best constant output's loss (RoundOutcome.constant_loss)
 
 
@@ -345,13 +346,13 @@ class SequentialRelaxation:
 
     # -- phase 1: the feasibility phase --------------------------------------------------------------
     def _needs_feasibility(self) -> bool:
-        """An infeasible start, the phase enabled, a round problem that can make its rows elastic, and
-        an inequality constraint not on the weights alone.  Rows on the weights hold exactly at every
+        """An infeasible start, the phase enabled, a round problem that can make its rows elastic
+        (:class:`~.rounds.ElasticRoundProblem`), and an inequality constraint not on the weights alone.  Rows on the weights hold exactly at every
         round's solution, so the constrained rounds meet them at once.  Equalities leave no room
         (t >= 0) for phase 1 to buy. On both, the constrained rounds met the constraint where
         phase 1 was slower: the wine composition and two-output equality tests, monotone weights."""
         return (self.cfg.feasibility and self.state.best_viol > self.cfg.constraint_tol
-                and hasattr(self.problem, "enter_feasibility")
+                and isinstance(self.problem, ElasticRoundProblem)
                 and not all(getattr(c, "weights_only", False) or getattr(c, "equality", False)
                             for c in self.ev.constraints))
 
@@ -389,7 +390,7 @@ class SequentialRelaxation:
         st = self.state
         t0 = time.perf_counter()
         evidence = self.problem.certify_infeasible(self._round_limits()[0], self.cfg.constraint_tol)
-        timed_out = getattr(self.problem, "certificate_timed_out", False)
+        timed_out = self.problem.certificate_timed_out
         st.certificate_tries = 0 if evidence is not None or timed_out else st.certificate_tries - 1
         st.certificate_open = evidence is None
         if not evidence:
@@ -481,12 +482,14 @@ class SequentialRelaxation:
 
     def _row(self, solve: RoundSolve, **fields) -> dict:
         st = self.state
+        st.retried += bool(solve.note)
         row = {"round": st.k, "true_loss": st.best_loss, "relaxed_objective": math.nan, "bilinear_gap": math.nan,
                "activation_gap": math.nan, "eta": self.problem.eta,
                "solve_seconds": solve.seconds, "step": 0.0, "violation": st.best_viol,
                "iterations": solve.iterations, "termination": solve.termination, "phase": st.phase,
                "rho": st.rho if st.phase == 1 else math.nan,
-               "message": "" if solve.ok and not solve.stalled else (solve.message or "")}
+               "message": "; ".join(filter(None, ["" if solve.ok and not solve.stalled else solve.message,
+                                                  solve.note]))}
         row.update(fields)
         return row
 
@@ -579,6 +582,9 @@ class SequentialRelaxation:
                                  RunStatus.TIME_LIMIT: f"the time limit of {cfg.time_limit} s was reached"}.get(st.status, "")
         if st.stalled:
             message += f"; {st.stalled} round{'s' * (st.stalled > 1)} took a stalled solve's last iterate as candidate"
+        if st.retried:
+            message += (f"; {st.retried} solve{'s' * (st.retried > 1)} retried with other options (the history's "
+                        "message column)")
         refits = self.refits.summary()
         if refits:
             message += f"; {refits}"

@@ -2,7 +2,8 @@
 
 A study is data (:class:`Study`): a list of *units* (tuples of keys, e.g. ``(rho, run, method)``),
 a function that computes one unit's rows of a CSV file, the columns, a summary and a figure.
-:func:`run` does the rest: it checks before writing, writes ``config.json``, skips the units
+:func:`run` does the rest: it checks before writing, writes ``config.json``, appends a line on the
+software that runs (version, git commit) to ``provenance.jsonl``, skips the units
 already in the CSV (resume), runs the others in this process or in worker processes that report
 progress through a queue (:func:`execute`), shows a progress bar with an ETA
 (:class:`SweepProgress`), appends each unit's rows crash-safely (:func:`append_rows`; read back
@@ -13,12 +14,16 @@ without a torn last line by :func:`read_rows`) and ends with ``summary.csv`` and
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import multiprocessing
 import os
+import platform
 import queue as _queue
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -30,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_RUNS_FOR_INTERVAL", "Study", "SweepProgress", "append_rows", "execute", "interval_stats", "read_rows",
-           "run", "write_atomic_csv"]
+__all__ = ["MIN_RUNS_FOR_INTERVAL", "Study", "SweepProgress", "append_rows", "execute", "interval_stats", "provenance",
+           "read_rows", "run", "write_atomic_csv"]
 
 #: Below this many runs a 95% t-interval is not informative (t = 12.7 with 2 runs): none is given.
 MIN_RUNS_FOR_INTERVAL = 3
@@ -146,7 +151,9 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
 
     In order: ``study.preflight()`` (nothing is written before it passes); ``out`` is created and
     ``study.config`` written to ``out/config.json`` (rewritten on every run: a resumed folder is not
-    compared with the new configuration); the units with rows in ``out/<rows_file>`` are skipped;
+    compared with the new configuration) and one line of :func:`provenance` appended to
+    ``out/provenance.jsonl`` (one per run, with the units it is to run: a resumed folder says which
+    code wrote which rows); the units with rows in ``out/<rows_file>`` are skipped;
     the others run in this process (``jobs <= 1``) or in ``jobs`` worker processes, and each
     finished unit's rows are appended at once (whole lines, fsynced: a killed run loses at most the
     units running, and a rerun resumes); with ``progress`` a bar names the running units and an ETA
@@ -174,6 +181,7 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
     if study.preflight is not None:
         study.preflight()
     out = Path(out)
+    started = provenance()  # before anything is written: a study inside the checkout does not mark it modified
     out.mkdir(parents=True, exist_ok=True)
     config = asdict(study.config) if is_dataclass(study.config) else dict(study.config)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=list) + "\n")
@@ -186,6 +194,7 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
                              "resume it with the version that wrote it, or use a new --out folder")
         write_atomic_csv(done.reindex(columns=list(study.columns)), path)  # its rows kept, new columns empty
     todo = study.todo(done)
+    _append_line(out / "provenance.jsonl", {**started, "units": _plain(list(todo))})
     bar = study.progress_bar(todo, jobs) if progress else None
     t0 = time.perf_counter()
     try:
@@ -197,6 +206,70 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
         if bar:
             bar.close()
     return _finish(study, out, time.perf_counter() - t0, progress, show_table)
+
+
+def _git(args: list[str], folder: Path) -> str | None:
+    """``git args`` in ``folder``, stripped; ``None`` without git or outside a checkout."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, errors="replace",
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _source_state() -> dict:
+    """The commit of the checkout the package runs from (``None`` for an installed copy) and, when its
+    code (the package and ``pyproject.toml``, not results) differs from that commit, a hash of the
+    difference."""
+    package = Path(__file__).resolve().parents[1]
+    root = package.parent
+    top = _git(["rev-parse", "--show-toplevel"], root)
+    if top is None or Path(top).resolve() != root:  # an installed copy, perhaps inside another checkout
+        return {"commit": None, "modified": None}
+    code = ["--", package.name, "pyproject.toml"]
+    diff = _git(["diff", "HEAD", *code], root)
+    return {"commit": _git(["rev-parse", "HEAD"], root), "modified": bool(diff),
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None}
+
+
+def _plain(value):
+    """``value`` with NumPy scalars as Python's (JSON numbers and booleans, not strings)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def provenance(**extra) -> dict:
+    """What produced a study's rows: the time, the command line, the package's version and, when it
+    runs from a git checkout, its commit and whether its code differs from it (``modified``, with a
+    hash of the difference), the versions of Python, NumPy, SciPy, pandas, Pyomo, numba and CasADi;
+    ``extra`` as given (NumPy scalars as numbers)."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    versions = {}
+    for name in ("numpy", "scipy", "pandas", "pyomo", "numba", "casadi"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "convexnn_pyomo": __version__,
+            **_source_state(), "python": platform.python_version(), **versions,
+            **{k: _plain(v) for k, v in extra.items()}}
+
+
+def _append_line(path: Path, record: dict) -> None:
+    """Append one JSON line and fsync (as :func:`append_rows`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record, default=str) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _finish(study: Study, out: Path, seconds: float, progress: bool, show_table: bool) -> pd.DataFrame:
