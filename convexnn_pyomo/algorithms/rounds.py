@@ -350,8 +350,8 @@ class StructuredRound(_ModelRound):
 
     #: tried in turn when a round's solve fails: the elastic round of a group-loss bound at m = 2 x 10^4
     #: (teacher data, 8-6-6-1) stopped at ``minStepLength`` after 6 iterations, its steps 0.002 and
-    #: shorter (the centrality neighbourhood 1e-3 of the 10^5 complementarity pairs); with 1e-2 it solved in
-    #: 27 iterations (``tests/test_structured.py``)
+    #: shorter; with the neighbourhood 1e-2 instead of 1e-3 it solved in 27 iterations
+    #: (``benchmarks/group_loss_retry.py``, ``tests/test_structured.py``)
     ROUND_RETRIES = ({"centrality": 1e-2},)
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, reduction: str, constraints: list, eta: float,
