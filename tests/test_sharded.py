@@ -524,7 +524,8 @@ def test_a_retried_round_is_retried_on_every_rank_alike(tmp_path):
         out = tmp_path / str(k)
         out.mkdir()
         script = _RETRY_SCRIPT.replace("SHARDS", str(k)).replace("OUT", str(out))
-        done = subprocess.run([*command, sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+        done = subprocess.run([*command, sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                              check=False)
         assert done.returncode == 0, done.stderr
         runs[k] = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
     assert len(runs[2]) == 2 and runs[2][0] == runs[2][1]
