@@ -68,7 +68,7 @@ def main() -> None:
     res = fx.convexnn_fit(cfg, args.constraint, args.bound, data, args.seed, on_round, schedule=_schedule(args.search))
     print(res.status.value, "-", res.message)
     print(res.history[["round", "phase", "true_loss", "violation", "eta", "step", "status", "iterations"]].to_string())
-    for _, row in res.history[res.history.message.astype(bool)].iterrows():
+    for _, row in res.history[res.history.message.fillna("").astype(bool)].iterrows():
         print(f"round {row['round']}: {row['message']}")
 
 
