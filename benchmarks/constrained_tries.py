@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from group_loss_retry import group_loss_case
 
 CASES = ("raw_yeast_parity", "relu3_bounds", "impossible", "big_group_loss")
 
@@ -48,14 +52,8 @@ def _setup(case: str):
         X, y = ds.X[:300], np.c_[ds.y[:300], 1 - ds.y[:300]]
         net = cnn.Network([X.shape[1], 6, 2], activations=["sigmoid", "identity"]).init_he(0)
         return net, X, y, [C.LinearOutputEquality([[1.0, 1.0]], [1.0]), C.OutputBounds(None, 0.3)], {"rounds": 10}
-    rng = np.random.default_rng(0)
-    X = rng.uniform(0, 1, (20000, 8))
-    teacher = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(7)
-    y = teacher.predict(X).ravel() + 0.1 * rng.standard_normal(len(X))
-    net = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(0)
-    in_group = X[:, 0] > 0.7
-    start = [np.mean((net.predict(X).ravel() - y)[in_group == g] ** 2) for g in (False, True)]
-    return net, X, y, [C.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, 0.5 * min(start))], {"rounds": 8}
+    net, X, y, bound = group_loss_case(20000)
+    return net, X, y, [bound], {"rounds": 8}
 
 
 def main() -> None:

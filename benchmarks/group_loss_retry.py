@@ -2,8 +2,8 @@
 
     python benchmarks/group_loss_retry.py [--sizes 4000,20000] [--rounds 4] [--no-retry] [--out DIR]
 
-Teacher data of ``benchmarks/scale.py``'s kind (8 uniform features, an 8-6-6-1 sigmoid teacher of
-seed 7, noise 0.1), the student 8-6-6-1 from He weights of seed 0, and a bound on each group's
+Teacher data (8 features uniform on [0, 1], an 8-6-6-1 sigmoid teacher from He weights of seed 7,
+Gaussian noise 0.1), the student 8-6-6-1 from He weights of seed 0, and a bound on each group's
 mean squared loss (``x_0 > 0.7`` against the rest) at ``--fraction`` (0.5) of the start's smaller
 group loss, so the feasibility phase runs first.  Per m it prints and writes (``DIR/group_loss_retry.csv``)
 the run's status, each round's status and interior-point iterations, the training loss and the
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 
-def run(m: int, rounds: int, fraction: float) -> dict:
-    """One training run at ``m`` samples; its row of the table."""
+def group_loss_case(m: int, fraction: float = 0.5):
+    """``(net, X, y, bound)`` of the module docstring at ``m`` samples."""
     import convexnn_pyomo as cnn
 
     rng = np.random.default_rng(0)
@@ -33,7 +33,14 @@ def run(m: int, rounds: int, fraction: float) -> dict:
     net = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(0)
     in_group = X[:, 0] > 0.7
     start = [float(np.mean((net.predict(X).ravel() - y)[in_group == g] ** 2)) for g in (False, True)]
-    bound = cnn.constraints.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, fraction * min(start))
+    return net, X, y, cnn.constraints.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, fraction * min(start))
+
+
+def run(m: int, rounds: int, fraction: float) -> dict:
+    """One training run at ``m`` samples; its row of the table."""
+    import convexnn_pyomo as cnn
+
+    net, X, y, bound = group_loss_case(m, fraction)
     t0 = time.perf_counter()
     res = cnn.train(net, X, y, hard_constraints=[bound], rounds=rounds)
     h = res.history

@@ -40,6 +40,20 @@ def max_violation(model, constraints=None):
                          else model.component_data_objects(pyo.Constraint, active=True))
 
 
+def group_loss_case(m: int):
+    """``(net, X, y, bound)``: 8 uniform features, an 8-6-6-1 sigmoid teacher (He seed 7) plus noise
+    0.1, the student from He seed 0, and every group's mean squared loss (``x_0 > 0.7`` and the
+    rest) bounded at half the start's smaller one (``benchmarks/group_loss_retry.py``'s data)."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (m, 8))
+    teacher = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(7)
+    y = teacher.predict(X).ravel() + 0.1 * rng.standard_normal(m)
+    net = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(0)
+    in_group = X[:, 0] > 0.7
+    start = [np.mean((net.predict(X).ravel() - y)[in_group == g] ** 2) for g in (False, True)]
+    return net, X, y, cnn.constraints.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, 0.5 * min(start))
+
+
 @pytest.fixture
 def small_problem():
     """8-6-6-1 sigmoid network on 20 breast_cancer samples, He init."""

@@ -3,7 +3,7 @@
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from conftest import requires_module, requires_solver
+from conftest import group_loss_case, requires_module, requires_solver
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.algorithms import PyomoRounds, SequentialRelaxation
@@ -490,18 +490,12 @@ def test_watchdog_aborts_a_round_that_outlives_its_limit(capsys):
 
 
 _RETRY_SCRIPT = """
-import json
-import numpy as np
+import json, sys
+sys.path.insert(0, TESTS)
 import convexnn_pyomo as cnn
-rng = np.random.default_rng(0)
-X = rng.uniform(0, 1, (4000, 8))
-teacher = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(7)
-y = teacher.predict(X).ravel() + 0.1 * rng.standard_normal(4000)
-net = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(0)
-g = X[:, 0] > 0.7
-start = [np.mean((net.predict(X).ravel() - y)[g == v] ** 2) for v in (False, True)]
-bound = cnn.constraints.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, 0.5 * min(start))
-res = cnn.train(net, X, y, hard_constraints=[bound], rounds=2, shards=SHARDS)
+from conftest import group_loss_case
+net, X, y, bound = group_loss_case(4000)
+res = cnn.train(net, X, y, hard_constraints=[bound], rounds=2, shards=2)
 from mpi4py import MPI
 with open(f"OUT/rank{MPI.COMM_WORLD.Get_rank()}.json", "w") as fh:
     json.dump({"w": res.network.get_flat().tolist(), "iterations": res.history.iterations.tolist(),
@@ -518,17 +512,16 @@ def test_a_retried_round_is_retried_on_every_rank_alike(tmp_path):
     import json
     import subprocess
     import sys
+    from pathlib import Path
 
-    runs = {}
-    for k, command in ((2, [_mpiexec(), "-n", "2"]), (1, [])):
-        out = tmp_path / str(k)
-        out.mkdir()
-        script = _RETRY_SCRIPT.replace("SHARDS", str(k)).replace("OUT", str(out))
-        done = subprocess.run([*command, sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                              check=False)
-        assert done.returncode == 0, done.stderr
-        runs[k] = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
-    assert len(runs[2]) == 2 and runs[2][0] == runs[2][1]
-    two, one = runs[2][0], runs[1][0]
+    script = _RETRY_SCRIPT.replace("TESTS", repr(str(Path(__file__).parent))).replace("OUT", str(tmp_path))
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]
+    net, X, y, bound = group_loss_case(4000)
+    res = cnn.train(net, X, y, hard_constraints=[bound], rounds=2)
+    two, one = ranks[0], {"w": res.network.get_flat().tolist(), "iterations": res.history.iterations.tolist()}
     assert two["iterations"] == one["iterations"] and "retried with {'centrality': 0.01}" in two["message"][0]
     assert np.abs(np.array(two["w"]) - np.array(one["w"])).max() <= 1e-6

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import group_loss_case
 
 import convexnn_pyomo as cnn
 from convexnn_pyomo.algorithms import PyomoRounds, RunStatus, SchurRounds
@@ -323,14 +324,7 @@ def test_a_failed_round_is_retried_with_a_wider_centrality_neighbourhood():
     default neighbourhood (centrality 1e-3) stops at minStepLength after 22 iterations (checked with
     ``StructuredRound.ROUND_RETRIES = ()``: solver_failed, the violation unchanged); the retry with
     1e-2 solves it, and the round's network lowers the violation."""
-    rng = np.random.default_rng(0)
-    X = rng.uniform(0, 1, (4000, 8))
-    teacher = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(7)
-    y = teacher.predict(X).ravel() + 0.1 * rng.standard_normal(4000)
-    net = cnn.Network([8, 6, 6, 1], activations=["sigmoid", "sigmoid", "identity"]).init_he(0)
-    in_group = X[:, 0] > 0.7
-    start = [np.mean((net.predict(X).ravel() - y)[in_group == g] ** 2) for g in (False, True)]
-    bound = cnn.constraints.GroupLossBounds(lambda Z: Z[:, 0] > 0.7, 0.5 * min(start))
+    net, X, y, bound = group_loss_case(4000)
     solver = SchurRounds(options={"chunk_size": 1000})  # options of one's own keep the retry
     res = cnn.train(net, X, y, hard_constraints=[bound], rounds=1, round_solver=solver)
     row = res.history.iloc[0]

@@ -31,15 +31,20 @@ def toy_study(run_unit=toy_unit) -> Study:
                  table=lambda summary: summary.to_string(index=False))
 
 
-def test_toy_study_resumes_after_an_interruption_without_rerunning_finished_units(tmp_path, capsys):
-    calls = []
-
+def interrupted_at(n: int, calls: list):
+    """A unit runner that records its units in ``calls`` and raises at the ``n``-th."""
     def failing(unit, progress):
         calls.append(unit)
-        if len(calls) == 3:
+        if len(calls) == n:
             raise RuntimeError("interrupted")
         return toy_unit(unit, progress)
 
+    return failing
+
+
+def test_toy_study_resumes_after_an_interruption_without_rerunning_finished_units(tmp_path, capsys):
+    calls = []
+    failing = interrupted_at(3, calls)
     out = tmp_path / "toy"
     with pytest.raises(RuntimeError, match="interrupted"):
         run(toy_study(failing), out, progress=False)
@@ -102,16 +107,8 @@ def test_a_folder_written_with_fewer_columns_resumes_with_the_new_column_empty(t
 
 def test_each_run_appends_the_code_that_ran_and_its_units_to_provenance(tmp_path):
     out = tmp_path / "toy"
-    calls = []
-
-    def failing(unit, progress):
-        calls.append(unit)
-        if len(calls) == 2:
-            raise RuntimeError("interrupted")
-        return toy_unit(unit, progress)
-
     with pytest.raises(RuntimeError, match="interrupted"):
-        run(toy_study(failing), out, progress=False)
+        run(toy_study(interrupted_at(2, [])), out, progress=False)
     run(toy_study(), out, progress=False)
     lines = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
     assert [line["units"] for line in lines] == [[list(u) for u in UNITS], [list(u) for u in UNITS[1:]]]

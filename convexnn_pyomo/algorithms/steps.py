@@ -20,6 +20,7 @@ proposal returns a point on or near the step :math:`d = \theta^* - \theta_k`, me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -230,6 +231,15 @@ class SubspaceSearch(StepProposal):
         return Proposal(step, new, ev.loss(new), 0.0)
 
 
+def _bisect(feasible: Callable[[float], bool], inside: float, outside: float, times: int) -> float:
+    """``times`` bisections of the interval between a feasible ``inside`` and an infeasible
+    ``outside``; returns its feasible end (``inside`` itself when no midpoint was feasible)."""
+    for _ in range(times):
+        mid = 0.5 * (inside + outside)
+        inside, outside = (mid, outside) if feasible(mid) else (inside, mid)
+    return inside
+
+
 class FeasibleSubspaceSearch(StepProposal):
     r"""Phase 2's search with hard constraints: :class:`SubspaceSearch`'s point when it meets them;
     else a feasible point on the segment towards it; the feasible point of least true loss among
@@ -293,21 +303,18 @@ class FeasibleSubspaceSearch(StepProposal):
         """The last feasible point bisection sees on the segment from ``start`` (feasible) towards
         ``sub`` (not); None when it sees none, or none with less loss than ``start``."""
         a, b = start.network.get_flat(), sub.network.get_flat()
-        lo, hi, best = 0.0, 1.0, None
-        for _ in range(self.bisections):
-            mid = 0.5 * (lo + hi)
-            n = start.network.with_flat(a + mid * (b - a))
-            v = ev.violation(n)
-            if ev.meets(v):
-                lo, best = mid, (n, v)
-            else:
-                hi = mid
-        if best is None:
+
+        def point(s: float) -> Network:
+            return start.network.with_flat(a + s * (b - a))
+
+        s = _bisect(lambda s: ev.meets(ev.violation(point(s))), 0.0, 1.0, self.bisections)
+        if s == 0.0:  # no feasible point seen
             return None
-        loss = ev.loss(best[0])
+        net = point(s)
+        loss = ev.loss(net)
         if not loss < start.loss:
             return None
-        return Proposal(start.step + lo * (sub.step - start.step), best[0], loss, best[1])
+        return Proposal(start.step + s * (sub.step - start.step), net, loss, ev.violation(net))
 
 
 class ViolationSearch(StepProposal):
@@ -434,10 +441,7 @@ class ViolationSearch(StepProposal):
                 lo, v_lo = 2 * lo, v
             if hi is None:
                 return None
-        for _ in range(self.bisections):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if viol(mid) <= ev.constraint_tol else (mid, hi)
-        return hi
+        return _bisect(lambda t: viol(t) <= ev.constraint_tol, hi, lo, self.bisections)
 
     def _least_loss(self, ev, current, theta0, basis, a_feasible, bounds) -> np.ndarray:
         r"""From a feasible point of the subspace, Powell's method on the true loss with the

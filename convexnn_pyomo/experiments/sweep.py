@@ -53,9 +53,14 @@ def append_rows(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
         w.writeheader()
     for r in rows:
         w.writerow(r)
+    _append_fsynced(path, buf.getvalue())
+
+
+def _append_fsynced(path: Path, text: str) -> None:
+    """Append ``text`` in one write and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, buf.getvalue().encode())
+        os.write(fd, text.encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -194,7 +199,7 @@ def run(study: Study, out: str | Path, jobs: int = 1, progress: bool = True, sho
                              "resume it with the version that wrote it, or use a new --out folder")
         write_atomic_csv(done.reindex(columns=list(study.columns)), path)  # its rows kept, new columns empty
     todo = study.todo(done)
-    _append_line(out / "provenance.jsonl", {**started, "units": _plain(list(todo))})
+    _append_fsynced(out / "provenance.jsonl", json.dumps({**started, "units": _plain(list(todo))}, default=str) + "\n")
     bar = study.progress_bar(todo, jobs) if progress else None
     t0 = time.perf_counter()
     try:
@@ -242,11 +247,10 @@ def _plain(value):
     return value
 
 
-def provenance(**extra) -> dict:
+def provenance() -> dict:
     """What produced a study's rows: the time, the command line, the package's version and, when it
     runs from a git checkout, its commit and whether its code differs from it (``modified``, with a
-    hash of the difference), the versions of Python, NumPy, SciPy, pandas, Pyomo, numba and CasADi;
-    ``extra`` as given (NumPy scalars as numbers)."""
+    hash of the difference), the versions of Python, NumPy, SciPy, pandas, Pyomo, numba and CasADi."""
     from importlib import metadata
 
     from .. import __version__
@@ -258,18 +262,7 @@ def provenance(**extra) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "convexnn_pyomo": __version__,
-            **_source_state(), "python": platform.python_version(), **versions,
-            **{k: _plain(v) for k, v in extra.items()}}
-
-
-def _append_line(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync (as :func:`append_rows`)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(record, default=str) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            **_source_state(), "python": platform.python_version(), **versions}
 
 
 def _finish(study: Study, out: Path, seconds: float, progress: bool, show_table: bool) -> pd.DataFrame:
